@@ -1,0 +1,125 @@
+//! An account: one user as one app sees them, `(app, openid)`.
+
+use sea_orm::entity::prelude::*;
+
+/// One account with its cached profile, follow status and freshness.
+///
+/// Every profile field has a `*_source` column naming where its value came
+/// from (`IMPORT`, `USER_INFO`, `SNS_USERINFO`, `MINI_PROGRAM`, `CALLBACK`),
+/// so that an empty value from one source never blanks a value learned from
+/// another.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "account")]
+pub struct Model {
+    /// Surrogate key; also the keyset-pagination order.
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The app that issued the openid.
+    pub app_id: i64,
+    /// OpenID, unique per app.
+    pub openid: String,
+    /// The linked person, once a UnionID is known.
+    pub person_id: Option<i64>,
+    /// UnionID as first reported for this account; never changes once set.
+    pub unionid: Option<String>,
+    /// A different UnionID reported later (an anomaly, recorded not applied).
+    pub unionid_conflict: Option<String>,
+    /// When the conflicting UnionID was last reported.
+    pub unionid_conflict_at: Option<DateTimeUtc>,
+    /// Whether the user follows the (official account) app; `None` when unknown.
+    pub subscribed: Option<bool>,
+    /// Last follow time.
+    pub subscribe_time: Option<DateTimeUtc>,
+    /// How the user came to follow (`ADD_SCENE_…`).
+    pub subscribe_scene: Option<String>,
+    /// Numeric QR scene of the follow.
+    pub qr_scene: Option<i64>,
+    /// String QR scene of the follow.
+    pub qr_scene_str: Option<String>,
+    /// Operator remark.
+    pub remark: Option<String>,
+    /// Tag ids as a JSON array.
+    pub tag_ids: Option<Json>,
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// Source of `nickname`.
+    pub nickname_source: Option<String>,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
+    /// Source of `avatar_url`.
+    pub avatar_url_source: Option<String>,
+    /// WeChat sex code: 1 male, 2 female (0 is stored as `None`).
+    pub sex: Option<i32>,
+    /// Source of `sex`.
+    pub sex_source: Option<String>,
+    /// Language.
+    pub language: Option<String>,
+    /// Source of `language`.
+    pub language_source: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Source of `city`.
+    pub city_source: Option<String>,
+    /// Province.
+    pub province: Option<String>,
+    /// Source of `province`.
+    pub province_source: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+    /// Source of `country`.
+    pub country_source: Option<String>,
+    /// When the profile was last fetched from WeChat; `None` when never.
+    pub refreshed_at: Option<DateTimeUtc>,
+    /// WeChat `errcode` of the last failed refresh.
+    pub refresh_error_code: Option<i32>,
+    /// Message of the last failed refresh.
+    pub refresh_error_message: Option<String>,
+    /// When the last refresh failed.
+    pub refresh_error_at: Option<DateTimeUtc>,
+    /// When the account was first stored.
+    pub created_at: DateTimeUtc,
+    /// When the account last changed.
+    pub updated_at: DateTimeUtc,
+}
+
+/// Relations of an account.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    /// The app that issued the openid.
+    #[sea_orm(
+        belongs_to = "super::app::Entity",
+        from = "Column::AppId",
+        to = "super::app::Column::Id"
+    )]
+    App,
+    /// The person the account is linked to.
+    #[sea_orm(
+        belongs_to = "super::person::Entity",
+        from = "Column::PersonId",
+        to = "super::person::Column::Id"
+    )]
+    Person,
+    /// The account's change history.
+    #[sea_orm(has_many = "super::account_history::Entity")]
+    AccountHistory,
+}
+
+impl Related<super::app::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::App.def()
+    }
+}
+
+impl Related<super::person::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Person.def()
+    }
+}
+
+impl Related<super::account_history::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::AccountHistory.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,19 @@
+//! Schema migrations of the union360 store.
+//!
+//! One file per migration, applied in order; the same code serves SQLite and
+//! PostgreSQL. An applied migration is never edited: changes come as new
+//! files.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_identity;
+
+/// The ordered list of union360 migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_identity::Migration)]
+    }
+}

@@ -1,0 +1,163 @@
+//! The apps service: registering WeChat apps and reading them back.
+//!
+//! Secrets are write-only: they are validated, sealed with the master key
+//! and stored; nothing here returns them, and they are never logged.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use entity::app;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, SqlErr,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::crypto::{CryptoError, MasterKey};
+use crate::domain::{AppId, AppKind};
+
+/// Why an app could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A field is invalid; the message says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The appid is registered already.
+    #[error("app {0} is already registered")]
+    Duplicate(String),
+    /// Sealing a secret failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A new app as an operator describes it.
+#[derive(Debug)]
+pub struct NewApp {
+    /// The appid.
+    pub appid: AppId,
+    /// The app's kind.
+    pub kind: AppKind,
+    /// A display name.
+    pub name: String,
+    /// The app secret (AppSecret).
+    pub secret: SecretString,
+    /// Official accounts: the callback token configured in the WeChat console.
+    pub callback_token: Option<SecretString>,
+    /// Official accounts: the 43-character EncodingAESKey.
+    pub aes_key: Option<SecretString>,
+}
+
+/// The associated data under which an app's secret of `field` is sealed.
+pub fn seal_purpose(field: &str, appid: &str) -> String {
+    format!("app.{field}:{appid}")
+}
+
+impl NewApp {
+    fn validate(&self) -> Result<(), AppError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(AppError::Invalid(
+                "name must be 1 to 100 characters".to_owned(),
+            ));
+        }
+        let secret = self.secret.expose_secret();
+        if secret.is_empty() || secret.len() > 128 || secret.trim() != secret {
+            return Err(AppError::Invalid(
+                "secret must be 1 to 128 characters without surrounding white space".to_owned(),
+            ));
+        }
+        if self.kind != AppKind::OfficialAccount
+            && (self.callback_token.is_some() || self.aes_key.is_some())
+        {
+            return Err(AppError::Invalid(
+                "only official accounts have a callback token and EncodingAESKey".to_owned(),
+            ));
+        }
+        if let Some(token) = &self.callback_token {
+            let token = token.expose_secret();
+            if !(3..=32).contains(&token.len()) || !token.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(AppError::Invalid(
+                    "callback token must be 3 to 32 letters or digits".to_owned(),
+                ));
+            }
+        }
+        if let Some(key) = &self.aes_key {
+            let key = key.expose_secret();
+            let decoded = STANDARD.decode(format!("{key}="));
+            if key.len() != 43 || !matches!(decoded, Ok(ref bytes) if bytes.len() == 32) {
+                return Err(AppError::Invalid(
+                    "EncodingAESKey must be the 43 base64 characters shown in the WeChat console"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registers an app, sealing its secrets.
+pub async fn register<C: ConnectionTrait>(
+    db: &C,
+    key: &MasterKey,
+    new: NewApp,
+    now: DateTime<Utc>,
+) -> Result<app::Model, AppError> {
+    new.validate()?;
+    let appid = new.appid.as_str();
+    let seal = |field: &str, value: &SecretString| {
+        key.seal(&seal_purpose(field, appid), value.expose_secret())
+    };
+    let model = app::ActiveModel {
+        appid: Set(appid.to_owned()),
+        kind: Set(new.kind.as_str().to_owned()),
+        name: Set(new.name.trim().to_owned()),
+        secret_sealed: Set(seal("secret", &new.secret)?),
+        callback_token_sealed: Set(new
+            .callback_token
+            .as_ref()
+            .map(|t| seal("callback_token", t))
+            .transpose()?),
+        aes_key_sealed: Set(new
+            .aes_key
+            .as_ref()
+            .map(|k| seal("aes_key", k))
+            .transpose()?),
+        aes_key_previous_sealed: Set(None),
+        freshness_ttl_secs: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    match model.insert(db).await {
+        Ok(model) => Ok(model),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(AppError::Duplicate(appid.to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every app, in registration order.
+pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<app::Model>, DbErr> {
+    app::Entity::find()
+        .order_by_asc(app::Column::Id)
+        .all(db)
+        .await
+}
+
+/// One app by appid.
+pub async fn find<C: ConnectionTrait>(db: &C, appid: &AppId) -> Result<Option<app::Model>, DbErr> {
+    app::Entity::find()
+        .filter(app::Column::Appid.eq(appid.as_str()))
+        .one(db)
+        .await
+}
+
+/// The kind of a stored app (unknown kinds from a newer version read as official accounts' peers: `None`).
+pub fn kind_of(model: &app::Model) -> Option<AppKind> {
+    model.kind.parse().ok()
+}

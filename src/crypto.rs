@@ -1,0 +1,278 @@
+//! Encryption of secrets at rest.
+//!
+//! App secrets, callback tokens and EncodingAESKeys are sealed with
+//! AES-256-GCM under the master key (`UNION360_MASTER_KEY`), with a fresh
+//! random nonce per value and the value's purpose (for example
+//! `app.secret:wx…`) as associated data, so a sealed value copied into
+//! another column or another app's row does not open. The sealed form is
+//! `v1:` followed by base64 of nonce ‖ ciphertext.
+//!
+//! Where the master key comes from: the setting, or, on SQLite only, a key
+//! file generated beside the database (mode 0600). PostgreSQL deployments
+//! must set the key: instances share the database and so must share the key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
+use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+
+const SEALED_PREFIX: &str = "v1:";
+const NONCE_LEN: usize = 12;
+
+/// Why a key could not be loaded or a value could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// The master key is not 32 bytes of base64 or hex.
+    #[error(
+        "the master key must be 32 bytes, written as 44 base64 characters or 64 hex digits"
+    )]
+    BadKey,
+    /// PostgreSQL was configured without a master key.
+    #[error(
+        "UNION360_MASTER_KEY is required with PostgreSQL: every instance sharing the database must use the same key (generate one with `openssl rand -base64 32`)"
+    )]
+    KeyRequired,
+    /// The key file could not be read or written.
+    #[error("master key file {path}: {source}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The cipher refused to seal a value.
+    #[error("a value could not be sealed")]
+    Seal,
+    /// A sealed value is malformed, was sealed under another key or for another purpose.
+    #[error("a sealed value could not be opened (wrong master key, or tampered data)")]
+    Open,
+}
+
+/// Where the master key came from, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// From the `UNION360_MASTER_KEY` setting.
+    Setting,
+    /// Read from an existing key file.
+    File(PathBuf),
+    /// Generated into a new key file.
+    Generated(PathBuf),
+    /// Generated for an in-memory database; gone with the process.
+    Ephemeral,
+}
+
+/// The 256-bit master key that seals every secret at rest.
+#[derive(Clone)]
+pub struct MasterKey {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// Parses a key written as base64 (44 characters) or hex (64 digits).
+    pub fn parse(text: &str) -> Result<Self, CryptoError> {
+        let text = text.trim();
+        let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| CryptoError::BadKey)?
+        } else {
+            STANDARD.decode(text).map_err(|_| CryptoError::BadKey)?
+        };
+        if bytes.len() != 32 {
+            return Err(CryptoError::BadKey);
+        }
+        Ok(Self {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+        })
+    }
+
+    /// A fresh random key and its base64 text.
+    pub fn generate() -> (Self, SecretString) {
+        let key = Aes256Gcm::generate_key(OsRng);
+        let text = STANDARD.encode(key);
+        (
+            Self {
+                cipher: Aes256Gcm::new(&key),
+            },
+            SecretString::from(text),
+        )
+    }
+
+    /// Resolves the key for a database: the setting when given; otherwise a
+    /// key file beside a SQLite database (created with mode 0600 when absent);
+    /// a throw-away key for in-memory SQLite; an error for PostgreSQL.
+    pub fn resolve(
+        setting: Option<&SecretString>,
+        database_url: &str,
+    ) -> Result<(Self, KeyOrigin), CryptoError> {
+        if let Some(text) = setting {
+            return Ok((Self::parse(text.expose_secret())?, KeyOrigin::Setting));
+        }
+        match sqlite_path(database_url) {
+            SqliteLocation::NotSqlite => Err(CryptoError::KeyRequired),
+            SqliteLocation::Memory => Ok((Self::generate().0, KeyOrigin::Ephemeral)),
+            SqliteLocation::File(db) => {
+                let path = key_file_for(&db);
+                Self::from_key_file(&path)
+            }
+        }
+    }
+
+    fn from_key_file(path: &Path) -> Result<(Self, KeyOrigin), CryptoError> {
+        let io = |source| CryptoError::KeyFile {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok((Self::parse(&text)?, KeyOrigin::File(path.to_owned()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (key, text) = Self::generate();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path).map_err(io)?;
+                writeln!(file, "{}", text.expose_secret()).map_err(io)?;
+                Ok((key, KeyOrigin::Generated(path.to_owned())))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Seals `plain` for `purpose` (associated data that must match on opening).
+    pub fn seal(&self, purpose: &str, plain: &str) -> Result<String, CryptoError> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad: purpose.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Seal)?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&ciphertext);
+        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(bytes)))
+    }
+
+    /// Opens a value sealed for `purpose`.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Result<SecretString, CryptoError> {
+        let encoded = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or(CryptoError::Open)?;
+        let bytes = STANDARD.decode(encoded).map_err(|_| CryptoError::Open)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: purpose.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::Open)?;
+        String::from_utf8(plain)
+            .map(SecretString::from)
+            .map_err(|_| CryptoError::Open)
+    }
+}
+
+/// Where a database URL puts a SQLite database.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SqliteLocation {
+    /// Not a SQLite URL.
+    NotSqlite,
+    /// An in-memory database.
+    Memory,
+    /// A database file.
+    File(PathBuf),
+}
+
+/// Finds the SQLite file of a `sqlite:` URL.
+pub fn sqlite_path(database_url: &str) -> SqliteLocation {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+        return SqliteLocation::NotSqlite;
+    };
+    let rest = rest.trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        SqliteLocation::Memory
+    } else {
+        SqliteLocation::File(PathBuf::from(path))
+    }
+}
+
+/// The key file that goes with a SQLite database file: `<db>.master.key`.
+pub fn key_file_for(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".master.key");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_under_the_same_key_and_purpose() {
+        let (key, _) = MasterKey::generate();
+        let sealed = key.seal("app.secret:wx1", "s3cret").unwrap();
+        assert!(sealed.starts_with("v1:"));
+        assert!(!sealed.contains("s3cret"));
+        assert_eq!(
+            key.open("app.secret:wx1", &sealed).unwrap().expose_secret(),
+            "s3cret"
+        );
+        assert!(key.open("app.secret:wx2", &sealed).is_err());
+        let (other, _) = MasterKey::generate();
+        assert!(other.open("app.secret:wx1", &sealed).is_err());
+    }
+
+    #[test]
+    fn every_seal_uses_a_fresh_nonce() {
+        let (key, _) = MasterKey::generate();
+        assert_ne!(key.seal("p", "same").unwrap(), key.seal("p", "same").unwrap());
+    }
+
+    #[test]
+    fn keys_parse_from_base64_and_hex_only_at_32_bytes() {
+        assert!(MasterKey::parse(&"ab".repeat(32)).is_ok());
+        assert!(MasterKey::parse(&STANDARD.encode([7u8; 32])).is_ok());
+        assert!(MasterKey::parse(&STANDARD.encode([7u8; 16])).is_err());
+        assert!(MasterKey::parse("not a key").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_locate_their_file() {
+        assert_eq!(
+            sqlite_path("sqlite://union360.db?mode=rwc"),
+            SqliteLocation::File("union360.db".into())
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/u.db"),
+            SqliteLocation::File("/var/lib/u.db".into())
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), SqliteLocation::Memory);
+        assert_eq!(
+            sqlite_path("postgres://postgres@127.0.0.1/x"),
+            SqliteLocation::NotSqlite
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Apps in the API: reading them, and registering new ones.
+
+use async_graphql::{Context, InputObject, Object};
+use chrono::{DateTime, Utc};
+use entity::app;
+use secrecy::SecretString;
+
+use super::error::{ApiResult, ResultExt};
+use crate::apps::{self, NewApp};
+use crate::domain::{AppId, AppKind};
+use crate::state::AppState;
+
+/// A WeChat app bound to the company's open platform account. Its secrets
+/// are write-only: the API says whether they are set, never what they are.
+pub struct App(pub(crate) app::Model);
+
+#[Object]
+impl App {
+    /// The WeChat appid (`wx…`).
+    async fn appid(&self) -> &str {
+        &self.0.appid
+    }
+
+    /// What kind of app this is.
+    async fn kind(&self) -> Option<AppKind> {
+        apps::kind_of(&self.0)
+    }
+
+    /// The display name given at registration.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Whether a callback token and EncodingAESKey are configured (official accounts),
+    /// which WeChat message pushes need.
+    async fn callback_configured(&self) -> bool {
+        self.0.callback_token_sealed.is_some() && self.0.aes_key_sealed.is_some()
+    }
+
+    /// How long this app's profiles stay fresh, in seconds, when set for this app;
+    /// null means the server-wide default.
+    async fn freshness_ttl_seconds(&self) -> Option<i64> {
+        self.0.freshness_ttl_secs
+    }
+
+    /// When the app was registered.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// When the app was last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// Queries about apps.
+#[derive(Default)]
+pub struct AppQuery;
+
+#[Object]
+impl AppQuery {
+    /// One app by appid, or null when it is not registered.
+    async fn app(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The WeChat appid (`wx…`).")] appid: String,
+    ) -> ApiResult<Option<App>> {
+        let state = ctx.data::<AppState>()?;
+        let appid = AppId::parse(appid).api()?;
+        let found = apps::find(state.db(), &appid)
+            .await
+            .api()?;
+        Ok(found.map(App))
+    }
+
+    /// Every registered app, in registration order.
+    async fn apps(&self, ctx: &Context<'_>) -> ApiResult<Vec<App>> {
+        let state = ctx.data::<AppState>()?;
+        let all = apps::list(state.db()).await.api()?;
+        Ok(all.into_iter().map(App).collect())
+    }
+}
+
+/// A new app and its secrets. Secrets are stored encrypted and never returned.
+#[derive(InputObject)]
+pub struct RegisterAppInput {
+    /// The WeChat appid (`wx…`).
+    pub appid: String,
+    /// What kind of app it is.
+    pub kind: AppKind,
+    /// A display name (1 to 100 characters).
+    pub name: String,
+    /// The AppSecret from the WeChat console.
+    #[graphql(secret)]
+    pub secret: String,
+    /// Official accounts: the callback token configured in the WeChat console.
+    #[graphql(secret)]
+    pub callback_token: Option<String>,
+    /// Official accounts: the 43-character EncodingAESKey.
+    #[graphql(secret)]
+    pub encoding_aes_key: Option<String>,
+}
+
+/// Mutations of apps.
+#[derive(Default)]
+pub struct AppMutation;
+
+#[Object]
+impl AppMutation {
+    /// Registers a WeChat app. Fails with BAD_USER_INPUT when the appid is taken or a
+    /// field is invalid.
+    async fn register_app(&self, ctx: &Context<'_>, input: RegisterAppInput) -> ApiResult<App> {
+        let state = ctx.data::<AppState>()?;
+        let new = NewApp {
+            appid: AppId::parse(input.appid).api()?,
+            kind: input.kind,
+            name: input.name,
+            secret: SecretString::from(input.secret),
+            callback_token: input.callback_token.map(SecretString::from),
+            aes_key: input.encoding_aes_key.map(SecretString::from),
+        };
+        let model = apps::register(state.db(), state.master_key(), new, Utc::now())
+            .await
+            .api()?;
+        tracing::info!(app.appid = %model.appid, app.kind = %model.kind, "app registered");
+        Ok(App(model))
+    }
+}

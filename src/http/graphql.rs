@@ -1,0 +1,385 @@
+//! GraphQL over HTTP, as the GraphQL-over-HTTP specification says.
+//!
+//! The stock async-graphql axum service falls short of the specification
+//! in ways clients notice, so this module speaks the protocol itself and
+//! leaves only execution to async-graphql:
+//!
+//! - the response media type follows `Accept`: `application/graphql-response+json`
+//!   when asked for, `application/json` when asked for, for `*/*` or when
+//!   `Accept` is absent; anything else gets 406;
+//! - request errors (body not JSON, bad parameters, a document that does not
+//!   parse or validate) are 400 without a `data` entry under
+//!   `application/graphql-response+json`, and 200 with `errors` under
+//!   `application/json`, as the specification asks for legacy clients;
+//! - `GET` honours `operationName` and `variables`, and refuses mutations
+//!   with 405 (`Allow: POST`): a GET must never change anything;
+//! - `POST` bodies must be `application/json` (UTF-8), else 415.
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{ServerError, Variables};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::playground;
+use crate::graphql::ApiSchema;
+use crate::graphql::loaders::Loaders;
+use crate::state::AppState;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+
+/// The state of the GraphQL endpoint: the schema and the application state.
+#[derive(Clone)]
+pub struct GraphqlState {
+    /// The executable schema.
+    pub schema: ApiSchema,
+    /// The application state (for request-scoped loaders).
+    pub app: AppState,
+}
+
+/// The response media type a client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl Media {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
+            Self::Json => JSON,
+        }
+    }
+
+    /// The status of a request error under this media type.
+    fn request_error_status(self) -> StatusCode {
+        match self {
+            Self::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            Self::Json => StatusCode::OK,
+        }
+    }
+}
+
+/// What `Accept` asks for, by preference.
+#[derive(Debug, PartialEq, Eq)]
+enum Negotiated {
+    Media(Media),
+    Html,
+    NotAcceptable,
+}
+
+/// Picks the response type from an `Accept` header (quality values honoured;
+/// ties go to the first listed).
+fn negotiate(accept: Option<&str>, html_allowed: bool) -> Negotiated {
+    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+        return Negotiated::Media(Media::Json);
+    };
+    let mut best: Option<(f32, Negotiated)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if q <= 0.0 {
+            continue;
+        }
+        let choice = match media.as_str() {
+            "application/graphql-response+json" => Negotiated::Media(Media::GraphqlResponseJson),
+            "application/json" | "*/*" | "application/*" => Negotiated::Media(Media::Json),
+            "text/html" if html_allowed => Negotiated::Html,
+            _ => continue,
+        };
+        if best.as_ref().is_none_or(|(bq, _)| q > *bq) {
+            best = Some((q, choice));
+        }
+    }
+    best.map_or(Negotiated::NotAcceptable, |(_, choice)| choice)
+}
+
+fn accept_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+fn body(media: Media, status: StatusCode, value: &impl serde::Serialize) -> Response {
+    // Serialised directly (not through `serde_json::Value`) so that fields keep
+    // the order of the query, as GraphQL asks.
+    let text = match serde_json::to_string(value) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialise a GraphQL response");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    };
+    let mut response = (status, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media.content_type()),
+    );
+    response
+}
+
+/// A request error: no `data` entry, one error with a code.
+fn request_error(media: Media, message: &str) -> Response {
+    body(
+        media,
+        media.request_error_status(),
+        &json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }] }),
+    )
+}
+
+fn not_acceptable() -> Response {
+    (
+        StatusCode::NOT_ACCEPTABLE,
+        "union360 answers GraphQL as application/graphql-response+json or application/json",
+    )
+        .into_response()
+}
+
+/// The parameters of one GraphQL request, validated.
+struct Params {
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<Map<String, Value>>,
+    extensions: Option<Map<String, Value>>,
+}
+
+impl Params {
+    /// Reads parameters from a JSON object (a POST body, or GET parameters
+    /// with `variables`/`extensions` already decoded).
+    fn from_json(value: Value) -> Result<Self, String> {
+        let Value::Object(mut map) = value else {
+            return Err("the request body must be a JSON object".to_owned());
+        };
+        let query = match map.remove("query") {
+            Some(Value::String(q)) => q,
+            Some(_) => return Err("`query` must be a string".to_owned()),
+            None => return Err("the `query` parameter is missing".to_owned()),
+        };
+        let operation_name = match map.remove("operationName") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err("`operationName` must be a string or null".to_owned()),
+        };
+        let object = |name: &str, v: Option<Value>| match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(format!("`{name}` must be an object or null")),
+        };
+        let variables = object("variables", map.remove("variables"))?;
+        let extensions = object("extensions", map.remove("extensions"))?;
+        Ok(Self {
+            query,
+            operation_name,
+            variables,
+            extensions,
+        })
+    }
+
+    /// Reads parameters from a GET query string.
+    fn from_query_string(raw: Option<&str>) -> Result<Self, String> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default())
+            .map_err(|_| "the query string is not valid URL encoding".to_owned())?;
+        let mut map = Map::new();
+        for (key, value) in pairs {
+            let value = match key.as_str() {
+                "variables" | "extensions" => serde_json::from_str(&value)
+                    .map_err(|_| format!("`{key}` must be a URL-encoded JSON object"))?,
+                _ => Value::String(value),
+            };
+            map.insert(key, value);
+        }
+        Self::from_json(Value::Object(map))
+    }
+}
+
+/// `GET /graphql`: the playground for browsers, queries for everyone else.
+pub async fn get(
+    State(state): State<GraphqlState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let media = match negotiate(accept_header(&headers), true) {
+        Negotiated::Html => return playground::page(),
+        Negotiated::NotAcceptable => return not_acceptable(),
+        Negotiated::Media(media) => media,
+    };
+    let params = match Params::from_query_string(raw.as_deref()) {
+        Ok(params) => params,
+        Err(message) => return request_error(media, &message),
+    };
+    execute(&state, media, params, true).await
+}
+
+/// `POST /graphql`: a JSON-encoded GraphQL request.
+pub async fn post(State(state): State<GraphqlState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !is_json_utf8(content_type) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST /graphql takes a JSON body: Content-Type: application/json",
+        )
+            .into_response();
+    }
+    let media = match negotiate(accept_header(&headers), false) {
+        Negotiated::Media(media) => media,
+        _ => return not_acceptable(),
+    };
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(_) => return request_error(media, "the request body is not valid JSON"),
+    };
+    match Params::from_json(value) {
+        Ok(params) => execute(&state, media, params, false).await,
+        Err(message) => request_error(media, &message),
+    }
+}
+
+/// `application/json`, with no charset or charset UTF-8.
+fn is_json_utf8(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        match p.strip_prefix("charset=") {
+            Some(charset) => matches!(charset.trim_matches('"'), "utf-8" | "utf8"),
+            None => true,
+        }
+    })
+}
+
+/// The type of the operation a request would run, or `None` when it cannot be told
+/// (the document does not parse, or names no such operation; execution reports that).
+fn operation_type(document: &DocumentOperations, name: Option<&str>) -> Option<OperationType> {
+    match (document, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    }
+}
+
+async fn execute(state: &GraphqlState, media: Media, params: Params, is_get: bool) -> Response {
+    let document = match async_graphql::parser::parse_query(&params.query) {
+        Ok(document) => document,
+        Err(e) => {
+            let error = ServerError::from(e);
+            return body(
+                media,
+                media.request_error_status(),
+                &json!({ "errors": [error] }),
+            );
+        }
+    };
+    if is_get
+        && operation_type(&document.operations, params.operation_name.as_deref())
+            == Some(OperationType::Mutation)
+    {
+        let mut response = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations must be sent with POST",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+
+    let mut request = async_graphql::Request::new(params.query)
+        .data(Loaders::new(state.app.db()));
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = params.variables {
+        request = request.variables(Variables::from_json(Value::Object(variables)));
+    }
+    if let Some(extensions) = params.extensions {
+        for (key, value) in extensions {
+            if let Ok(value) = async_graphql::Value::from_json(value) {
+                request.extensions.insert(key, value);
+            }
+        }
+    }
+    let response = state.schema.execute(request).await;
+    // A response whose errors carry no path and which produced no data never
+    // started executing: the document did not validate (or a variable did not
+    // coerce, or a limit was exceeded). That is a request error.
+    let never_executed = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    if never_executed {
+        return body(
+            media,
+            media.request_error_status(),
+            &json!({ "errors": response.errors }),
+        );
+    }
+    body(media, StatusCode::OK, &response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation_follows_the_specification() {
+        use Media::*;
+        assert_eq!(negotiate(None, true), Negotiated::Media(Json));
+        assert_eq!(negotiate(Some("*/*"), true), Negotiated::Media(Json));
+        assert_eq!(
+            negotiate(Some("application/graphql-response+json"), false),
+            Negotiated::Media(GraphqlResponseJson)
+        );
+        assert_eq!(
+            negotiate(
+                Some("application/graphql-response+json, application/json;q=0.9"),
+                false
+            ),
+            Negotiated::Media(GraphqlResponseJson)
+        );
+        assert_eq!(
+            negotiate(
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                true
+            ),
+            Negotiated::Html
+        );
+        assert_eq!(negotiate(Some("text/html"), false), Negotiated::NotAcceptable);
+        assert_eq!(negotiate(Some("image/png"), true), Negotiated::NotAcceptable);
+    }
+
+    #[test]
+    fn only_utf8_json_bodies_are_accepted() {
+        assert!(is_json_utf8("application/json"));
+        assert!(is_json_utf8("application/json; charset=utf-8"));
+        assert!(is_json_utf8("Application/JSON;charset=UTF-8"));
+        assert!(!is_json_utf8("application/json; charset=latin1"));
+        assert!(!is_json_utf8("text/plain"));
+        assert!(!is_json_utf8(""));
+    }
+
+    #[test]
+    fn params_refuse_wrongly_typed_fields() {
+        assert!(Params::from_json(json!({"query": "{a}"})).is_ok());
+        assert!(Params::from_json(json!({"query": 0})).is_err());
+        assert!(Params::from_json(json!({"qeury": "{a}"})).is_err());
+        assert!(Params::from_json(json!({"query": "{a}", "variables": "x"})).is_err());
+        assert!(Params::from_json(json!({"query": "{a}", "operationName": false})).is_err());
+        assert!(Params::from_json(json!({"query": "{a}", "extensions": []})).is_err());
+        assert!(Params::from_json(json!(["array"])).is_err());
+    }
+}

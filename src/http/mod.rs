@@ -1,0 +1,58 @@
+//! The HTTP surface: routes, limits and request tracing.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET, POST /graphql` | GraphQL over HTTP ([`graphql`]); `GET` with `Accept: text/html` shows the playground |
+//! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
+//! | `GET /healthz` | 200 while the process is up |
+//! | `GET /readyz` | 200 when the database answers, else 503 |
+
+pub mod graphql;
+pub mod playground;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// Builds the router of the whole service.
+pub fn router(state: AppState) -> Router {
+    let graphql_state = graphql::GraphqlState {
+        schema: crate::graphql::build_schema(state.clone()),
+        app: state.clone(),
+    };
+    let body_limit = state.settings().server.body_limit;
+    let graphql_routes = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .with_state(graphql_state);
+    let health_routes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    Router::new()
+        .merge(graphql_routes)
+        .merge(health_routes)
+        .merge(playground::router())
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// The process is up.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The database answers.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.db().ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        }
+    }
+}

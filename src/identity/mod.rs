@@ -1,0 +1,591 @@
+//! The identity service: accounts, persons and the links between them.
+//!
+//! Every write to the identity graph goes through [`upsert_accounts`], which
+//! applies the identity rules of the design:
+//!
+//! 1. `(app, openid)` is unique, an account links to at most one person and
+//!    a person's UnionID is unique (enforced by unique constraints);
+//! 2. a UnionID seen for an account links it to the person with that
+//!    UnionID, created if absent with an insert-or-get under the unique
+//!    constraint, so concurrent discoveries of one UnionID make one person;
+//! 3. an account's UnionID never changes: a different one is recorded as a
+//!    conflict on the account, never applied;
+//! 5. an empty value never overwrites a non-empty value from another source
+//!    (see [`merge`]).
+//!
+//! A call is one transaction: all of it lands or none. Rows are processed in
+//! a fixed order (accounts by app and openid, then persons by UnionID) so
+//! that concurrent calls on PostgreSQL take row locks in the same order and
+//! cannot deadlock; on SQLite the transaction holds the write lock from its
+//! start.
+
+pub mod merge;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use entity::{account, account_history, app, person};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
+};
+
+use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
+use crate::store;
+use merge::Decision;
+
+/// Most accounts one call may upsert.
+pub const MAX_UPSERT_BATCH: usize = 1000;
+
+/// Profile values as one source reports them; `None` means "not reported".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
+    /// WeChat sex code (1 male, 2 female, 0 unknown, which counts as empty).
+    pub sex: Option<i32>,
+    /// Language.
+    pub language: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Province.
+    pub province: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+}
+
+/// One account as a source reports it.
+#[derive(Debug, Clone)]
+pub struct AccountUpsert {
+    /// The app that issued the openid.
+    pub appid: AppId,
+    /// The openid.
+    pub openid: OpenId,
+    /// The UnionID, when the source knows it.
+    pub unionid: Option<UnionId>,
+    /// Profile values.
+    pub profile: Profile,
+    /// Follow status, when the source knows it.
+    pub subscribed: Option<bool>,
+    /// Operator remark, when the source knows it.
+    pub remark: Option<String>,
+}
+
+/// What an upsert did to one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The account was new.
+    Created,
+    /// The account existed and was linked to a person now.
+    Linked,
+    /// The account existed and some value changed.
+    Updated,
+    /// Nothing changed.
+    Unchanged,
+    /// The row was refused: it reported a UnionID other than the account's.
+    /// The conflict is recorded on the account; nothing else was applied.
+    RefusedUnionidConflict,
+}
+
+/// The result for one input row.
+#[derive(Debug, Clone)]
+pub struct UpsertResult {
+    /// Position of the row in the input.
+    pub index: usize,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Whether this row's UnionID created a new person.
+    pub person_created: bool,
+    /// The account as stored after the call.
+    pub account: account::Model,
+}
+
+/// Why a call was refused as a whole (nothing was written).
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// More rows than [`MAX_UPSERT_BATCH`].
+    #[error("at most {MAX_UPSERT_BATCH} accounts per call, got {0}")]
+    TooMany(usize),
+    /// Rows name apps that are not registered.
+    #[error("unknown appid(s): {}", .0.join(", "))]
+    UnknownApps(Vec<String>),
+    /// The same account appears twice in one call.
+    #[error("account {appid}/{openid} appears more than once (rows {first} and {second})")]
+    DuplicateRow {
+        /// The appid.
+        appid: String,
+        /// The openid.
+        openid: String,
+        /// First row.
+        first: usize,
+        /// Second row.
+        second: usize,
+    },
+    /// A profile value is unacceptable.
+    #[error("row {index}: {message}")]
+    InvalidRow {
+        /// The row.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+const MAX_TEXT: usize = 2048;
+
+fn validate(index: usize, row: &AccountUpsert) -> Result<(), IdentityError> {
+    let p = &row.profile;
+    let texts = [
+        ("nickname", &p.nickname),
+        ("avatarUrl", &p.avatar_url),
+        ("language", &p.language),
+        ("city", &p.city),
+        ("province", &p.province),
+        ("country", &p.country),
+        ("remark", &row.remark),
+    ];
+    for (name, value) in texts {
+        if value.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT) {
+            return Err(IdentityError::InvalidRow {
+                index,
+                message: format!("{name} is longer than {MAX_TEXT} characters"),
+            });
+        }
+    }
+    if let Some(sex) = p.sex
+        && !(0..=2).contains(&sex)
+    {
+        return Err(IdentityError::InvalidRow {
+            index,
+            message: format!("sex must be 0, 1 or 2, got {sex}"),
+        });
+    }
+    Ok(())
+}
+
+/// Upserts accounts reported by `source`, all or nothing, applying the identity rules.
+pub async fn upsert_accounts(
+    db: &DatabaseConnection,
+    rows: Vec<AccountUpsert>,
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<Vec<UpsertResult>, IdentityError> {
+    if rows.len() > MAX_UPSERT_BATCH {
+        return Err(IdentityError::TooMany(rows.len()));
+    }
+    for (index, row) in rows.iter().enumerate() {
+        validate(index, row)?;
+    }
+    let apps = resolve_apps(db, &rows).await?;
+    // Sorted by (app, openid): the lock order of every call.
+    let mut order: BTreeMap<(i64, &str), usize> = BTreeMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        let key = (apps[row.appid.as_str()], row.openid.as_str());
+        if let Some(first) = order.insert(key, index) {
+            return Err(IdentityError::DuplicateRow {
+                appid: row.appid.to_string(),
+                openid: row.openid.to_string(),
+                first,
+                second: index,
+            });
+        }
+    }
+
+    let txn = store::begin_write(db).await?;
+    // Phase 1: every account exists and is locked, in key order.
+    let mut stored: Vec<(usize, bool, account::Model)> = Vec::with_capacity(rows.len());
+    for (&(app_id, openid), &index) in &order {
+        let (created, model) = insert_or_get_account(&txn, app_id, openid, now).await?;
+        stored.push((index, created, model));
+    }
+    // Phase 2: persons for the UnionIDs that will be linked, in UnionID order.
+    let wanted: BTreeSet<&str> = stored
+        .iter()
+        .filter_map(|(index, _, model)| {
+            let reported = rows[*index].unionid.as_ref()?.as_str();
+            match &model.unionid {
+                None => Some(reported),
+                Some(own) if own == reported => Some(reported),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    let persons = insert_or_get_persons(&txn, &wanted, now).await?;
+
+    // Phase 3: apply each row.
+    let mut results = Vec::with_capacity(rows.len());
+    for (index, created, model) in stored {
+        let row = &rows[index];
+        let (outcome, person_created, account) =
+            apply_row(&txn, row, created, model, &persons, source, now).await?;
+        results.push(UpsertResult {
+            index,
+            outcome,
+            person_created,
+            account,
+        });
+    }
+    txn.commit().await?;
+    results.sort_by_key(|r| r.index);
+    Ok(results)
+}
+
+async fn resolve_apps<C: ConnectionTrait>(
+    db: &C,
+    rows: &[AccountUpsert],
+) -> Result<HashMap<String, i64>, IdentityError> {
+    let appids: BTreeSet<&str> = rows.iter().map(|r| r.appid.as_str()).collect();
+    let found: HashMap<String, i64> = app::Entity::find()
+        .filter(app::Column::Appid.is_in(appids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| (a.appid, a.id))
+        .collect();
+    let unknown: Vec<String> = appids
+        .into_iter()
+        .filter(|a| !found.contains_key(*a))
+        .map(str::to_owned)
+        .collect();
+    if unknown.is_empty() {
+        Ok(found)
+    } else {
+        Err(IdentityError::UnknownApps(unknown))
+    }
+}
+
+/// Inserts the account if absent, then reads it back locked (`FOR UPDATE` on PostgreSQL).
+async fn insert_or_get_account<C: ConnectionTrait>(
+    txn: &C,
+    app_id: i64,
+    openid: &str,
+    now: DateTime<Utc>,
+) -> Result<(bool, account::Model), DbErr> {
+    let skeleton = account::ActiveModel {
+        app_id: Set(app_id),
+        openid: Set(openid.to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let inserted = account::Entity::insert(skeleton)
+        .on_conflict(
+            OnConflict::columns([account::Column::AppId, account::Column::Openid])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    let model = account::Entity::find()
+        .filter(account::Column::AppId.eq(app_id))
+        .filter(account::Column::Openid.eq(openid))
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("account {app_id}/{openid}")))?;
+    Ok((inserted == 1, model))
+}
+
+/// Creates the persons that do not exist yet and returns all of them by UnionID,
+/// with whether this call created each.
+async fn insert_or_get_persons<C: ConnectionTrait>(
+    txn: &C,
+    unionids: &BTreeSet<&str>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, (i64, bool)>, DbErr> {
+    let mut created = BTreeSet::new();
+    for &unionid in unionids {
+        let row = person::ActiveModel {
+            unionid: Set(unionid.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let inserted = person::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(person::Column::Unionid)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+        if inserted == 1 {
+            created.insert(unionid);
+        }
+    }
+    if unionids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = person::Entity::find()
+        .filter(person::Column::Unionid.is_in(unionids.iter().copied()))
+        .all(txn)
+        .await?;
+    Ok(found
+        .into_iter()
+        .map(|p| {
+            let was_created = created.contains(p.unionid.as_str());
+            (p.unionid, (p.id, was_created))
+        })
+        .collect())
+}
+
+/// One change to record in the account history.
+struct Change {
+    field: &'static str,
+    old: Option<String>,
+    new: Option<String>,
+}
+
+async fn apply_row<C: ConnectionTrait>(
+    txn: &C,
+    row: &AccountUpsert,
+    created: bool,
+    model: account::Model,
+    persons: &HashMap<String, (i64, bool)>,
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<(Outcome, bool, account::Model), DbErr> {
+    let mut changes = Vec::new();
+    let mut active = model.clone().into_active_model();
+    let mut linked = false;
+    let mut person_created = false;
+
+    if let Some(reported) = &row.unionid {
+        match &model.unionid {
+            Some(own) if own != reported.as_str() => {
+                tracing::warn!(
+                    account.id = model.id,
+                    account.unionid = %own,
+                    reported.unionid = %reported,
+                    "conflicting UnionID reported; recorded, not applied"
+                );
+                active.unionid_conflict = Set(Some(reported.to_string()));
+                active.unionid_conflict_at = Set(Some(now));
+                active.updated_at = Set(now);
+                active.update(txn).await?;
+                record(
+                    txn,
+                    model.id,
+                    vec![Change {
+                        field: "unionid_conflict",
+                        old: model.unionid_conflict.clone(),
+                        new: Some(reported.to_string()),
+                    }],
+                    source,
+                    now,
+                )
+                .await?;
+                let account = reload(txn, model.id).await?;
+                return Ok((Outcome::RefusedUnionidConflict, false, account));
+            }
+            _ => {
+                if let Some(&(person_id, was_created)) = persons.get(reported.as_str()) {
+                    person_created = was_created;
+                    if model.unionid.is_none() {
+                        active.unionid = Set(Some(reported.to_string()));
+                        changes.push(Change {
+                            field: "unionid",
+                            old: None,
+                            new: Some(reported.to_string()),
+                        });
+                    }
+                    if model.person_id != Some(person_id) {
+                        active.person_id = Set(Some(person_id));
+                        changes.push(Change {
+                            field: "person_id",
+                            old: model.person_id.map(|id| id.to_string()),
+                            new: Some(person_id.to_string()),
+                        });
+                        linked = true;
+                    }
+                }
+            }
+        }
+    }
+
+    apply_profile(&model, &mut active, row, source, &mut changes);
+
+    if changes.is_empty() {
+        let outcome = if created {
+            Outcome::Created
+        } else {
+            Outcome::Unchanged
+        };
+        return Ok((outcome, person_created, model));
+    }
+    active.updated_at = Set(now);
+    let account = active.update(txn).await?;
+    if let Some(person_id) = account.person_id {
+        person::Entity::update_many()
+            .col_expr(person::Column::UpdatedAt, now.into())
+            .filter(person::Column::Id.eq(person_id))
+            .exec(txn)
+            .await?;
+    }
+    record(txn, account.id, changes, source, now).await?;
+    let outcome = match (created, linked) {
+        (true, _) => Outcome::Created,
+        (false, true) => Outcome::Linked,
+        (false, false) => Outcome::Updated,
+    };
+    Ok((outcome, person_created, account))
+}
+
+/// Merges the row's profile into `active`, noting each change.
+fn apply_profile(
+    model: &account::Model,
+    active: &mut account::ActiveModel,
+    row: &AccountUpsert,
+    source: ProfileSource,
+    changes: &mut Vec<Change>,
+) {
+    let p = &row.profile;
+    let sex_text = |sex: Option<i32>| sex.filter(|s| *s != 0).map(|s| s.to_string());
+    let stored_sex = sex_text(model.sex);
+    let incoming_sex = p.sex.map(|s| sex_text(Some(s)).unwrap_or_default());
+    let fields: [(&'static str, Option<&str>, Option<&str>, Option<&str>); 7] = [
+        (
+            "nickname",
+            model.nickname.as_deref(),
+            model.nickname_source.as_deref(),
+            p.nickname.as_deref(),
+        ),
+        (
+            "avatar_url",
+            model.avatar_url.as_deref(),
+            model.avatar_url_source.as_deref(),
+            p.avatar_url.as_deref(),
+        ),
+        (
+            "sex",
+            stored_sex.as_deref(),
+            model.sex_source.as_deref(),
+            incoming_sex.as_deref(),
+        ),
+        (
+            "language",
+            model.language.as_deref(),
+            model.language_source.as_deref(),
+            p.language.as_deref(),
+        ),
+        (
+            "city",
+            model.city.as_deref(),
+            model.city_source.as_deref(),
+            p.city.as_deref(),
+        ),
+        (
+            "province",
+            model.province.as_deref(),
+            model.province_source.as_deref(),
+            p.province.as_deref(),
+        ),
+        (
+            "country",
+            model.country.as_deref(),
+            model.country_source.as_deref(),
+            p.country.as_deref(),
+        ),
+    ];
+    let src = Some(source.as_str().to_owned());
+    for (field, stored, stored_source, incoming) in fields {
+        let Decision::Set(value) = merge::decide(stored, stored_source, incoming, source) else {
+            continue;
+        };
+        changes.push(Change {
+            field,
+            old: stored.map(str::to_owned),
+            new: value.clone(),
+        });
+        let source_value = value.as_ref().and(src.clone());
+        match field {
+            "nickname" => {
+                active.nickname = Set(value);
+                active.nickname_source = Set(source_value);
+            }
+            "avatar_url" => {
+                active.avatar_url = Set(value);
+                active.avatar_url_source = Set(source_value);
+            }
+            "sex" => {
+                active.sex = Set(value.and_then(|v| v.parse().ok()));
+                active.sex_source = Set(source_value);
+            }
+            "language" => {
+                active.language = Set(value);
+                active.language_source = Set(source_value);
+            }
+            "city" => {
+                active.city = Set(value);
+                active.city_source = Set(source_value);
+            }
+            "province" => {
+                active.province = Set(value);
+                active.province_source = Set(source_value);
+            }
+            _ => {
+                active.country = Set(value);
+                active.country_source = Set(source_value);
+            }
+        }
+    }
+    if let Some(subscribed) = row.subscribed
+        && model.subscribed != Some(subscribed)
+    {
+        changes.push(Change {
+            field: "subscribed",
+            old: model.subscribed.map(|s| s.to_string()),
+            new: Some(subscribed.to_string()),
+        });
+        active.subscribed = Set(Some(subscribed));
+    }
+    if let Some(remark) = &row.remark {
+        let remark = Some(remark.clone()).filter(|r| !r.is_empty());
+        if model.remark != remark {
+            changes.push(Change {
+                field: "remark",
+                old: model.remark.clone(),
+                new: remark.clone(),
+            });
+            active.remark = Set(remark);
+        }
+    }
+}
+
+async fn record<C: ConnectionTrait>(
+    txn: &C,
+    account_id: i64,
+    changes: Vec<Change>,
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let rows = changes.into_iter().map(|c| account_history::ActiveModel {
+        id: ActiveValue::NotSet,
+        account_id: Set(account_id),
+        field: Set(c.field.to_owned()),
+        old_value: Set(c.old),
+        new_value: Set(c.new),
+        source: Set(source.as_str().to_owned()),
+        changed_at: Set(now),
+    });
+    account_history::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+async fn reload<C: ConnectionTrait>(txn: &C, id: i64) -> Result<account::Model, DbErr> {
+    account::Entity::find_by_id(id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("account {id}")))
+}

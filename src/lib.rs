@@ -1,0 +1,32 @@
+//! union360: the customer-360 identity graph for companies on WeChat.
+//!
+//! WeChat gives each user a different OpenID in every app and one UnionID
+//! across the apps of an open platform account. union360 keeps that graph
+//! (a person per UnionID, with an account per app), caches profiles, and
+//! serves it all through a typed GraphQL API.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`serve`, `migrate`, `schema`, `app`); `main.rs` only calls it.
+//! - [`settings`]: typed settings from flags, environment and `.env`.
+//! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
+//! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks.
+//! - [`graphql`]: the schema, one module per domain, batch loaders, pagination, errors.
+//! - services: [`identity`] (accounts, persons, the identity rules), [`apps`] (registration).
+//! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
+//!   `entity` crate and migrations in the `migration` crate.
+//! - [`crypto`]: sealing secrets at rest under the master key.
+//! - [`domain`]: identifiers and enums parsed at the edge.
+
+pub mod apps;
+pub mod cli;
+pub mod crypto;
+pub mod domain;
+pub mod graphql;
+pub mod http;
+pub mod identity;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

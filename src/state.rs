@@ -1,0 +1,55 @@
+//! The application state shared by every request.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::crypto::MasterKey;
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// Everything a request may need, cheap to clone (an `Arc` inside).
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Inner {
+    /// The database.
+    pub store: Store,
+    /// The key that seals secrets at rest.
+    pub master_key: MasterKey,
+    /// The settings the server was built with.
+    pub settings: Settings,
+}
+
+impl AppState {
+    /// Wraps the parts into a shared state.
+    pub fn new(store: Store, master_key: MasterKey, settings: Settings) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            master_key,
+            settings,
+        }))
+    }
+
+    /// The database connection pool.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.0.store.db
+    }
+
+    /// The database with its statement counter.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The master key.
+    pub fn master_key(&self) -> &MasterKey {
+        &self.0.master_key
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+}

@@ -1,0 +1,81 @@
+//! The database: connecting, migrating, and counting statements.
+//!
+//! SQLite is the zero-set-up default; PostgreSQL is for production and for
+//! fleets of instances. The same sea-orm code and migrations serve both. On
+//! SQLite, file databases run in WAL mode (readers never wait for the
+//! writer) with a busy timeout, and write transactions start `IMMEDIATE`
+//! so that concurrent writers queue instead of failing on lock upgrade.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+/// Counts the SQL statements a connection has run (for `/metrics` and the N+1 tests).
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    /// Statements run so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// An open database with its statement counter.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The connection pool.
+    pub db: DatabaseConnection,
+    /// Statements run through `db`.
+    pub statements: StatementCounter,
+}
+
+/// Connects to `url`, SQLite or PostgreSQL.
+pub async fn connect(url: &str) -> Result<Store, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(16)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true)
+        });
+    let mut db = Database::connect(options).await?;
+    let statements = StatementCounter::default();
+    let counter = statements.0.clone();
+    db.set_metric_callback(move |_info| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(Store { db, statements })
+}
+
+/// Applies every pending migration; returns how many were applied.
+pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    let pending = Migrator::get_pending_migrations(db).await?.len();
+    Migrator::up(db, None).await?;
+    Ok(pending)
+}
+
+/// Begins a transaction that will write: `BEGIN IMMEDIATE` on SQLite, so it
+/// holds the write lock from the start and concurrent writers wait their turn.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let options = match db.get_database_backend() {
+        DbBackend::Sqlite => TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        },
+        _ => TransactionOptions::default(),
+    };
+    db.begin_with_options(options).await
+}
