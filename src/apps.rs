@@ -3,8 +3,6 @@
 //! Secrets are write-only: they are validated, sealed with the master key
 //! and stored; nothing here returns them, and they are never logged.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use entity::app;
 use sea_orm::{
@@ -85,15 +83,13 @@ impl NewApp {
                 ));
             }
         }
-        if let Some(key) = &self.aes_key {
-            let key = key.expose_secret();
-            let decoded = STANDARD.decode(format!("{key}="));
-            if key.len() != 43 || !matches!(decoded, Ok(ref bytes) if bytes.len() == 32) {
-                return Err(AppError::Invalid(
-                    "EncodingAESKey must be the 43 base64 characters shown in the WeChat console"
-                        .to_owned(),
-                ));
-            }
+        if let Some(key) = &self.aes_key
+            && crate::crypto::decode_encoding_aes_key(key.expose_secret()).is_none()
+        {
+            return Err(AppError::Invalid(
+                "EncodingAESKey must be the 43 base64 characters shown in the WeChat console"
+                    .to_owned(),
+            ));
         }
         Ok(())
     }

@@ -89,7 +89,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(database: DatabaseSettings, server: ServerSettings) -> anyhow::Result<()> {
     let settings = Settings { database, server };
-    Application::build(settings).await?.run_until_stopped().await
+    Application::build(settings)
+        .await?
+        .run_until_stopped()
+        .await
 }
 
 impl ServerSettings {
@@ -134,7 +137,10 @@ async fn app(database: DatabaseSettings, command: AppCommand) -> anyhow::Result<
                 .context("an app secret is required")?;
             let (callback_token, aes_key) = if kind == AppKind::OfficialAccount {
                 (
-                    input.read("UNION360_APP_CALLBACK_TOKEN", "Callback token (empty for none)")?,
+                    input.read(
+                        "UNION360_APP_CALLBACK_TOKEN",
+                        "Callback token (empty for none)",
+                    )?,
                     input.read("UNION360_APP_AES_KEY", "EncodingAESKey (empty for none)")?,
                 )
             } else {
@@ -173,7 +179,9 @@ impl SecretInput {
 
     fn read(&mut self, env: &str, prompt: &str) -> anyhow::Result<Option<SecretString>> {
         if let Ok(value) = std::env::var(env) {
-            return Ok(Some(value).filter(|v| !v.is_empty()).map(SecretString::from));
+            return Ok(Some(value)
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from));
         }
         if self.interactive {
             eprint!("{prompt}: ");
@@ -184,6 +192,8 @@ impl SecretInput {
             bail!("no app secret: set {env} or pass it on standard input");
         }
         let value = line.trim_end_matches(['\r', '\n']).to_owned();
-        Ok(Some(value).filter(|v| !v.is_empty()).map(SecretString::from))
+        Ok(Some(value)
+            .filter(|v| !v.is_empty())
+            .map(SecretString::from))
     }
 }

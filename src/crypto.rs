@@ -27,9 +27,7 @@ const NONCE_LEN: usize = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     /// The master key is not 32 bytes of base64 or hex.
-    #[error(
-        "the master key must be 32 bytes, written as 44 base64 characters or 64 hex digits"
-    )]
+    #[error("the master key must be 32 bytes, written as 44 base64 characters or 64 hex digits")]
     BadKey,
     /// PostgreSQL was configured without a master key.
     #[error(
@@ -194,6 +192,23 @@ impl MasterKey {
     }
 }
 
+/// Decodes a WeChat EncodingAESKey (43 base64 characters) into its 32-byte key.
+///
+/// WeChat's keys are decoded as `key + "="`, and many real keys have
+/// non-zero trailing bits that strict base64 decoders reject; they are
+/// accepted here, as WeChat itself does.
+pub fn decode_encoding_aes_key(key: &str) -> Option<[u8; 32]> {
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    if key.len() != 43 {
+        return None;
+    }
+    LENIENT.decode(format!("{key}=")).ok()?.try_into().ok()
+}
+
 /// Where a database URL puts a SQLite database.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SqliteLocation {
@@ -248,7 +263,10 @@ mod tests {
     #[test]
     fn every_seal_uses_a_fresh_nonce() {
         let (key, _) = MasterKey::generate();
-        assert_ne!(key.seal("p", "same").unwrap(), key.seal("p", "same").unwrap());
+        assert_ne!(
+            key.seal("p", "same").unwrap(),
+            key.seal("p", "same").unwrap()
+        );
     }
 
     #[test]
@@ -257,6 +275,17 @@ mod tests {
         assert!(MasterKey::parse(&STANDARD.encode([7u8; 32])).is_ok());
         assert!(MasterKey::parse(&STANDARD.encode([7u8; 16])).is_err());
         assert!(MasterKey::parse("not a key").is_err());
+    }
+
+    #[test]
+    fn encoding_aes_keys_decode_like_wechat_does() {
+        // The key of WeChat's own sample (wechatpy's tests), whose last
+        // character carries non-zero trailing bits.
+        let key = decode_encoding_aes_key("kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR").unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(&key[..4], &[0x91, 0x6c, 0x4f, 0x11]);
+        assert!(decode_encoding_aes_key("too-short").is_none());
+        assert!(decode_encoding_aes_key(&"!".repeat(43)).is_none());
     }
 
     #[test]

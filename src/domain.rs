@@ -265,10 +265,7 @@ mod tests {
     #[test]
     fn opaque_ids_accept_real_shapes_and_refuse_anomalies() {
         assert!(OpenId::parse("o6_bmjrPTlm6_2sgVt7hMZOPfL2M").is_ok());
-        assert_eq!(
-            OpenId::parse(""),
-            Err(ParseError::Empty { what: "openid" })
-        );
+        assert_eq!(OpenId::parse(""), Err(ParseError::Empty { what: "openid" }));
         assert_eq!(
             UnionId::parse(" o6_bmasdasdsad6_2sgVt7hMZOPfL"),
             Err(ParseError::Whitespace { what: "unionid" })

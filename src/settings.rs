@@ -23,7 +23,12 @@ pub struct DatabaseSettings {
 
     /// Master key (32 bytes as base64 or hex) that encrypts app secrets at rest.
     /// Optional on SQLite (a key file is generated beside the database); required on PostgreSQL.
-    #[arg(long, env = "UNION360_MASTER_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "UNION360_MASTER_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub master_key: Option<SecretString>,
 }
 
@@ -47,7 +52,7 @@ pub struct ServerSettings {
     pub body_limit: usize,
 
     /// Deepest accepted GraphQL selection.
-    #[arg(long, env = "UNION360_MAX_DEPTH", default_value_t = 12)]
+    #[arg(long, env = "UNION360_MAX_DEPTH", default_value_t = 16)]
     pub max_depth: usize,
 
     /// Highest accepted GraphQL query complexity.
@@ -84,7 +89,7 @@ impl Settings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 wechat_api_base: "https://api.weixin.qq.com".to_owned(),
                 body_limit: 2 * 1024 * 1024,
-                max_depth: 12,
+                max_depth: 16,
                 max_complexity: 50_000,
                 introspection: true,
                 shutdown_grace_secs: 10,

@@ -26,8 +26,7 @@ impl Application {
     /// Connects, migrates and binds, as `settings` say.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let url = settings.database.database_url.clone();
-        let (master_key, origin) =
-            MasterKey::resolve(settings.database.master_key.as_ref(), &url)?;
+        let (master_key, origin) = MasterKey::resolve(settings.database.master_key.as_ref(), &url)?;
         match &origin {
             KeyOrigin::Generated(path) => tracing::warn!(
                 key.file = %path.display(),
@@ -69,7 +68,10 @@ impl Application {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests
     /// (for at most the configured grace period).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         let grace = self.state.settings().shutdown_grace();
         tracing::info!(
@@ -149,6 +151,9 @@ mod tests {
             super::redact("postgres://postgres@127.0.0.1/test"),
             "postgres://postgres@127.0.0.1/test"
         );
-        assert_eq!(super::redact("sqlite://u.db?mode=rwc"), "sqlite://u.db?mode=rwc");
+        assert_eq!(
+            super::redact("sqlite://u.db?mode=rwc"),
+            "sqlite://u.db?mode=rwc"
+        );
     }
 }

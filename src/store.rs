@@ -54,8 +54,15 @@ pub async fn connect(url: &str) -> Result<Store, DbErr> {
     let mut db = Database::connect(options).await?;
     let statements = StatementCounter::default();
     let counter = statements.0.clone();
-    db.set_metric_callback(move |_info| {
+    db.set_metric_callback(move |info| {
         counter.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(
+            target: "union360::sql",
+            sql = %info.statement,
+            elapsed_us = info.elapsed.as_micros() as u64,
+            failed = info.failed,
+            "statement"
+        );
     });
     Ok(Store { db, statements })
 }

@@ -7,13 +7,14 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::app::App;
 use super::error::{ApiError, ApiResult, ResultExt};
-use super::loaders::Loaders;
+use super::loaders::{RequestCache, Siblings};
 use super::page::{self, PageArgs, connection};
 use super::person::Person;
 use crate::apps;
 use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Outcome, Profile};
 use crate::state::AppState;
+use std::sync::Arc;
 
 /// Sex as WeChat reports it. WeChat has stopped sending it in `user/info`
 /// since 2021, so it is usually known only from sign-in or imports.
@@ -52,21 +53,28 @@ pub struct FieldSource {
     pub source: ProfileSource,
 }
 
-/// One user as one app sees them: an OpenID with its cached profile and follow status.
-pub struct Account(pub(crate) account::Model);
+/// An account with the accounts it was fetched with (for batch loading).
+pub struct Account(pub(crate) account::Model, pub(crate) Arc<Siblings>);
 
 impl Account {
+    /// Wraps rows fetched together.
+    pub(crate) fn batch(rows: Vec<account::Model>) -> Vec<Self> {
+        let siblings = Siblings::of_accounts(&rows);
+        rows.into_iter()
+            .map(|r| Self(r, siblings.clone()))
+            .collect()
+    }
+
     async fn load_app(&self, ctx: &Context<'_>) -> ApiResult<entity::app::Model> {
-        let loaders = ctx.data::<Loaders>()?;
-        loaders
-            .apps
-            .load_one(self.0.app_id)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")).extend())?
+        let state = ctx.data::<AppState>()?;
+        let apps = ctx.data::<RequestCache>()?.apps(state.db()).await.api()?;
+        apps.get(&self.0.app_id)
+            .cloned()
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("account without app")).extend())
     }
 }
 
+/// One user as one app sees them: an OpenID with its cached profile and follow status.
 #[Object]
 impl Account {
     /// The appid of the app that issued the openid.
@@ -101,13 +109,9 @@ impl Account {
         let Some(person_id) = self.0.person_id else {
             return Ok(None);
         };
-        let loaders = ctx.data::<Loaders>()?;
-        let person = loaders
-            .persons
-            .load_one(person_id)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")).extend())?;
-        Ok(person.map(Person))
+        let state = ctx.data::<AppState>()?;
+        let person = self.1.person(state.db(), person_id).await.api()?;
+        Ok(person.map(|p| Person(p, self.1.clone())))
     }
 
     /// Whether the user follows this official account; null when unknown or not an official account.
@@ -230,14 +234,15 @@ impl AccountQuery {
         let app = apps::find(state.db(), &appid)
             .await
             .api()?
-            .ok_or_else(|| ApiError::NotFound(format!("app {appid} is not registered"))).api()?;
+            .ok_or_else(|| ApiError::NotFound(format!("app {appid} is not registered")))
+            .api()?;
         let found = account::Entity::find()
             .filter(account::Column::AppId.eq(app.id))
             .filter(account::Column::Openid.eq(openid.as_str()))
             .one(state.db())
             .await
             .api()?;
-        Ok(found.map(Account))
+        Ok(found.map(|a| Account(a.clone(), Siblings::of_accounts(&[a]))))
     }
 
     /// The accounts of one app, in the order union360 first saw them.
@@ -256,7 +261,8 @@ impl AccountQuery {
         let app = apps::find(state.db(), &appid)
             .await
             .api()?
-            .ok_or_else(|| ApiError::NotFound(format!("app {appid} is not registered"))).api()?;
+            .ok_or_else(|| ApiError::NotFound(format!("app {appid} is not registered")))
+            .api()?;
         let filter = filter.unwrap_or_default();
         let mut select = account::Entity::find().filter(account::Column::AppId.eq(app.id));
         if let Some(has) = filter.has_unionid {
@@ -272,18 +278,17 @@ impl AccountQuery {
         if let Some(since) = filter.updated_since {
             select = select.filter(account::Column::UpdatedAt.gte(since));
         }
-        let (rows, has_next) =
-            page::fetch(state.db(), select.clone(), account::Column::Id, args)
-                .await
-                .api()?;
+        let (rows, has_next) = page::fetch(state.db(), select.clone(), account::Column::Id, args)
+            .await
+            .api()?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         Ok(AccountConnection {
             page_info: page::page_info("account", &ids, has_next, args),
-            edges: rows
+            edges: Account::batch(rows)
                 .into_iter()
-                .map(|r| AccountEdge {
-                    cursor: page::encode_cursor("account", r.id),
-                    node: Account(r),
+                .map(|node| AccountEdge {
+                    cursor: page::encode_cursor("account", node.0.id),
+                    node,
                 })
                 .collect(),
             total: select,
@@ -453,26 +458,27 @@ impl From<Vec<identity::UpsertResult>> for UpsertAccountsPayload {
             persons_created: results.iter().filter(|r| r.person_created).count() as i32,
             results: Vec::new(),
         };
+        let accounts = Account::batch(results.iter().map(|r| r.account.clone()).collect());
         Self {
             results: results
                 .into_iter()
-                .map(|r| {
+                .zip(accounts)
+                .map(|(r, account)| {
                     let (outcome, reason) = match r.outcome {
                         Outcome::Created => (UpsertOutcome::Created, None),
                         Outcome::Linked => (UpsertOutcome::Linked, None),
                         Outcome::Updated => (UpsertOutcome::Updated, None),
                         Outcome::Unchanged => (UpsertOutcome::Unchanged, None),
-                        Outcome::RefusedUnionidConflict => (
-                            UpsertOutcome::Refused,
-                            Some(RefusalReason::UnionidConflict),
-                        ),
+                        Outcome::RefusedUnionidConflict => {
+                            (UpsertOutcome::Refused, Some(RefusalReason::UnionidConflict))
+                        }
                     };
                     UpsertAccountResult {
                         index: r.index as i32,
                         outcome,
                         reason,
                         person_created: r.person_created,
-                        account: Account(r.account),
+                        account,
                     }
                 })
                 .collect(),

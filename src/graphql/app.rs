@@ -10,10 +10,11 @@ use crate::apps::{self, NewApp};
 use crate::domain::{AppId, AppKind};
 use crate::state::AppState;
 
-/// A WeChat app bound to the company's open platform account. Its secrets
-/// are write-only: the API says whether they are set, never what they are.
+/// A stored app as the API shows it.
 pub struct App(pub(crate) app::Model);
 
+/// A WeChat app bound to the company's open platform account. Its secrets
+/// are write-only: the API says whether they are set, never what they are.
 #[Object]
 impl App {
     /// The WeChat appid (`wx…`).
@@ -68,9 +69,7 @@ impl AppQuery {
     ) -> ApiResult<Option<App>> {
         let state = ctx.data::<AppState>()?;
         let appid = AppId::parse(appid).api()?;
-        let found = apps::find(state.db(), &appid)
-            .await
-            .api()?;
+        let found = apps::find(state.db(), &appid).await.api()?;
         Ok(found.map(App))
     }
 
@@ -110,7 +109,11 @@ pub struct AppMutation;
 impl AppMutation {
     /// Registers a WeChat app. Fails with BAD_USER_INPUT when the appid is taken or a
     /// field is invalid.
-    async fn register_app(&self, ctx: &Context<'_>, input: RegisterAppInput) -> ApiResult<App> {
+    async fn register_app(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The app and its secrets.")] input: RegisterAppInput,
+    ) -> ApiResult<App> {
         let state = ctx.data::<AppState>()?;
         let new = NewApp {
             appid: AppId::parse(input.appid).api()?,

@@ -1,99 +1,108 @@
-//! Request-scoped batch loaders: the reason a page of people with their
-//! accounts and apps costs a constant number of SQL statements.
+//! Batch loading without N+1, and without timers.
 //!
-//! Each loader collects the keys requested while one level of the query
-//! resolves and loads them with one `IN (…)` statement. They are built per
-//! request and cache for the request's lifetime only, so a later request
-//! always sees fresh rows.
+//! Rows that one resolver fetched together (a page of people, a page of
+//! accounts, the accounts of those people) share a [`Siblings`] value. The
+//! first time any of them needs a relation, the relation is loaded for all
+//! of them with one `IN (…)` statement, behind a once-cell, so concurrent
+//! resolvers wait for that one statement instead of issuing their own. The
+//! number of statements of a query therefore depends on its shape, never on
+//! the page size or on timing. Apps are few and are loaded whole, once per
+//! request ([`RequestCache`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{account, app, person};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use tokio::sync::OnceCell;
 
-/// The loaders of one request.
-pub struct Loaders {
-    /// Accounts by person id.
-    pub accounts_by_person: DataLoader<AccountsByPerson, HashMapCache>,
-    /// Apps by id.
-    pub apps: DataLoader<AppsById, HashMapCache>,
-    /// Persons by id.
-    pub persons: DataLoader<PersonsById, HashMapCache>,
+/// Per-request caches.
+#[derive(Default)]
+pub struct RequestCache {
+    apps: OnceCell<HashMap<i64, app::Model>>,
 }
 
-impl Loaders {
-    /// Fresh loaders over `db`.
-    pub fn new(db: &DatabaseConnection) -> Self {
-        Self {
-            accounts_by_person: DataLoader::with_cache(
-                AccountsByPerson(db.clone()),
-                tokio::spawn,
-                HashMapCache::default(),
-            ),
-            apps: DataLoader::with_cache(AppsById(db.clone()), tokio::spawn, HashMapCache::default()),
-            persons: DataLoader::with_cache(
-                PersonsById(db.clone()),
-                tokio::spawn,
-                HashMapCache::default(),
-            ),
-        }
+impl RequestCache {
+    /// Every app by id, loaded once per request.
+    pub async fn apps(&self, db: &DatabaseConnection) -> Result<&HashMap<i64, app::Model>, DbErr> {
+        self.apps
+            .get_or_try_init(|| async {
+                let all = app::Entity::find().all(db).await?;
+                Ok(all.into_iter().map(|a| (a.id, a)).collect())
+            })
+            .await
     }
 }
 
-/// Loads the accounts of many persons at once, each list in id order.
-pub struct AccountsByPerson(DatabaseConnection);
-
-impl Loader<i64> for AccountsByPerson {
-    type Value = Vec<account::Model>;
-    type Error = Arc<DbErr>;
-
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let rows = account::Entity::find()
-            .filter(account::Column::PersonId.is_in(keys.iter().copied()))
-            .order_by_asc(account::Column::Id)
-            .all(&self.0)
-            .await?;
-        let mut map: HashMap<i64, Vec<account::Model>> =
-            keys.iter().map(|k| (*k, Vec::new())).collect();
-        for row in rows {
-            if let Some(person_id) = row.person_id {
-                map.entry(person_id).or_default().push(row);
-            }
-        }
-        Ok(map)
-    }
+/// Rows fetched together, and the relations loaded for all of them at once.
+pub struct Siblings {
+    person_ids: Vec<i64>,
+    accounts: OnceCell<HashMap<i64, Vec<account::Model>>>,
+    persons: OnceCell<HashMap<i64, person::Model>>,
 }
 
-/// Loads apps by id.
-pub struct AppsById(DatabaseConnection);
-
-impl Loader<i64> for AppsById {
-    type Value = app::Model;
-    type Error = Arc<DbErr>;
-
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let rows = app::Entity::find()
-            .filter(app::Column::Id.is_in(keys.iter().copied()))
-            .all(&self.0)
-            .await?;
-        Ok(rows.into_iter().map(|a| (a.id, a)).collect())
+impl Siblings {
+    /// Siblings of a page of persons (whose rows are known already).
+    pub fn of_persons(persons: &[person::Model]) -> Arc<Self> {
+        Arc::new(Self {
+            person_ids: persons.iter().map(|p| p.id).collect(),
+            accounts: OnceCell::new(),
+            persons: OnceCell::new_with(Some(persons.iter().map(|p| (p.id, p.clone())).collect())),
+        })
     }
-}
 
-/// Loads persons by id.
-pub struct PersonsById(DatabaseConnection);
+    /// Siblings of a set of accounts (their persons are loaded when first asked for).
+    pub fn of_accounts(accounts: &[account::Model]) -> Arc<Self> {
+        let ids: BTreeSet<i64> = accounts.iter().filter_map(|a| a.person_id).collect();
+        Arc::new(Self {
+            person_ids: ids.into_iter().collect(),
+            accounts: OnceCell::new(),
+            persons: OnceCell::new(),
+        })
+    }
 
-impl Loader<i64> for PersonsById {
-    type Value = person::Model;
-    type Error = Arc<DbErr>;
-
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let rows = person::Entity::find()
-            .filter(person::Column::Id.is_in(keys.iter().copied()))
-            .all(&self.0)
+    /// The accounts of person `id`, loading those of every sibling person on first use.
+    pub async fn accounts_of(
+        &self,
+        db: &DatabaseConnection,
+        id: i64,
+    ) -> Result<Vec<account::Model>, DbErr> {
+        let all = self
+            .accounts
+            .get_or_try_init(|| async {
+                let rows = account::Entity::find()
+                    .filter(account::Column::PersonId.is_in(self.person_ids.iter().copied()))
+                    .order_by_asc(account::Column::Id)
+                    .all(db)
+                    .await?;
+                let mut map: HashMap<i64, Vec<account::Model>> = HashMap::new();
+                for row in rows {
+                    if let Some(person_id) = row.person_id {
+                        map.entry(person_id).or_default().push(row);
+                    }
+                }
+                Ok::<_, DbErr>(map)
+            })
             .await?;
-        Ok(rows.into_iter().map(|p| (p.id, p)).collect())
+        Ok(all.get(&id).cloned().unwrap_or_default())
+    }
+
+    /// Person `id`, loading every sibling's person on first use.
+    pub async fn person(
+        &self,
+        db: &DatabaseConnection,
+        id: i64,
+    ) -> Result<Option<person::Model>, DbErr> {
+        let all = self
+            .persons
+            .get_or_try_init(|| async {
+                let rows = person::Entity::find()
+                    .filter(person::Column::Id.is_in(self.person_ids.iter().copied()))
+                    .all(db)
+                    .await?;
+                Ok::<_, DbErr>(rows.into_iter().map(|p| (p.id, p)).collect())
+            })
+            .await?;
+        Ok(all.get(&id).cloned())
     }
 }

@@ -13,7 +13,7 @@ pub mod loaders;
 pub mod page;
 pub mod person;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder, SDLExportOptions};
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 
 use crate::state::AppState;
 

@@ -122,6 +122,7 @@ macro_rules! connection {
             pub(crate) total: sea_orm::Select<$entity>,
         }
 
+        #[doc = concat!("A page of ", $what, ".")]
         #[async_graphql::Object]
         impl $conn {
             #[doc = concat!("The ", $what, " of this page with their cursors.")]

@@ -1,33 +1,34 @@
 //! Persons in the API: the human behind accounts, keyed by UnionID.
 
-use async_graphql::{Context, ErrorExtensions, InputObject, Object};
+use async_graphql::{Context, InputObject, Object};
 use chrono::{DateTime, Utc};
 use entity::{account, app, person};
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::account::{Account, Sex};
-use super::error::{ApiError, ApiResult, ResultExt};
-use super::loaders::Loaders;
+use super::error::{ApiResult, ResultExt};
+use super::loaders::{RequestCache, Siblings};
 use super::page::{self, PageArgs, connection};
 use crate::domain::{AppId, ProfileSource, UnionId};
 use crate::state::AppState;
+use std::sync::Arc;
 
-/// A person: one human, known by their WeChat UnionID, with an account in
-/// each app they use. Profile fields here are the best value known across
-/// their accounts: values the user gave at sign-in beat imports, which beat
-/// `user/info`; among equals the most recently updated account wins.
-pub struct Person(pub(crate) person::Model);
+/// A person with the persons it was fetched with (for batch loading).
+pub struct Person(pub(crate) person::Model, pub(crate) Arc<Siblings>);
 
 impl Person {
+    /// Wraps rows fetched together.
+    pub(crate) fn batch(rows: Vec<person::Model>) -> Vec<Self> {
+        let siblings = Siblings::of_persons(&rows);
+        rows.into_iter()
+            .map(|r| Self(r, siblings.clone()))
+            .collect()
+    }
+
     async fn all_accounts(&self, ctx: &Context<'_>) -> ApiResult<Vec<account::Model>> {
-        let loaders = ctx.data::<Loaders>()?;
-        Ok(loaders
-            .accounts_by_person
-            .load_one(self.0.id)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")).extend())?
-            .unwrap_or_default())
+        let state = ctx.data::<AppState>()?;
+        self.1.accounts_of(state.db(), self.0.id).await.api()
     }
 
     /// The best known value of one field across the accounts.
@@ -55,6 +56,10 @@ fn text(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.is_empty())
 }
 
+/// A person: one human, known by their WeChat UnionID, with an account in
+/// each app they use. Profile fields here are the best value known across
+/// their accounts: values the user gave at sign-in beat imports, which beat
+/// `user/info`; among equals the most recently updated account wins.
 #[Object]
 impl Person {
     /// The WeChat UnionID.
@@ -71,16 +76,17 @@ impl Person {
         let mut accounts = self.all_accounts(ctx).await?;
         if let Some(appid) = appid {
             let appid = AppId::parse(appid).api()?;
-            let loaders = ctx.data::<Loaders>()?;
-            let ids: Vec<i64> = accounts.iter().map(|a| a.app_id).collect();
-            let apps = loaders
-                .apps
-                .load_many(ids)
-                .await
-                .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")).extend())?;
-            accounts.retain(|a| apps.get(&a.app_id).is_some_and(|app| app.appid == appid.as_str()));
+            let state = ctx.data::<AppState>()?;
+            let apps = ctx.data::<RequestCache>()?.apps(state.db()).await.api()?;
+            accounts.retain(|a| {
+                apps.get(&a.app_id)
+                    .is_some_and(|app| app.appid == appid.as_str())
+            });
         }
-        Ok(accounts.into_iter().map(Account).collect())
+        Ok(accounts
+            .into_iter()
+            .map(|a| Account(a, self.1.clone()))
+            .collect())
     }
 
     /// Best known nickname.
@@ -91,8 +97,10 @@ impl Person {
 
     /// Best known avatar URL.
     async fn avatar_url(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
-        self.best(ctx, |a| (text(&a.avatar_url), a.avatar_url_source.as_deref()))
-            .await
+        self.best(ctx, |a| {
+            (text(&a.avatar_url), a.avatar_url_source.as_deref())
+        })
+        .await
     }
 
     /// Best known sex.
@@ -136,7 +144,13 @@ impl Person {
     }
 }
 
-connection!(PersonConnection, PersonEdge, Person, person::Entity, "people");
+connection!(
+    PersonConnection,
+    PersonEdge,
+    Person,
+    person::Entity,
+    "people"
+);
 
 /// Narrows a list of people. All given conditions must hold.
 #[derive(InputObject, Default)]
@@ -168,7 +182,7 @@ impl PersonQuery {
             .one(state.db())
             .await
             .api()?;
-        Ok(found.map(Person))
+        Ok(found.map(|p| Person(p.clone(), Siblings::of_persons(&[p]))))
     }
 
     /// Everyone union360 knows by UnionID, in the order first seen.
@@ -187,7 +201,8 @@ impl PersonQuery {
         for (appid, following_only) in [(filter.follows_app, true), (filter.in_app, false)] {
             let Some(appid) = appid else { continue };
             let appid = AppId::parse(appid).api()?;
-            select = select.filter(person::Column::Id.in_subquery(members_of(&appid, following_only)));
+            select =
+                select.filter(person::Column::Id.in_subquery(members_of(&appid, following_only)));
         }
         if let Some(since) = filter.updated_since {
             select = select.filter(person::Column::UpdatedAt.gte(since));
@@ -198,11 +213,11 @@ impl PersonQuery {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         Ok(PersonConnection {
             page_info: page::page_info("person", &ids, has_next, args),
-            edges: rows
+            edges: Person::batch(rows)
                 .into_iter()
-                .map(|r| PersonEdge {
-                    cursor: page::encode_cursor("person", r.id),
-                    node: Person(r),
+                .map(|node| PersonEdge {
+                    cursor: page::encode_cursor("person", node.0.id),
+                    node,
                 })
                 .collect(),
             total: select,

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 
 use super::playground;
 use crate::graphql::ApiSchema;
-use crate::graphql::loaders::Loaders;
+use crate::graphql::loaders::RequestCache;
 use crate::state::AppState;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -235,7 +235,14 @@ pub async fn post(State(state): State<GraphqlState>, headers: HeaderMap, bytes: 
     };
     let value: Value = match serde_json::from_slice(&bytes) {
         Ok(value) => value,
-        Err(_) => return request_error(media, "the request body is not valid JSON"),
+        // A body that is not JSON is a 400 whatever the media type.
+        Err(_) => {
+            return body(
+                media,
+                StatusCode::BAD_REQUEST,
+                &json!({ "errors": [{ "message": "the request body is not valid JSON", "extensions": { "code": "BAD_REQUEST" } }] }),
+            );
+        }
     };
     match Params::from_json(value) {
         Ok(params) => execute(&state, media, params, false).await,
@@ -299,8 +306,7 @@ async fn execute(state: &GraphqlState, media: Media, params: Params, is_get: boo
         return response;
     }
 
-    let mut request = async_graphql::Request::new(params.query)
-        .data(Loaders::new(state.app.db()));
+    let mut request = async_graphql::Request::new(params.query).data(RequestCache::default());
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
@@ -358,8 +364,14 @@ mod tests {
             ),
             Negotiated::Html
         );
-        assert_eq!(negotiate(Some("text/html"), false), Negotiated::NotAcceptable);
-        assert_eq!(negotiate(Some("image/png"), true), Negotiated::NotAcceptable);
+        assert_eq!(
+            negotiate(Some("text/html"), false),
+            Negotiated::NotAcceptable
+        );
+        assert_eq!(
+            negotiate(Some("image/png"), true),
+            Negotiated::NotAcceptable
+        );
     }
 
     #[test]

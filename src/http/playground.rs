@@ -1,11 +1,240 @@
-//! Temporary stand-in until the embedded GraphiQL lands in this tree.
+//! The GraphiQL playground: an HTML page on `GET /graphiql` (and on
+//! `GET /graphql` for browsers, via [`page`]) plus the React, ReactDOM and
+//! GraphiQL files it needs, embedded in the binary at build time by `build.rs`
+//! from the versions pinned in `graphiql/package-lock.json`. The page loads
+//! nothing from other origins, so the playground works on machines without
+//! internet access. If the build could not fetch the assets, the page says
+//! which are missing and how to rebuild, instead of hanging on "Loading…".
+
 use axum::Router;
-use axum::response::{Html, IntoResponse, Response};
-/// Routes.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/graphiql", axum::routing::get(|| async { page() }))
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::LazyLock;
+
+/// What `build.rs` generated: `ASSETS`, `MISSING`, `MISSING_REASON`, `VERSION`.
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/graphiql_assets.rs"));
 }
-/// Page.
+
+/// The script that starts GraphiQL; served as an asset so the page's
+/// Content-Security-Policy needs no inline script.
+const INIT_JS_NAME: &str = "union360-graphiql.js";
+
+/// Starts GraphiQL against this server's `/graphql` (same origin).
+const INIT_JS: &str = r#"(function () {
+  'use strict';
+  var DEFAULT_QUERY = [
+    '# Welcome to union360. Press the play button',
+    '# (or Ctrl-Enter) to run.',
+    '# A person is one human (one WeChat UnionID);',
+    '# accounts are their per-app OpenIDs.',
+    'query FirstPeople {',
+    '  apps { appid kind name }',
+    '  people(first: 5) {',
+    '    totalCount',
+    '    edges {',
+    '      node {',
+    '        unionid',
+    '        nickname',
+    '        accounts { appid openid nickname }',
+    '      }',
+    '    }',
+    '    pageInfo { hasNextPage endCursor }',
+    '  }',
+    '}',
+    ''
+  ].join('\n');
+  var wsScheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+  var fetcher = GraphiQL.createFetcher({
+    url: '/graphql',
+    subscriptionUrl: wsScheme + '//' + window.location.host + '/graphql/ws',
+    enableIncrementalDelivery: false,
+    headers: { accept: 'application/graphql-response+json, application/json' }
+  });
+  var root = ReactDOM.createRoot(document.getElementById('graphiql'));
+  root.render(React.createElement(GraphiQL, {
+    fetcher: fetcher,
+    defaultQuery: DEFAULT_QUERY,
+    defaultHeaders: '{}',
+    defaultEditorToolsVisibility: 'headers'
+  }));
+})();
+"#;
+
+/// Assets are addressed with `?v=<fingerprint>`, so they may be cached for good.
+const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// Everything the page may load comes from this server.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+     connect-src 'self'; base-uri 'none'; form-action 'none'; object-src 'none'";
+
+/// Routes `GET /graphiql` (the page) and `GET /graphiql/assets/{file}` (the
+/// embedded assets, long cache headers, correct content types, 404 for
+/// unknown names).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/graphiql", get(|| async { page() }))
+        .route("/graphiql/assets/{file}", get(asset))
+}
+
+/// The playground HTML page (also served on `GET /graphql` with
+/// `Accept: text/html`).
 pub fn page() -> Response {
-    Html("<p>GraphiQL</p>").into_response()
+    static HTML: LazyLock<String> = LazyLock::new(|| {
+        if generated::MISSING.is_empty() {
+            playground_html()
+        } else {
+            missing_assets_html()
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, mime::TEXT_HTML_UTF_8.as_ref()),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        HTML.as_str(),
+    )
+        .into_response()
+}
+
+/// Serves one embedded asset, answering revalidations with 304.
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    if file == INIT_JS_NAME {
+        // Part of this module rather than of the pinned packages, so it changes
+        // without the fingerprint changing: let browsers revalidate it.
+        return (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            INIT_JS,
+        )
+            .into_response();
+    }
+    let found = generated::ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file)
+        .map(|&(_, content_type, bytes)| (content_type, bytes));
+    let Some((content_type, bytes)) = found else {
+        return (StatusCode::NOT_FOUND, "no such playground asset\n").into_response();
+    };
+
+    let etag = format!("\"{}\"", generated::VERSION);
+    let cache = [
+        (header::CACHE_CONTROL, ASSET_CACHE_CONTROL.to_owned()),
+        (header::ETAG, etag.clone()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+    ];
+    let revalidated = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if revalidated {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    (
+        cache,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        bytes,
+    )
+        .into_response()
+}
+
+/// The working playground.
+fn playground_html() -> String {
+    let v = generated::VERSION;
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>union360 GraphiQL</title>
+<link rel="stylesheet" href="/graphiql/assets/graphiql.min.css?v={v}">
+<style>
+  html, body {{ height: 100%; margin: 0; overflow: hidden; }}
+  #graphiql {{ height: 100vh; height: 100dvh; }}
+  .union360-loading {{ font: 16px/1.5 system-ui, sans-serif; padding: 2rem; color: #555; }}
+</style>
+</head>
+<body>
+<div id="graphiql"><p class="union360-loading">Loading GraphiQL…</p></div>
+<noscript><p class="union360-loading">The playground needs JavaScript. The API itself is at
+<code>POST /graphql</code>.</p></noscript>
+<script src="/graphiql/assets/react.production.min.js?v={v}"></script>
+<script src="/graphiql/assets/react-dom.production.min.js?v={v}"></script>
+<script src="/graphiql/assets/graphiql.min.js?v={v}"></script>
+<script src="/graphiql/assets/{INIT_JS_NAME}?v={v}"></script>
+</body>
+</html>
+"#
+    )
+}
+
+/// The page shown when the binary was built without the assets.
+fn missing_assets_html() -> String {
+    let items: String = generated::MISSING
+        .iter()
+        .map(|name| format!("<li><code>{}</code></li>", escape(name)))
+        .collect();
+    let reason = escape(generated::MISSING_REASON);
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>union360 GraphiQL: assets missing</title>
+<style>
+  body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+  code, pre {{ font-family: ui-monospace, monospace; background: #f3f3f3; border-radius: 4px; }}
+  code {{ padding: 0 .25em; }}
+  pre {{ padding: .75rem; overflow-x: auto; }}
+</style>
+</head>
+<body data-union360-assets-missing>
+<h1>GraphiQL playground unavailable</h1>
+<p>This union360 binary was built without access to the npm registry, so the
+playground's files could not be embedded in it. Missing:</p>
+<ul>{items}</ul>
+<p>Reason recorded at build time: {reason}</p>
+<h2>How to fix</h2>
+<p>Rebuild union360 on a machine where <code>npm</code> is installed and can
+reach the npm registry (and <code>UNION360_SKIP_NPM</code> is not set to
+<code>1</code>). The build fetches the versions pinned in
+<code>graphiql/package-lock.json</code>; to force it to try again:</p>
+<pre>touch build.rs &amp;&amp; cargo build</pre>
+<h2>The API works without the playground</h2>
+<p>Send GraphQL requests with <code>POST /graphql</code>, for example (with
+your server's address in place of the default one):</p>
+<pre>curl -s http://127.0.0.1:8080/graphql \
+  -H 'Content-Type: application/json' \
+  -d '{{"query":"{{ apps {{ appid kind name }} }}"}}'</pre>
+</body>
+</html>
+"#
+    )
+}
+
+/// Escapes text for HTML element content.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }

@@ -70,12 +70,18 @@ mod tests {
 
     #[test]
     fn missing_values_keep_and_new_values_replace() {
-        assert_eq!(decide(Some("A"), Some("IMPORT"), None, Import), Decision::Keep);
+        assert_eq!(
+            decide(Some("A"), Some("IMPORT"), None, Import),
+            Decision::Keep
+        );
         assert_eq!(
             decide(Some("A"), Some("USER_INFO"), Some("B"), Import),
             Decision::Set(Some("B".into()))
         );
-        assert_eq!(decide(Some("A"), Some("IMPORT"), Some("A"), Import), Decision::Keep);
+        assert_eq!(
+            decide(Some("A"), Some("IMPORT"), Some("A"), Import),
+            Decision::Keep
+        );
         assert_eq!(
             decide(None, None, Some("A"), UserInfo),
             Decision::Set(Some("A".into()))

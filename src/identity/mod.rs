@@ -28,7 +28,7 @@ use entity::{account, account_history, app, person};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
+    EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, QuerySelect, Set, Value,
 };
 
 use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
@@ -437,6 +437,56 @@ async fn apply_row<C: ConnectionTrait>(
     Ok((outcome, person_created, account))
 }
 
+/// The profile columns: the name recorded in the history, the value column
+/// and the column naming the value's source.
+const PROFILE_COLUMNS: [(&str, account::Column, account::Column); 7] = [
+    (
+        "nickname",
+        account::Column::Nickname,
+        account::Column::NicknameSource,
+    ),
+    (
+        "avatar_url",
+        account::Column::AvatarUrl,
+        account::Column::AvatarUrlSource,
+    ),
+    ("sex", account::Column::Sex, account::Column::SexSource),
+    (
+        "language",
+        account::Column::Language,
+        account::Column::LanguageSource,
+    ),
+    ("city", account::Column::City, account::Column::CitySource),
+    (
+        "province",
+        account::Column::Province,
+        account::Column::ProvinceSource,
+    ),
+    (
+        "country",
+        account::Column::Country,
+        account::Column::CountrySource,
+    ),
+];
+
+/// A profile value as text: sex 0 (unknown) counts as empty.
+fn as_text(value: Value) -> Option<String> {
+    match value {
+        Value::String(s) => s,
+        Value::Int(Some(0)) | Value::Int(None) => None,
+        Value::Int(Some(code)) => Some(code.to_string()),
+        _ => None,
+    }
+}
+
+/// Text back into the column's type.
+fn from_text(column: account::Column, text: Option<String>) -> Value {
+    match column {
+        account::Column::Sex => Value::Int(text.and_then(|t| t.parse().ok())),
+        _ => Value::String(text),
+    }
+}
+
 /// Merges the row's profile into `active`, noting each change.
 fn apply_profile(
     model: &account::Model,
@@ -446,94 +496,37 @@ fn apply_profile(
     changes: &mut Vec<Change>,
 ) {
     let p = &row.profile;
-    let sex_text = |sex: Option<i32>| sex.filter(|s| *s != 0).map(|s| s.to_string());
-    let stored_sex = sex_text(model.sex);
-    let incoming_sex = p.sex.map(|s| sex_text(Some(s)).unwrap_or_default());
-    let fields: [(&'static str, Option<&str>, Option<&str>, Option<&str>); 7] = [
-        (
-            "nickname",
-            model.nickname.as_deref(),
-            model.nickname_source.as_deref(),
-            p.nickname.as_deref(),
-        ),
-        (
-            "avatar_url",
-            model.avatar_url.as_deref(),
-            model.avatar_url_source.as_deref(),
-            p.avatar_url.as_deref(),
-        ),
-        (
-            "sex",
-            stored_sex.as_deref(),
-            model.sex_source.as_deref(),
-            incoming_sex.as_deref(),
-        ),
-        (
-            "language",
-            model.language.as_deref(),
-            model.language_source.as_deref(),
-            p.language.as_deref(),
-        ),
-        (
-            "city",
-            model.city.as_deref(),
-            model.city_source.as_deref(),
-            p.city.as_deref(),
-        ),
-        (
-            "province",
-            model.province.as_deref(),
-            model.province_source.as_deref(),
-            p.province.as_deref(),
-        ),
-        (
-            "country",
-            model.country.as_deref(),
-            model.country_source.as_deref(),
-            p.country.as_deref(),
-        ),
+    // Incoming values in the order of PROFILE_COLUMNS; sex 0 is an empty value.
+    let incoming = [
+        p.nickname.clone(),
+        p.avatar_url.clone(),
+        p.sex
+            .map(|code| as_text(Value::Int(Some(code))).unwrap_or_default()),
+        p.language.clone(),
+        p.city.clone(),
+        p.province.clone(),
+        p.country.clone(),
     ];
-    let src = Some(source.as_str().to_owned());
-    for (field, stored, stored_source, incoming) in fields {
-        let Decision::Set(value) = merge::decide(stored, stored_source, incoming, source) else {
+    for ((field, column, source_column), incoming) in PROFILE_COLUMNS.into_iter().zip(incoming) {
+        let stored = as_text(model.get(column));
+        let stored_source = as_text(model.get(source_column));
+        let decision = merge::decide(
+            stored.as_deref(),
+            stored_source.as_deref(),
+            incoming.as_deref(),
+            source,
+        );
+        let Decision::Set(value) = decision else {
             continue;
         };
+        let value_source = value.as_ref().map(|_| source.as_str().to_owned());
         changes.push(Change {
             field,
-            old: stored.map(str::to_owned),
+            old: stored,
             new: value.clone(),
         });
-        let source_value = value.as_ref().and(src.clone());
-        match field {
-            "nickname" => {
-                active.nickname = Set(value);
-                active.nickname_source = Set(source_value);
-            }
-            "avatar_url" => {
-                active.avatar_url = Set(value);
-                active.avatar_url_source = Set(source_value);
-            }
-            "sex" => {
-                active.sex = Set(value.and_then(|v| v.parse().ok()));
-                active.sex_source = Set(source_value);
-            }
-            "language" => {
-                active.language = Set(value);
-                active.language_source = Set(source_value);
-            }
-            "city" => {
-                active.city = Set(value);
-                active.city_source = Set(source_value);
-            }
-            "province" => {
-                active.province = Set(value);
-                active.province_source = Set(source_value);
-            }
-            _ => {
-                active.country = Set(value);
-                active.country_source = Set(source_value);
-            }
-        }
+        active.set(column, from_text(column, value));
+        active.set(source_column, Value::String(value_source));
     }
     if let Some(subscribed) = row.subscribed
         && model.subscribed != Some(subscribed)

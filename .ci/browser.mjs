@@ -1,0 +1,197 @@
+// Browser check of the GraphiQL playground, run by .ci/run.
+//
+// Usage: node .ci/browser.mjs http://127.0.0.1:PORT [screenshot.png]
+//
+// Opens /graphiql in headless Chromium with every request to another host
+// blocked, waits for the editor to show the preloaded query, runs it, waits
+// for a GraphQL response in the result pane, then checks that GET /graphql
+// from a browser (Accept: text/html) serves the playground too. Writes a
+// screenshot (default target/ci-graphiql.png) and exits 1 on any failure,
+// printing the page's console errors.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = (process.argv[2] || '').replace(/\/+$/, '');
+const screenshot = process.argv[3] || 'target/ci-graphiql.png';
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const STEP_TIMEOUT_MS = 30_000;
+const TOTAL_TIMEOUT_MS = 180_000;
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const GRAPHQL_ACCEPT = 'application/graphql-response+json';
+
+if (!/^https?:\/\//.test(base)) {
+  console.error('usage: node .ci/browser.mjs http://127.0.0.1:PORT [screenshot.png]');
+  process.exit(2);
+}
+
+const consoleErrors = [];
+const failedGraphql = [];
+const blocked = [];
+let browser;
+let page;
+
+function fail(message) {
+  const error = new Error(message);
+  error.checkFailure = true;
+  return error;
+}
+
+// Waits until the query editor holds the preloaded operation, failing at once
+// if the server sent the "assets missing" page instead.
+async function waitForEditor(what) {
+  let state;
+  try {
+    state = await page.waitForFunction(
+      () => {
+        if (document.querySelector('[data-union360-assets-missing]')) return 'missing';
+        const editor = document.querySelector('.graphiql-query-editor');
+        return editor !== null && /\bquery\b/.test(editor.innerText) ? 'ready' : false;
+      },
+      null,
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch {
+    throw fail(`${what}: the GraphiQL query editor did not render with the preloaded query ` +
+      `within ${STEP_TIMEOUT_MS / 1000} s`);
+  }
+  if ((await state.jsonValue()) === 'missing') {
+    throw fail(`${what}: the server was built without the GraphiQL assets (see the page text below)`);
+  }
+}
+
+async function check() {
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.route('**/*', (route) => {
+    const url = new URL(route.request().url());
+    if ((url.protocol === 'http:' || url.protocol === 'https:') && !LOCAL_HOSTS.has(url.hostname)) {
+      blocked.push(url.href);
+      return route.abort('blockedbyclient');
+    }
+    return route.continue();
+  });
+  page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') consoleErrors.push(msg.text());
+  });
+  page.on('pageerror', (err) => consoleErrors.push(`uncaught: ${err.message}`));
+  // Every GraphQL request the playground makes (its schema introspection
+  // included, which powers autocompletion and the docs) must succeed.
+  page.on('response', (res) => {
+    const req = res.request();
+    if (req.method() === 'POST' && new URL(res.url()).pathname === '/graphql' && res.status() !== 200) {
+      failedGraphql.push(`${res.status()} for ${(req.postData() || '').slice(0, 120)}`);
+    }
+  });
+  page.on('requestfailed', (req) => {
+    if (!blocked.includes(req.url())) {
+      consoleErrors.push(`request failed: ${req.method()} ${req.url()} (${req.failure()?.errorText})`);
+    }
+  });
+
+  // 1. The playground page renders the editor with the preloaded query.
+  const response = await page.goto(`${base}/graphiql`, { waitUntil: 'load' });
+  if (!response || response.status() !== 200) {
+    throw fail(`GET /graphiql returned ${response ? response.status() : 'no response'}`);
+  }
+  await waitForEditor('GET /graphiql');
+
+  // 2. Running the query reaches /graphql and shows a GraphQL response.
+  const executed = page.waitForRequest(
+    (req) => {
+      if (req.method() !== 'POST' || new URL(req.url()).pathname !== '/graphql') return false;
+      return !/IntrospectionQuery/.test(req.postData() || '');
+    },
+    { timeout: STEP_TIMEOUT_MS },
+  ).catch(() => null);
+  await page.locator('.graphiql-execute-button').first().click();
+  const request = await executed;
+  if (!request) throw fail('clicking the run button sent no POST /graphql request');
+  const accept = (await request.allHeaders()).accept || '';
+  if (!accept.includes(GRAPHQL_ACCEPT)) {
+    throw fail(`the playground sent Accept: "${accept}", expected it to include ${GRAPHQL_ACCEPT}`);
+  }
+  try {
+    await page.waitForFunction(
+      () => {
+        const pane = document.querySelector('.graphiql-response');
+        return pane !== null && /"(data|errors)"/.test(pane.innerText);
+      },
+      null,
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch {
+    throw fail('the result pane did not show a GraphQL response ("data" or "errors")');
+  }
+  if (failedGraphql.length > 0) {
+    throw fail(`the playground's GraphQL requests failed:\n  ${failedGraphql.join('\n  ')}`);
+  }
+  mkdirSync(dirname(screenshot), { recursive: true });
+  await page.screenshot({ path: screenshot });
+
+  // 3. A browser asking for GET /graphql (Accept: text/html) gets the playground.
+  const asHtml = await page.goto(`${base}/graphql`, { waitUntil: 'load' });
+  if (!asHtml || asHtml.status() !== 200) {
+    throw fail(`GET /graphql with Accept: text/html returned ${asHtml ? asHtml.status() : 'no response'}`);
+  }
+  const type = asHtml.headers()['content-type'] || '';
+  if (!type.startsWith('text/html')) {
+    throw fail(`GET /graphql with Accept: text/html returned Content-Type "${type}"`);
+  }
+  await waitForEditor('GET /graphql (Accept: text/html)');
+}
+
+const timer = setTimeout(() => {
+  console.error(`browser check: FAILED: did not finish within ${TOTAL_TIMEOUT_MS / 1000} s`);
+  process.exit(1);
+}, TOTAL_TIMEOUT_MS);
+
+let exitCode = 0;
+try {
+  await check();
+  console.log(`browser check: ok (${blocked.length} external requests blocked)`);
+} catch (err) {
+  exitCode = 1;
+  console.error(`browser check: FAILED: ${err.checkFailure ? err.message : err.stack || err}`);
+  if (page) {
+    const text = await page.evaluate(() => document.body?.innerText || '').catch(() => '');
+    if (text) console.error(`page text:\n  ${text.slice(0, 1500).split('\n').join('\n  ')}`);
+    try {
+      if (failedGraphql.length > 0) {
+    throw fail(`the playground's GraphQL requests failed:\n  ${failedGraphql.join('\n  ')}`);
+  }
+  mkdirSync(dirname(screenshot), { recursive: true });
+      await page.screenshot({ path: screenshot });
+      console.error(`screenshot of the failure: ${screenshot}`);
+    } catch {
+      // The page may be gone; the messages above are what matters.
+    }
+  }
+}
+if (consoleErrors.length > 0) {
+  const log = exitCode === 0 ? console.log : console.error;
+  log(`page console errors (${consoleErrors.length}):`);
+  for (const line of consoleErrors) log(`  ${line}`);
+}
+if (blocked.length > 0) {
+  console.log(`blocked external requests (${blocked.length}):`);
+  for (const url of blocked) console.log(`  ${url}`);
+}
+await browser?.close().catch(() => {});
+clearTimeout(timer);
+process.exit(exitCode);

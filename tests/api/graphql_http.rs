@@ -1,0 +1,189 @@
+//! GraphQL over HTTP: what the specification asks of `/graphql`.
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+const GQL: &str = "application/graphql-response+json";
+
+async fn post(app: &TestApp, accept: Option<&str>, body: &str) -> (u16, String, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_owned());
+    if let Some(accept) = accept {
+        request = request.header(ACCEPT, accept);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, content_type, body)
+}
+
+#[tokio::test]
+async fn the_response_type_follows_accept() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let query = r#"{"query":"{ __typename }"}"#;
+    let (status, ct, body) = post(&app, Some(GQL), query).await;
+    assert_eq!((status, ct.starts_with(GQL)), (200, true));
+    assert_eq!(body["data"]["__typename"], "Query");
+    for accept in [Some("application/json"), Some("*/*"), None] {
+        let (status, ct, _) = post(&app, accept, query).await;
+        assert_eq!(status, 200);
+        assert!(ct.starts_with("application/json"), "{accept:?} gave {ct}");
+    }
+    let (status, _, _) = post(&app, Some("image/png"), query).await;
+    assert_eq!(status, 406);
+}
+
+#[tokio::test]
+async fn request_errors_are_400_without_data_for_graphql_response_json() {
+    let app = spawn_app(Backend::Sqlite).await;
+    // A body that is not JSON is a 400 for everyone.
+    for accept in [GQL, "application/json"] {
+        let (status, _, response) = post(&app, Some(accept), r#"{ "not json"#).await;
+        assert_eq!(status, 400);
+        assert!(response.get("data").is_none());
+    }
+    for body in [
+        r#"{"qeury":"{ __typename }"}"#,
+        r#"{"query":0}"#,
+        r#"{"query":"{ __typename }","variables":"x"}"#,
+        r#"{"query":"{"}"#,
+        r#"{"query":"{ noSuchField }"}"#,
+    ] {
+        let (status, _, response) = post(&app, Some(GQL), body).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(response.get("data").is_none(), "{body}: {response}");
+        assert!(response["errors"].as_array().is_some_and(|e| !e.is_empty()));
+        // Legacy clients asking for application/json get 200 with errors.
+        let (status, _, response) = post(&app, Some("application/json"), body).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(response["errors"].as_array().is_some_and(|e| !e.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn post_bodies_must_be_json() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = format!("{}/graphql", app.address);
+    let plain = app
+        .client
+        .post(&url)
+        .header(CONTENT_TYPE, "text/plain")
+        .body("{ __typename }")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 415);
+    let none = app.client.post(&url).send().await.unwrap();
+    assert_eq!(none.status(), 415);
+}
+
+#[tokio::test]
+async fn get_runs_queries_with_operation_name_and_variables_but_never_mutations() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = format!("{}/graphql", app.address);
+    let query = "query A { __typename } query B($name: String!) { __type(name: $name) { name } }";
+    let response: Value = app
+        .client
+        .get(&url)
+        .query(&[
+            ("query", query),
+            ("operationName", "B"),
+            ("variables", r#"{"name":"Person"}"#),
+        ])
+        .header(ACCEPT, GQL)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(response["data"]["__type"]["name"], "Person");
+
+    let mutation = app
+        .client
+        .get(&url)
+        .query(&[("query", "mutation { __typename }")])
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mutation.status(), 405);
+    assert_eq!(mutation.headers()["allow"], "POST");
+}
+
+#[tokio::test]
+async fn browsers_get_the_playground_on_graphql_and_graphiql() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for path in ["/graphql", "/graphiql"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .header(ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = response.text().await.unwrap();
+        assert!(page.contains("GraphiQL"), "{path}");
+        assert!(
+            !page.contains("https://"),
+            "{path} loads something from outside"
+        );
+    }
+}
+
+#[tokio::test]
+async fn errors_carry_a_code() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let missing = app
+        .graphql(
+            r#"{ accounts(appid: "wx0123456789abcdef") { totalCount } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(missing["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    let too_many = app
+        .graphql("{ people(first: 1000) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(
+        too_many["errors"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+    let bad_id = app
+        .graphql(r#"{ person(unionid: " padded") { unionid } }"#, json!({}))
+        .await;
+    assert_eq!(bad_id["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert!(
+        bad_id["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("white space")
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let huge = format!(
+        r#"{{"query":"{{ __typename }}","extensions":{{"pad":"{}"}}}}"#,
+        "x".repeat(3 << 20)
+    );
+    let (status, _, _) = post(&app, None, &huge).await;
+    assert_eq!(status, 413);
+}

@@ -1,0 +1,144 @@
+//! `spawn_app()`: a real union360 server with its own database.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::{Value, json};
+use union360::crypto::MasterKey;
+use union360::settings::Settings;
+use union360::startup::Application;
+use union360::state::AppState;
+
+/// The databases every storage test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite always; PostgreSQL too when `TEST_DATABASE_URL` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        all.push(Backend::Postgres);
+    }
+    all
+}
+
+/// A running server.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server on port 0 with a fresh database of `backend`.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        union360::telemetry::init();
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+        Backend::Postgres => fresh_postgres_database().await,
+    };
+    let mut settings = Settings::new(url);
+    settings.server.listen = "127.0.0.1:0".parse().expect("address");
+    let (_, key) = MasterKey::generate();
+    settings.database.master_key = Some(key);
+    let app = Application::build(settings).await.expect("server builds");
+    let address = format!("http://{}", app.local_addr().expect("bound"));
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        state,
+        _dir: dir,
+    }
+}
+
+/// Creates a database of its own on the `TEST_DATABASE_URL` server and returns its URL.
+/// Databases left by earlier runs (older than an hour) are dropped on the way.
+async fn fresh_postgres_database() -> String {
+    let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let admin = Database::connect(&admin_url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let old = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'u360t\\_%'".to_owned(),
+        ))
+        .await
+        .expect("list databases");
+    for row in old {
+        let name: String = row.try_get("", "datname").expect("datname");
+        let born: u64 = name
+            .split('_')
+            .nth(1)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(born) > 3600 {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+    let name = format!("u360t_{now}_{:08x}", rand::random::<u32>());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+impl TestApp {
+    /// POSTs a GraphQL request and returns the JSON body (any status).
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// Like [`Self::graphql`], but panics on errors and returns `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+        body["data"].clone()
+    }
+
+    /// Registers an app of `kind` through the API.
+    pub async fn register_app(&self, appid: &str, kind: &str) {
+        self.data(
+            "mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }",
+            json!({ "input": { "appid": appid, "kind": kind, "name": appid, "secret": "s3cret-value" } }),
+        )
+        .await;
+    }
+
+    /// Upserts accounts through the API and returns the payload.
+    pub async fn upsert(&self, rows: Value) -> Value {
+        self.data(
+            "mutation($rows: [AccountInput!]!) { upsertAccounts(input: $rows) {
+                created linked updated unchanged refused personsCreated
+                results { index outcome reason personCreated account { openid unionid unionidConflict nickname } }
+            } }",
+            json!({ "rows": rows }),
+        )
+        .await["upsertAccounts"]
+            .clone()
+    }
+}

@@ -1,0 +1,219 @@
+//! The identity rules, over the API and under real concurrency.
+
+use entity::{account, person};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::json;
+use union360::domain::{AppId, OpenId, ProfileSource};
+use union360::identity::{self, AccountUpsert, Profile};
+
+use crate::helpers::{backends, spawn_app};
+
+const OA: &str = "wx00000000000000a1";
+const MP: &str = "wx00000000000000b2";
+
+#[tokio::test]
+async fn a_unionid_links_accounts_of_different_apps_to_one_person() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+        app.register_app(MP, "MINI_PROGRAM").await;
+        let first = app
+            .upsert(json!([{ "appid": OA, "openid": "oa-1", "unionid": "u-1", "nickname": "Ann" }]))
+            .await;
+        assert_eq!(first["created"], 1);
+        assert_eq!(first["personsCreated"], 1);
+        // The same user seen by the mini program: same person, no new one.
+        let second = app
+            .upsert(json!([{ "appid": MP, "openid": "mp-1", "unionid": "u-1" }]))
+            .await;
+        assert_eq!(second["personsCreated"], 0);
+        // An account first seen without UnionID is linked when it arrives.
+        app.upsert(json!([{ "appid": OA, "openid": "oa-2" }])).await;
+        let linked = app
+            .upsert(json!([{ "appid": OA, "openid": "oa-2", "unionid": "u-2" }]))
+            .await;
+        assert_eq!(linked["results"][0]["outcome"], "LINKED", "{backend:?}");
+
+        let data = app
+            .data(
+                r#"{ person(unionid: "u-1") { unionid nickname accounts { appid openid } } }"#,
+                json!({}),
+            )
+            .await;
+        assert_eq!(data["person"]["nickname"], "Ann");
+        let accounts = data["person"]["accounts"].as_array().unwrap();
+        assert_eq!(accounts.len(), 2);
+        let only_mp = app
+            .data(
+                r#"query($a: String) { person(unionid: "u-1") { accounts(appid: $a) { openid } } }"#,
+                json!({ "a": MP }),
+            )
+            .await;
+        assert_eq!(only_mp["person"]["accounts"], json!([{ "openid": "mp-1" }]));
+    }
+}
+
+#[tokio::test]
+async fn a_conflicting_unionid_is_recorded_not_applied() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+        app.upsert(json!([{ "appid": OA, "openid": "o", "unionid": "u-right", "nickname": "A" }]))
+            .await;
+        let refused = app
+            .upsert(json!([
+                { "appid": OA, "openid": "o", "unionid": "u-wrong", "nickname": "B" },
+                { "appid": OA, "openid": "other", "nickname": "C" }
+            ]))
+            .await;
+        assert_eq!(refused["refused"], 1);
+        assert_eq!(refused["created"], 1, "the other row still applies");
+        let result = &refused["results"][0];
+        assert_eq!(result["outcome"], "REFUSED");
+        assert_eq!(result["reason"], "UNIONID_CONFLICT");
+        assert_eq!(result["account"]["unionid"], "u-right");
+        assert_eq!(result["account"]["unionidConflict"], "u-wrong");
+        assert_eq!(
+            result["account"]["nickname"], "A",
+            "nothing else of the row applied"
+        );
+        let persons = person::Entity::find().count(app.state.db()).await.unwrap();
+        assert_eq!(
+            persons, 1,
+            "{backend:?}: no person for the conflicting UnionID"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_empty_value_never_blanks_another_sources_value() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+        app.upsert(json!([{ "appid": OA, "openid": "o", "nickname": "Ann", "city": "Shenzhen" }]))
+            .await;
+        // user/info since 2021: keys present, values empty.
+        let blank = AccountUpsert {
+            appid: AppId::parse(OA).unwrap(),
+            openid: OpenId::parse("o").unwrap(),
+            unionid: None,
+            profile: Profile {
+                nickname: Some(String::new()),
+                avatar_url: Some(String::new()),
+                sex: Some(0),
+                city: Some(String::new()),
+                language: Some("zh_CN".into()),
+                ..Profile::default()
+            },
+            subscribed: Some(true),
+            remark: None,
+        };
+        identity::upsert_accounts(
+            app.state.db(),
+            vec![blank],
+            ProfileSource::UserInfo,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        let data = app
+            .data(
+                &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ nickname city language following fieldSources {{ field source }} }} }}"#),
+                json!({}),
+            )
+            .await;
+        let account = &data["account"];
+        assert_eq!(account["nickname"], "Ann", "{backend:?}");
+        assert_eq!(account["city"], "Shenzhen");
+        assert_eq!(account["language"], "zh_CN");
+        assert_eq!(account["following"], true);
+        assert!(
+            account["fieldSources"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({ "field": "language", "source": "USER_INFO" }))
+        );
+        // The same source may clear what it set itself.
+        app.upsert(json!([{ "appid": OA, "openid": "o", "city": "" }]))
+            .await;
+        let data = app
+            .data(
+                &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ city }} }}"#),
+                json!({}),
+            )
+            .await;
+        assert_eq!(data["account"]["city"], json!(null));
+    }
+}
+
+#[tokio::test]
+async fn a_call_with_one_bad_row_writes_nothing() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+        let rows = [
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": "wx9999999999999999", "openid": "b" }]),
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "a" }]),
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "" }]),
+        ];
+        for rows in rows {
+            let body = app
+                .graphql(
+                    "mutation($rows: [AccountInput!]!) { upsertAccounts(input: $rows) { created } }",
+                    json!({ "rows": rows }),
+                )
+                .await;
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+                "{body}"
+            );
+        }
+        assert_eq!(
+            account::Entity::find().count(app.state.db()).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            person::Entity::find().count(app.state.db()).await.unwrap(),
+            0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_discoveries_of_one_unionid_make_exactly_one_person() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        let appids: Vec<String> = (0..8).map(|i| format!("wx{i:016x}")).collect();
+        for appid in &appids {
+            app.register_app(appid, "MINI_PROGRAM").await;
+        }
+        for round in 0..5 {
+            let unionid = format!("u-race-{round}");
+            let calls = appids.iter().map(|appid| {
+                let rows =
+                    json!([{ "appid": appid, "openid": format!("o-{round}"), "unionid": unionid }]);
+                let app = &app;
+                async move { app.upsert(rows).await }
+            });
+            let results = futures::future::join_all(calls).await;
+            let created: i64 = results
+                .iter()
+                .map(|r| r["personsCreated"].as_i64().unwrap())
+                .sum();
+            assert_eq!(created, 1, "{backend:?} round {round}: {results:?}");
+
+            let persons = person::Entity::find()
+                .filter(person::Column::Unionid.eq(&unionid))
+                .all(app.state.db())
+                .await
+                .unwrap();
+            assert_eq!(persons.len(), 1);
+            let linked = account::Entity::find()
+                .filter(account::Column::PersonId.eq(persons[0].id))
+                .count(app.state.db())
+                .await
+                .unwrap();
+            assert_eq!(linked, appids.len() as u64);
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! No N+1: a page of people with their accounts and apps costs a constant
+//! number of SQL statements, whatever the page size.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, backends, spawn_app};
+
+const PAGE: &str = "query($first: Int) { people(first: $first) { edges { node {
+    unionid nickname city
+    accounts { openid nickname following app { appid name kind } }
+} } } }";
+
+async fn statements_for(app: &TestApp, first: i64) -> u64 {
+    let before = app.state.store().statements.get();
+    let data = app.data(PAGE, json!({ "first": first })).await;
+    let after = app.state.store().statements.get();
+    let edges = data["people"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len() as i64, first);
+    assert_eq!(edges[0]["node"]["accounts"].as_array().unwrap().len(), 3);
+    after - before
+}
+
+#[tokio::test]
+async fn a_page_of_people_with_accounts_and_apps_costs_at_most_four_statements() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        let appids: Vec<String> = (0..3).map(|i| format!("wx{i:016x}")).collect();
+        for appid in &appids {
+            app.register_app(appid, "OFFICIAL_ACCOUNT").await;
+        }
+        let rows: Vec<Value> = (0..100)
+            .flat_map(|p| {
+                appids.iter().map(move |appid| {
+                    json!({ "appid": appid, "openid": format!("{appid}-{p}"), "unionid": format!("u{p}"),
+                            "nickname": format!("n{p}"), "following": true })
+                })
+            })
+            .collect();
+        app.upsert(json!(rows)).await;
+
+        let small = statements_for(&app, 10).await;
+        let large = statements_for(&app, 100).await;
+        assert!(
+            large <= 4,
+            "{backend:?}: a page of 100 took {large} statements"
+        );
+        assert_eq!(
+            small, large,
+            "{backend:?}: statement count grows with the page"
+        );
+    }
+}
