@@ -17,9 +17,12 @@
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`crypto`]: sealing secrets at rest under the master key.
 //! - [`domain`]: identifiers and enums parsed at the edge.
+//! - [`wechat`]: the WeChat API client (tokens, retries, breakers, lenient decoding).
+//! - [`clock`]: injectable time for expiry and breakers.
 
 pub mod apps;
 pub mod cli;
+pub mod clock;
 pub mod crypto;
 pub mod domain;
 pub mod graphql;
@@ -30,3 +33,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod wechat;
