@@ -9,15 +9,13 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// Escapes raw control characters (U+0000 to U+001F) found inside JSON
-/// strings as `\u00XX`; everything else is left untouched.
+/// strings as `\u00XX`; everything else is left untouched, and a body
+/// without any is returned without copying.
 pub fn escape_control_characters(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if !has_control_in_string(body) {
-        return std::borrow::Cow::Borrowed(body);
-    }
-    let mut out = Vec::with_capacity(body.len() + 16);
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
+    let mut out: Option<Vec<u8>> = None;
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &b) in body.iter().enumerate() {
+        let control = in_string && !escaped && b < 0x20;
         if in_string {
             if escaped {
                 escaped = false;
@@ -25,37 +23,18 @@ pub fn escape_control_characters(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
                 escaped = true;
             } else if b == b'"' {
                 in_string = false;
-            } else if b < 0x20 {
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                continue;
             }
         } else if b == b'"' {
             in_string = true;
         }
-        out.push(b);
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-fn has_control_in_string(body: &[u8]) -> bool {
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            } else if b < 0x20 {
-                return true;
-            }
-        } else if b == b'"' {
-            in_string = true;
+        if control {
+            let out = out.get_or_insert_with(|| body[..i].to_vec());
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else if let Some(out) = &mut out {
+            out.push(b);
         }
     }
-    false
+    out.map_or(std::borrow::Cow::Borrowed(body), std::borrow::Cow::Owned)
 }
 
 /// Parses a WeChat body into JSON, tolerating control characters in strings.
