@@ -16,6 +16,7 @@
 //! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`crypto`]: sealing secrets at rest under the master key.
+//! - [`wechat`]: the WeChat side: the server callback's signatures, safe-mode cipher and XML.
 //! - [`domain`]: identifiers and enums parsed at the edge.
 
 pub mod apps;
@@ -30,3 +31,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod wechat;
