@@ -17,7 +17,8 @@
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`crypto`]: sealing secrets at rest under the master key.
 //! - [`domain`]: identifiers and enums parsed at the edge.
-//! - [`wechat`]: the WeChat API client (tokens, retries, breakers, lenient decoding).
+//! - [`wechat`]: the WeChat API client (tokens, retries, breakers, lenient decoding) and the
+//!   message-push crypto (signatures, safe-mode cipher, XML).
 //! - [`clock`]: injectable time for expiry and breakers.
 
 pub mod apps;

@@ -4,9 +4,11 @@
 //! - [`token`]: the shared, single-flight access-token cache;
 //! - [`breaker`]: quota breakers (45009, 45011);
 //! - [`error`]: the error taxonomy callers act on;
-//! - [`types`], [`lenient`]: responses, decoded leniently where WeChat is sloppy.
+//! - [`types`], [`lenient`]: responses, decoded leniently where WeChat is sloppy;
+//! - [`callback`]: the message push: signatures, the safe-mode cipher and its XML.
 
 pub mod breaker;
+pub mod callback;
 pub mod client;
 pub mod error;
 pub mod lenient;
