@@ -12,7 +12,8 @@
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
 //! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks.
 //! - [`graphql`]: the schema, one module per domain, batch loaders, pagination, errors.
-//! - services: [`identity`] (accounts, persons, the identity rules), [`apps`] (registration).
+//! - services: [`identity`] (accounts, persons, the identity rules), [`apps`] (registration),
+//!   [`refresh`] (profiles from WeChat).
 //! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`crypto`]: sealing secrets at rest under the master key.
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod refresh;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -54,6 +54,10 @@ pub struct ServerSettings {
     #[arg(long, env = "UNION360_WECHAT_TOKEN_ENDPOINT", value_enum, default_value_t = TokenEndpoint::Stable)]
     pub wechat_token_endpoint: TokenEndpoint,
 
+    /// How long an account's profile stays fresh, in seconds, for apps without their own TTL.
+    #[arg(long, env = "UNION360_FRESHNESS_TTL_SECS", default_value_t = 86_400)]
+    pub freshness_ttl_secs: i64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "UNION360_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
     pub body_limit: usize,
@@ -96,6 +100,7 @@ impl Settings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 wechat_api_base: "https://api.weixin.qq.com".to_owned(),
                 wechat_token_endpoint: TokenEndpoint::Stable,
+                freshness_ttl_secs: 86_400,
                 body_limit: 2 * 1024 * 1024,
                 max_depth: 16,
                 max_complexity: 50_000,
@@ -103,6 +108,11 @@ impl Settings {
                 shutdown_grace_secs: 10,
             },
         }
+    }
+
+    /// The server-wide freshness TTL.
+    pub fn freshness_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.server.freshness_ttl_secs.max(0))
     }
 
     /// How long shutdown waits for in-flight requests.

@@ -10,10 +10,10 @@ use super::error::{ApiError, ApiResult, ResultExt};
 use super::loaders::{RequestCache, Siblings};
 use super::page::{self, PageArgs, connection};
 use super::person::Person;
-use crate::apps;
 use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, Outcome, Profile};
 use crate::state::AppState;
+use crate::{apps, refresh};
 use std::sync::Arc;
 
 /// Sex as WeChat reports it. WeChat has stopped sending it in `user/info`
@@ -42,6 +42,19 @@ impl Sex {
             None => 0,
         }
     }
+}
+
+/// Why the last refresh of an account from WeChat failed. The stored profile
+/// is kept as it was.
+#[derive(SimpleObject)]
+pub struct RefreshError {
+    /// The WeChat `errcode` (for example 40003 invalid openid, 45009 daily quota,
+    /// -1 system busy); null for failures without one (timeouts, unreachable).
+    pub code: Option<i32>,
+    /// What went wrong.
+    pub message: String,
+    /// When it failed.
+    pub at: DateTime<Utc>,
 }
 
 /// Which source set one profile field of an account.
@@ -182,6 +195,26 @@ impl Account {
     /// When the profile was last fetched from WeChat; null when never.
     async fn refreshed_at(&self) -> Option<DateTime<Utc>> {
         self.0.refreshed_at
+    }
+
+    /// Whether the profile is older than its app's freshness TTL (or was never
+    /// fetched). Official accounts are refreshed from WeChat; accounts of other
+    /// kinds keep what sign-in and imports gave them and stay stale.
+    async fn stale(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        let state = ctx.data::<AppState>()?;
+        let app = self.load_app(ctx).await?;
+        let ttl = refresh::ttl_of(&app, state.settings().freshness_ttl());
+        Ok(refresh::is_stale(self.0.refreshed_at, ttl, Utc::now()))
+    }
+
+    /// The last failed refresh from WeChat, when the last attempt failed.
+    async fn refresh_error(&self) -> Option<RefreshError> {
+        let m = &self.0;
+        Some(RefreshError {
+            code: m.refresh_error_code,
+            message: m.refresh_error_message.clone()?,
+            at: m.refresh_error_at?,
+        })
     }
 
     /// When union360 first stored this account.
@@ -489,4 +522,119 @@ impl From<Vec<identity::UpsertResult>> for UpsertAccountsPayload {
             ..payload
         }
     }
+}
+
+/// One account by app and openid.
+#[derive(InputObject)]
+pub struct AccountKey {
+    /// The appid.
+    pub appid: String,
+    /// The openid within that app.
+    pub openid: String,
+}
+
+/// What `refreshAccounts` did.
+#[derive(SimpleObject)]
+pub struct RefreshAccountsPayload {
+    /// Accounts fetched from WeChat and written.
+    pub fetched: i32,
+    /// Accounts whose fetch failed; each carries its `refreshError`, and its stored profile is kept.
+    pub failed: i32,
+    /// Accounts WeChat refused as invalid openids (errcode 40003).
+    pub invalid: i32,
+    /// Accounts of apps that are not official accounts, which have nothing to fetch.
+    pub skipped: i32,
+    /// The accounts as stored after the refresh, in the order asked.
+    pub accounts: Vec<Account>,
+}
+
+/// Operator mutations of accounts.
+#[derive(Default)]
+pub struct RefreshMutation;
+
+#[Object]
+impl RefreshMutation {
+    /// Fetches the given accounts from WeChat now, fresh or not (at most 1,000;
+    /// batched by app in calls of 100). A WeChat failure does not fail the
+    /// mutation: it is counted and recorded on each account. Unknown accounts
+    /// fail the call with BAD_USER_INPUT.
+    async fn refresh_accounts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The accounts to refresh.")] keys: Vec<AccountKey>,
+    ) -> ApiResult<RefreshAccountsPayload> {
+        let state = ctx.data::<AppState>()?;
+        if keys.len() > identity::MAX_UPSERT_BATCH {
+            return Err(ApiError::BadUserInput(format!(
+                "at most {} accounts per call",
+                identity::MAX_UPSERT_BATCH
+            ))
+            .extend());
+        }
+        let accounts = find_accounts(state, keys).await?;
+        let report = refresh::refresh_accounts(state, &accounts).await.api()?;
+        let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
+        let mut reloaded: std::collections::HashMap<i64, account::Model> = account::Entity::find()
+            .filter(account::Column::Id.is_in(ids.iter().copied()))
+            .all(state.db())
+            .await
+            .api()?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let ordered = ids.iter().filter_map(|id| reloaded.remove(id)).collect();
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(RefreshAccountsPayload {
+            fetched: count(report.fetched),
+            failed: count(report.failed),
+            invalid: count(report.invalid),
+            skipped: count(report.skipped),
+            accounts: Account::batch(ordered),
+        })
+    }
+}
+
+/// Finds the accounts of `keys`, in order; unknown apps or accounts are a BAD_USER_INPUT.
+async fn find_accounts(state: &AppState, keys: Vec<AccountKey>) -> ApiResult<Vec<account::Model>> {
+    let apps: std::collections::HashMap<String, i64> = apps::list(state.db())
+        .await
+        .api()?
+        .into_iter()
+        .map(|a| (a.appid, a.id))
+        .collect();
+    let mut wanted = Vec::with_capacity(keys.len());
+    for key in keys {
+        let app_id = *apps.get(&key.appid).ok_or_else(|| {
+            ApiError::BadUserInput(format!("app {} is not registered", key.appid)).extend()
+        })?;
+        wanted.push((app_id, key.openid));
+    }
+    let mut condition = sea_orm::Condition::any();
+    for (app_id, openid) in &wanted {
+        condition = condition.add(
+            sea_orm::Condition::all()
+                .add(account::Column::AppId.eq(*app_id))
+                .add(account::Column::Openid.eq(openid.as_str())),
+        );
+    }
+    let found: std::collections::HashMap<(i64, String), account::Model> = if wanted.is_empty() {
+        Default::default()
+    } else {
+        account::Entity::find()
+            .filter(condition)
+            .all(state.db())
+            .await
+            .api()?
+            .into_iter()
+            .map(|a| ((a.app_id, a.openid.clone()), a))
+            .collect()
+    };
+    wanted
+        .into_iter()
+        .map(|key| {
+            found.get(&key).cloned().ok_or_else(|| {
+                ApiError::BadUserInput(format!("no account {} in app #{}", key.1, key.0)).extend()
+            })
+        })
+        .collect()
 }

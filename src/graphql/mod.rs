@@ -23,7 +23,11 @@ pub struct Query(person::PersonQuery, account::AccountQuery, app::AppQuery);
 
 /// The root mutation.
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation, app::AppMutation);
+pub struct Mutation(
+    account::AccountMutation,
+    account::RefreshMutation,
+    app::AppMutation,
+);
 
 /// The union360 schema type.
 pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;

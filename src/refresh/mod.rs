@@ -1,0 +1,286 @@
+//! Refreshing account profiles from WeChat.
+//!
+//! [`refresh_accounts`] fetches the given accounts from `user/info/batchget`,
+//! grouped by app (chunks of at most 100, apps in parallel), and writes what
+//! WeChat said through the identity service, so the identity rules hold for
+//! refreshes exactly as for imports: a newly seen UnionID links the account
+//! (creating the person), a different one is recorded as a conflict, and
+//! WeChat's blank nicknames never erase names learned elsewhere. Unfollowed
+//! users keep their last known profile and are marked as not following.
+//!
+//! Only official accounts have `user/info`; accounts of other kinds keep
+//! what sign-in and imports gave them and are reported as skipped. A failed
+//! fetch never touches the stored profile: it is recorded on the account as
+//! its last refresh error.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use entity::{account, app};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use secrecy::SecretString;
+
+use crate::apps;
+use crate::domain::{AppId, AppKind, OpenId, ProfileSource, UnionId};
+use crate::identity::{self, AccountUpsert, Follow, Profile};
+use crate::state::AppState;
+use crate::wechat::AppCredentials;
+use crate::wechat::types::UserInfo;
+
+/// How long a profile stays fresh when neither the app nor the server says otherwise.
+pub const DEFAULT_TTL: Duration = Duration::hours(24);
+
+/// Whether a profile last fetched at `refreshed_at` is stale after `ttl` at `now`.
+pub fn is_stale(refreshed_at: Option<DateTime<Utc>>, ttl: Duration, now: DateTime<Utc>) -> bool {
+    refreshed_at.is_none_or(|at| now - at >= ttl)
+}
+
+/// The freshness TTL of an app: its own, else the server's default.
+pub fn ttl_of(app: &app::Model, default: Duration) -> Duration {
+    app.freshness_ttl_secs.map_or(default, Duration::seconds)
+}
+
+/// What a refresh did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RefreshReport {
+    /// Accounts fetched from WeChat and written.
+    pub fetched: usize,
+    /// Accounts whose fetch failed (the error is recorded on each).
+    pub failed: usize,
+    /// Accounts WeChat refused as invalid openids (marked with errcode 40003).
+    pub invalid: usize,
+    /// Accounts of apps that have no `user/info` (not official accounts).
+    pub skipped: usize,
+}
+
+impl RefreshReport {
+    fn add(&mut self, other: &Self) {
+        self.fetched += other.fetched;
+        self.failed += other.failed;
+        self.invalid += other.invalid;
+        self.skipped += other.skipped;
+    }
+}
+
+/// Fetches `accounts` from WeChat now, whatever their freshness.
+pub async fn refresh_accounts(
+    state: &AppState,
+    accounts: &[account::Model],
+) -> Result<RefreshReport, DbErr> {
+    let mut by_app: HashMap<i64, Vec<&account::Model>> = HashMap::new();
+    for account in accounts {
+        by_app.entry(account.app_id).or_default().push(account);
+    }
+    let apps: HashMap<i64, app::Model> = app::Entity::find()
+        .filter(app::Column::Id.is_in(by_app.keys().copied()))
+        .all(state.db())
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    let jobs = by_app.into_iter().filter_map(|(app_id, accounts)| {
+        let app = apps.get(&app_id)?;
+        Some(refresh_app(state, app, accounts))
+    });
+    let mut report = RefreshReport::default();
+    for result in futures::future::join_all(jobs).await {
+        report.add(&result?);
+    }
+    Ok(report)
+}
+
+async fn refresh_app(
+    state: &AppState,
+    app: &app::Model,
+    accounts: Vec<&account::Model>,
+) -> Result<RefreshReport, DbErr> {
+    if apps::kind_of(app) != Some(AppKind::OfficialAccount) {
+        return Ok(RefreshReport {
+            skipped: accounts.len(),
+            ..RefreshReport::default()
+        });
+    }
+    let now = Utc::now();
+    let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
+    let credentials = match state.master_key().open(
+        &apps::seal_purpose("secret", &app.appid),
+        &app.secret_sealed,
+    ) {
+        Ok(secret) => AppCredentials {
+            appid: app.appid.clone(),
+            secret: SecretString::from(secrecy::ExposeSecret::expose_secret(&secret).to_owned()),
+        },
+        Err(e) => {
+            tracing::error!(app.appid = %app.appid, error = %e, "cannot open the app secret");
+            mark_error(
+                state,
+                &ids,
+                None,
+                "the app secret cannot be decrypted with this master key",
+                now,
+            )
+            .await?;
+            return Ok(RefreshReport {
+                failed: ids.len(),
+                ..RefreshReport::default()
+            });
+        }
+    };
+    let openids: Vec<String> = accounts.iter().map(|a| a.openid.clone()).collect();
+    let outcome = match state.wechat().batchget(&credentials, &openids).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(
+                app.appid = %app.appid,
+                wechat.errcode = e.errcode(),
+                error = %e,
+                accounts = ids.len(),
+                "refresh failed; serving stored profiles"
+            );
+            mark_error(state, &ids, e.errcode(), &e.to_string(), now).await?;
+            return Ok(RefreshReport {
+                failed: ids.len(),
+                ..RefreshReport::default()
+            });
+        }
+    };
+    let by_openid: HashMap<&str, i64> =
+        accounts.iter().map(|a| (a.openid.as_str(), a.id)).collect();
+    let ids_of = |openids: &mut dyn Iterator<Item = &str>| -> Vec<i64> {
+        openids.filter_map(|o| by_openid.get(o).copied()).collect()
+    };
+    let invalid = ids_of(&mut outcome.invalid.iter().map(String::as_str));
+    mark_error(
+        state,
+        &invalid,
+        Some(40003),
+        "WeChat says this openid is not valid for this app",
+        now,
+    )
+    .await?;
+    let malformed = ids_of(&mut outcome.malformed.iter().filter_map(|(o, _)| o.as_deref()));
+    mark_error(
+        state,
+        &malformed,
+        None,
+        "WeChat sent a profile that could not be read",
+        now,
+    )
+    .await?;
+
+    let appid = AppId::parse(app.appid.clone()).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let rows: Vec<AccountUpsert> = outcome
+        .users
+        .iter()
+        .filter_map(|user| upsert_from(&appid, user))
+        .collect();
+    let fetched = rows.len();
+    for chunk in rows.chunks(identity::MAX_UPSERT_BATCH) {
+        identity::upsert_accounts(state.db(), chunk.to_vec(), ProfileSource::UserInfo, now)
+            .await
+            .map_err(|e| match e {
+                identity::IdentityError::Db(e) => e,
+                other => DbErr::Custom(other.to_string()),
+            })?;
+    }
+    Ok(RefreshReport {
+        fetched,
+        invalid: invalid.len(),
+        failed: malformed.len(),
+        ..RefreshReport::default()
+    })
+}
+
+/// What `user/info` says about one account, as an identity upsert.
+fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
+    let openid = OpenId::parse(user.openid.clone())
+        .inspect_err(
+            |e| tracing::warn!(app.appid = %appid, error = %e, "WeChat sent an unusable openid"),
+        )
+        .ok()?;
+    let unionid = user
+        .unionid
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .and_then(|u| {
+            UnionId::parse(u)
+                .inspect_err(|e| tracing::warn!(app.appid = %appid, error = %e, "WeChat sent an unusable unionid"))
+                .ok()
+        });
+    let subscribed = user.subscribe.map(|s| s == 1);
+    Some(AccountUpsert {
+        appid: appid.clone(),
+        openid,
+        unionid,
+        profile: Profile {
+            nickname: user.nickname.clone(),
+            avatar_url: user.headimgurl.clone(),
+            sex: user
+                .sex
+                .and_then(|s| i32::try_from(s).ok())
+                .filter(|s| (0..=2).contains(s)),
+            language: user.language.clone(),
+            city: user.city.clone(),
+            province: user.province.clone(),
+            country: user.country.clone(),
+        },
+        follow: Follow {
+            subscribed,
+            subscribe_time: user
+                .subscribe_time
+                .filter(|t| *t > 0)
+                .and_then(|t| Utc.timestamp_opt(t, 0).single()),
+            subscribe_scene: user.subscribe_scene.clone().filter(|s| !s.is_empty()),
+            qr_scene: user.qr_scene.filter(|s| *s != 0),
+            qr_scene_str: user.qr_scene_str.clone().filter(|s| !s.is_empty()),
+            remark: user.remark.clone(),
+            tag_ids: user.tagid_list.clone(),
+        },
+        refreshed: true,
+    })
+}
+
+/// Records a failed refresh on accounts without touching their profiles.
+async fn mark_error(
+    state: &AppState,
+    ids: &[i64],
+    code: Option<i64>,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    account::Entity::update_many()
+        .col_expr(
+            account::Column::RefreshErrorCode,
+            Expr::value(code.and_then(|c| i32::try_from(c).ok())),
+        )
+        .col_expr(
+            account::Column::RefreshErrorMessage,
+            Expr::value(message.to_owned()),
+        )
+        .col_expr(account::Column::RefreshErrorAt, Expr::value(now))
+        .filter(account::Column::Id.is_in(ids.iter().copied()))
+        .exec(state.db())
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_go_stale_after_their_ttl_or_when_never_fetched() {
+        let now = Utc::now();
+        assert!(is_stale(None, DEFAULT_TTL, now));
+        assert!(!is_stale(Some(now - Duration::hours(23)), DEFAULT_TTL, now));
+        assert!(is_stale(Some(now - Duration::hours(24)), DEFAULT_TTL, now));
+        assert!(is_stale(
+            Some(now - Duration::minutes(2)),
+            Duration::minutes(1),
+            now
+        ));
+    }
+}
