@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `migrate`, `schema`, `app`); `main.rs` only calls it.
+//! - [`cli`]: the command line (`serve`, `migrate`, `schema`, `app`, `simulator`); `main.rs` only calls it.
 //! - [`settings`]: typed settings from flags, environment and `.env`.
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
 //! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks.
@@ -17,6 +17,8 @@
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`crypto`]: sealing secrets at rest under the master key.
 //! - [`domain`]: identifiers and enums parsed at the edge.
+//! - [`simulator`]: a local WeChat sandbox (the WeChat API plus a `/_sim` control plane)
+//!   for tests, the demo and benchmarks.
 
 pub mod apps;
 pub mod cli;
@@ -26,6 +28,7 @@ pub mod graphql;
 pub mod http;
 pub mod identity;
 pub mod settings;
+pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod store;
