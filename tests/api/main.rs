@@ -12,4 +12,5 @@ mod helpers;
 mod identity;
 mod pagination;
 mod schema;
+mod simulator;
 mod statements;
