@@ -17,11 +17,14 @@
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`crypto`]: sealing secrets at rest under the master key.
 //! - [`domain`]: identifiers and enums parsed at the edge.
+//! - [`wechat`]: the WeChat API client (tokens, retries, breakers, lenient decoding).
+//! - [`clock`]: injectable time for expiry and breakers.
 //! - [`simulator`]: a local WeChat sandbox (the WeChat API plus a `/_sim` control plane)
 //!   for tests, the demo and benchmarks.
 
 pub mod apps;
 pub mod cli;
+pub mod clock;
 pub mod crypto;
 pub mod domain;
 pub mod graphql;
@@ -33,3 +36,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod wechat;

@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::Args;
 use secrecy::SecretString;
 
+use crate::wechat::TokenEndpoint;
+
 /// The default database: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://union360.db?mode=rwc";
 
@@ -46,6 +48,11 @@ pub struct ServerSettings {
         default_value = "https://api.weixin.qq.com"
     )]
     pub wechat_api_base: String,
+
+    /// Which WeChat endpoint issues access tokens: `stable` (`cgi-bin/stable_token`,
+    /// safe for several instances) or `classic` (`cgi-bin/token`).
+    #[arg(long, env = "UNION360_WECHAT_TOKEN_ENDPOINT", value_enum, default_value_t = TokenEndpoint::Stable)]
+    pub wechat_token_endpoint: TokenEndpoint,
 
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "UNION360_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
@@ -88,6 +95,7 @@ impl Settings {
             server: ServerSettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 wechat_api_base: "https://api.weixin.qq.com".to_owned(),
+                wechat_token_endpoint: TokenEndpoint::Stable,
                 body_limit: 2 * 1024 * 1024,
                 max_depth: 16,
                 max_complexity: 50_000,

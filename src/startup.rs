@@ -11,9 +11,11 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::crypto::{KeyOrigin, MasterKey};
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::wechat::{ClientConfig, TokenStore, WechatClient};
 use crate::{http, store};
 
 /// A built server, bound and ready to run.
@@ -52,7 +54,14 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        let state = AppState::new(store, master_key, settings);
+        let mut wechat_config = ClientConfig::new(&settings.server.wechat_api_base);
+        wechat_config.token_endpoint = settings.server.wechat_token_endpoint;
+        let token_store = TokenStore {
+            db: store.db.clone(),
+            key: master_key.clone(),
+        };
+        let wechat = WechatClient::new(wechat_config, Some(token_store), Clock::system())?;
+        let state = AppState::new(store, master_key, settings, wechat);
         Ok(Self { listener, state })
     }
 

@@ -7,6 +7,7 @@ use sea_orm::DatabaseConnection;
 use crate::crypto::MasterKey;
 use crate::settings::Settings;
 use crate::store::Store;
+use crate::wechat::WechatClient;
 
 /// Everything a request may need, cheap to clone (an `Arc` inside).
 #[derive(Clone, Debug)]
@@ -21,16 +22,29 @@ pub struct Inner {
     pub master_key: MasterKey,
     /// The settings the server was built with.
     pub settings: Settings,
+    /// The WeChat API client.
+    pub wechat: WechatClient,
 }
 
 impl AppState {
     /// Wraps the parts into a shared state.
-    pub fn new(store: Store, master_key: MasterKey, settings: Settings) -> Self {
+    pub fn new(
+        store: Store,
+        master_key: MasterKey,
+        settings: Settings,
+        wechat: WechatClient,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             master_key,
             settings,
+            wechat,
         }))
+    }
+
+    /// The WeChat API client.
+    pub fn wechat(&self) -> &WechatClient {
+        &self.0.wechat
     }
 
     /// The database connection pool.

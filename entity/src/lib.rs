@@ -6,6 +6,7 @@
 //! accident. Encrypted columns hold the sealed form produced by
 //! `union360::crypto`, never plain text.
 
+pub mod access_token;
 pub mod account;
 pub mod account_history;
 pub mod app;

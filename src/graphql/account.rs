@@ -12,7 +12,7 @@ use super::page::{self, PageArgs, connection};
 use super::person::Person;
 use crate::apps;
 use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
-use crate::identity::{self, AccountUpsert, Outcome, Profile};
+use crate::identity::{self, AccountUpsert, Follow, Outcome, Profile};
 use crate::state::AppState;
 use std::sync::Arc;
 
@@ -344,8 +344,12 @@ impl AccountInput {
                 province: self.province,
                 country: self.country,
             },
-            subscribed: self.following,
-            remark: self.remark,
+            follow: Follow {
+                subscribed: self.following,
+                remark: self.remark,
+                ..Follow::default()
+            },
+            refreshed: false,
         })
     }
 }

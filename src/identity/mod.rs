@@ -68,10 +68,32 @@ pub struct AccountUpsert {
     pub unionid: Option<UnionId>,
     /// Profile values.
     pub profile: Profile,
-    /// Follow status, when the source knows it.
+    /// Follow status and what comes with it, as far as the source knows.
+    pub follow: Follow,
+    /// Whether this row is a fetch from WeChat: sets `refreshed_at` and clears
+    /// the last refresh error.
+    pub refreshed: bool,
+}
+
+/// Follow status of an official-account user; `None` means "not reported".
+/// These values come from WeChat (or an operator's import) and replace what
+/// is stored whenever reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Follow {
+    /// Whether the user follows the official account.
     pub subscribed: Option<bool>,
-    /// Operator remark, when the source knows it.
+    /// Last follow time.
+    pub subscribe_time: Option<DateTime<Utc>>,
+    /// How the user followed (`ADD_SCENE_…`).
+    pub subscribe_scene: Option<String>,
+    /// Numeric QR scene.
+    pub qr_scene: Option<i64>,
+    /// String QR scene.
+    pub qr_scene_str: Option<String>,
+    /// Operator remark (an empty string clears it).
     pub remark: Option<String>,
+    /// Tag ids.
+    pub tag_ids: Option<Vec<i64>>,
 }
 
 /// What an upsert did to one account.
@@ -148,7 +170,9 @@ fn validate(index: usize, row: &AccountUpsert) -> Result<(), IdentityError> {
         ("city", &p.city),
         ("province", &p.province),
         ("country", &p.country),
-        ("remark", &row.remark),
+        ("remark", &row.follow.remark),
+        ("subscribeScene", &row.follow.subscribe_scene),
+        ("qrSceneStr", &row.follow.qr_scene_str),
     ];
     for (name, value) in texts {
         if value.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT) {
@@ -411,13 +435,29 @@ async fn apply_row<C: ConnectionTrait>(
 
     apply_profile(&model, &mut active, row, source, &mut changes);
 
-    if changes.is_empty() {
+    if changes.is_empty() && !row.refreshed {
         let outcome = if created {
             Outcome::Created
         } else {
             Outcome::Unchanged
         };
         return Ok((outcome, person_created, model));
+    }
+    if row.refreshed {
+        // Freshness is metadata, not a change of the account: no history row.
+        active.refreshed_at = Set(Some(now));
+        active.refresh_error_code = Set(None);
+        active.refresh_error_message = Set(None);
+        active.refresh_error_at = Set(None);
+    }
+    if changes.is_empty() {
+        let account = active.update(txn).await?;
+        let outcome = if created {
+            Outcome::Created
+        } else {
+            Outcome::Unchanged
+        };
+        return Ok((outcome, person_created, account));
     }
     active.updated_at = Set(now);
     let account = active.update(txn).await?;
@@ -528,26 +568,83 @@ fn apply_profile(
         active.set(column, from_text(column, value));
         active.set(source_column, Value::String(value_source));
     }
-    if let Some(subscribed) = row.subscribed
-        && model.subscribed != Some(subscribed)
-    {
-        changes.push(Change {
-            field: "subscribed",
-            old: model.subscribed.map(|s| s.to_string()),
-            new: Some(subscribed.to_string()),
-        });
-        active.subscribed = Set(Some(subscribed));
-    }
-    if let Some(remark) = &row.remark {
-        let remark = Some(remark.clone()).filter(|r| !r.is_empty());
-        if model.remark != remark {
-            changes.push(Change {
-                field: "remark",
-                old: model.remark.clone(),
-                new: remark.clone(),
-            });
-            active.remark = Set(remark);
+    apply_follow(model, active, &row.follow, changes);
+}
+
+/// Applies reported follow values that differ from the stored ones.
+fn apply_follow(
+    model: &account::Model,
+    active: &mut account::ActiveModel,
+    follow: &Follow,
+    changes: &mut Vec<Change>,
+) {
+    let remark = follow
+        .remark
+        .as_ref()
+        .map(|r| Value::String(Some(r.clone()).filter(|r| !r.is_empty())));
+    let tags = follow
+        .tag_ids
+        .as_ref()
+        .map(|t| Value::Json(Some(Box::new(serde_json::json!(t)))));
+    let reported: [(&'static str, account::Column, Option<Value>); 7] = [
+        (
+            "subscribed",
+            account::Column::Subscribed,
+            follow.subscribed.map(|v| Value::Bool(Some(v))),
+        ),
+        (
+            "subscribe_time",
+            account::Column::SubscribeTime,
+            follow
+                .subscribe_time
+                .map(|v| Value::ChronoDateTimeUtc(Some(v))),
+        ),
+        (
+            "subscribe_scene",
+            account::Column::SubscribeScene,
+            follow
+                .subscribe_scene
+                .clone()
+                .map(|v| Value::String(Some(v))),
+        ),
+        (
+            "qr_scene",
+            account::Column::QrScene,
+            follow.qr_scene.map(|v| Value::BigInt(Some(v))),
+        ),
+        (
+            "qr_scene_str",
+            account::Column::QrSceneStr,
+            follow.qr_scene_str.clone().map(|v| Value::String(Some(v))),
+        ),
+        ("remark", account::Column::Remark, remark),
+        ("tag_ids", account::Column::TagIds, tags),
+    ];
+    for (field, column, value) in reported {
+        let Some(value) = value else { continue };
+        let stored = model.get(column);
+        if stored == value {
+            continue;
         }
+        changes.push(Change {
+            field,
+            old: display(&stored),
+            new: display(&value),
+        });
+        active.set(column, value);
+    }
+}
+
+/// A stored value as history text.
+fn display(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.map(|b| b.to_string()),
+        Value::Int(i) => i.map(|i| i.to_string()),
+        Value::BigInt(i) => i.map(|i| i.to_string()),
+        Value::ChronoDateTimeUtc(t) => t.map(|t| t.to_rfc3339()),
+        Value::Json(j) => j.as_ref().map(|j| j.to_string()),
+        other => Some(format!("{other:?}")),
     }
 }
 

@@ -38,11 +38,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         union360::telemetry::init();
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = match backend {
-        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
-        Backend::Postgres => fresh_postgres_database().await,
-    };
+    let (url, dir) = fresh_database(backend).await;
     let mut settings = Settings::new(url);
     settings.server.listen = "127.0.0.1:0".parse().expect("address");
     let (_, key) = MasterKey::generate();
@@ -57,6 +53,17 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         state,
         _dir: dir,
     }
+}
+
+/// A fresh, empty database of `backend`: its URL, and the directory that
+/// holds it (SQLite) and must outlive it.
+pub async fn fresh_database(backend: Backend) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+        Backend::Postgres => fresh_postgres_database().await,
+    };
+    (url, dir)
 }
 
 /// Creates a database of its own on the `TEST_DATABASE_URL` server and returns its URL.

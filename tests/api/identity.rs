@@ -4,7 +4,7 @@ use entity::{account, person};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use union360::domain::{AppId, OpenId, ProfileSource};
-use union360::identity::{self, AccountUpsert, Profile};
+use union360::identity::{self, AccountUpsert, Follow, Profile};
 
 use crate::helpers::{backends, spawn_app};
 
@@ -105,8 +105,11 @@ async fn an_empty_value_never_blanks_another_sources_value() {
                 language: Some("zh_CN".into()),
                 ..Profile::default()
             },
-            subscribed: Some(true),
-            remark: None,
+            follow: Follow {
+                subscribed: Some(true),
+                ..Follow::default()
+            },
+            refreshed: true,
         };
         identity::upsert_accounts(
             app.state.db(),
@@ -118,7 +121,7 @@ async fn an_empty_value_never_blanks_another_sources_value() {
         .unwrap();
         let data = app
             .data(
-                &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ nickname city language following fieldSources {{ field source }} }} }}"#),
+                &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ nickname city language following refreshedAt fieldSources {{ field source }} }} }}"#),
                 json!({}),
             )
             .await;
@@ -127,6 +130,10 @@ async fn an_empty_value_never_blanks_another_sources_value() {
         assert_eq!(account["city"], "Shenzhen");
         assert_eq!(account["language"], "zh_CN");
         assert_eq!(account["following"], true);
+        assert!(
+            account["refreshedAt"].is_string(),
+            "a WeChat fetch marks the account fresh"
+        );
         assert!(
             account["fieldSources"]
                 .as_array()
