@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `migrate`, `schema`, `app`); `main.rs` only calls it.
+//! - [`cli`]: the command line (`serve`, `migrate`, `schema`, `app`, `simulator`); `main.rs` only calls it.
 //! - [`settings`]: typed settings from flags, environment and `.env`.
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
 //! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks.
@@ -21,6 +21,8 @@
 //! - [`wechat`]: the WeChat API client (tokens, retries, breakers, lenient decoding) and the
 //!   message-push crypto (signatures, safe-mode cipher, XML).
 //! - [`clock`]: injectable time for expiry and breakers.
+//! - [`simulator`]: a local WeChat sandbox (the WeChat API plus a `/_sim` control plane)
+//!   for tests, the demo and benchmarks.
 
 pub mod apps;
 pub mod cli;
@@ -32,6 +34,7 @@ pub mod http;
 pub mod identity;
 pub mod refresh;
 pub mod settings;
+pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -12,4 +12,6 @@ mod helpers;
 mod identity;
 mod pagination;
 mod schema;
+mod simulator;
 mod statements;
+mod wechat_client;

@@ -1,0 +1,481 @@
+//! The simulated population: an open platform, its apps and their people.
+//!
+//! Everything is derived from the seed. Apps are few and stored in full.
+//! People are many and stored as nothing but numbers: a person is an index
+//! `0..people`, their identifiers come from [`Codec`], their profile and each
+//! subscription's details are recomputed from hashes of `(seed, app, person)`
+//! on demand. Per official account the world keeps only its followers, as a
+//! sorted `Vec<u32>` (seeded follows, whose follow time grows with the person
+//! index), a short list of later follows, and a membership bitset: about
+//! 4.1 bytes per follower and 1 bit per person.
+
+use std::collections::HashMap;
+
+use super::codec::{ALPHABET, Codec, IdKind, chars, hash, unit};
+use super::{KindMix, SimConfig};
+
+/// The four kinds of app on an open platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SimKind {
+    /// 公众号: followers, user/info, callbacks.
+    OfficialAccount,
+    /// 小程序: jscode2session.
+    MiniProgram,
+    /// Mobile app: OAuth sign-in.
+    MobileApp,
+    /// Website: QR-code OAuth sign-in.
+    Website,
+}
+
+impl SimKind {
+    /// The name union360 uses for the kind.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::OfficialAccount => "OFFICIAL_ACCOUNT",
+            Self::MiniProgram => "MINI_PROGRAM",
+            Self::MobileApp => "MOBILE_APP",
+            Self::Website => "WEBSITE",
+        }
+    }
+}
+
+/// One app of the open platform.
+#[derive(Debug, Clone)]
+pub(crate) struct AppDef {
+    /// `wx` + 16 hex digits.
+    pub appid: String,
+    /// What kind of app it is.
+    pub kind: SimKind,
+    /// The AppSecret (32 hex digits).
+    pub secret: String,
+    /// Whether the app is bound to the open platform (returns UnionIDs).
+    pub bound: bool,
+    /// The callback token (official accounts).
+    pub token: Option<String>,
+    /// The 43-character EncodingAESKey (official accounts).
+    pub aes_key: Option<String>,
+    /// The original id `gh_…` (official accounts).
+    pub gh_id: Option<String>,
+}
+
+/// The followers of one official account, in follow order.
+#[derive(Debug, Default)]
+pub(crate) struct Follows {
+    /// Seeded follows, ascending person index (which is also follow order).
+    base: Vec<u32>,
+    /// Follows added later, in the order they happened, with their time.
+    extra: Vec<(u32, u64)>,
+    /// One bit per person: following now.
+    member: Vec<u64>,
+}
+
+impl Follows {
+    fn with_people(people: u32) -> Self {
+        Self {
+            base: Vec::new(),
+            extra: Vec::new(),
+            member: vec![0; (people as usize).div_ceil(64)],
+        }
+    }
+
+    /// Whether `person` follows.
+    pub(crate) fn contains(&self, person: u32) -> bool {
+        let i = person as usize;
+        self.member
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn set(&mut self, person: u32, on: bool) {
+        let i = person as usize;
+        if let Some(w) = self.member.get_mut(i / 64) {
+            if on {
+                *w |= 1 << (i % 64);
+            } else {
+                *w &= !(1 << (i % 64));
+            }
+        }
+    }
+
+    /// How many people follow.
+    pub(crate) fn total(&self) -> usize {
+        self.base.len() + self.extra.len()
+    }
+
+    /// The follow time of a later follow, if `person` followed after seeding.
+    pub(crate) fn later_time(&self, person: u32) -> Option<u64> {
+        self.extra.iter().find(|(p, _)| *p == person).map(|e| e.1)
+    }
+
+    /// Adds a follow at time `now`; false if already following.
+    pub(crate) fn add(&mut self, person: u32, now: u64) -> bool {
+        if self.contains(person) {
+            return false;
+        }
+        self.extra.push((person, now));
+        self.set(person, true);
+        true
+    }
+
+    /// Removes a follow; false if not following.
+    pub(crate) fn remove(&mut self, person: u32) -> bool {
+        if !self.contains(person) {
+            return false;
+        }
+        if let Ok(i) = self.base.binary_search(&person) {
+            self.base.remove(i);
+        } else {
+            self.extra.retain(|(p, _)| *p != person);
+        }
+        self.set(person, false);
+        true
+    }
+
+    /// Up to `limit` followers after `after` (from the start when `None`);
+    /// `None` when `after` does not follow.
+    pub(crate) fn page(&self, after: Option<u32>, limit: usize) -> Option<Vec<u32>> {
+        let start = match after {
+            None => 0,
+            Some(p) => match self.base.binary_search(&p) {
+                Ok(i) => i + 1,
+                Err(_) => self.base.len() + self.extra.iter().position(|e| e.0 == p)? + 1,
+            },
+        };
+        let base = self.base.iter().copied();
+        let extra = self.extra.iter().map(|e| e.0);
+        Some(base.chain(extra).skip(start).take(limit).collect())
+    }
+
+    /// Heap bytes held.
+    fn bytes(&self) -> usize {
+        self.base.capacity() * 4 + self.extra.capacity() * 16 + self.member.capacity() * 8
+    }
+}
+
+/// A person's profile as WeChat knows it (before the 2021 blanking).
+#[derive(Debug, Clone)]
+pub(crate) struct Profile {
+    pub nickname: String,
+    pub sex: u8,
+    /// `sns/userinfo` sends this person's `sex` as a string.
+    pub sex_as_string: bool,
+    pub language: &'static str,
+    pub city: &'static str,
+    pub province: &'static str,
+    pub country: &'static str,
+    pub headimgurl: String,
+}
+
+/// How a follower subscribed.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub time: u64,
+    pub scene: &'static str,
+    pub qr_scene: u64,
+    pub tags: Vec<u32>,
+}
+
+/// The whole simulated population.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub seed: u64,
+    pub people: u32,
+    pub apps: Vec<AppDef>,
+    pub follows: Vec<Follows>,
+    by_appid: HashMap<String, usize>,
+    codec: Codec,
+}
+
+const FIRST: [&str; 16] = [
+    "小", "阿", "大", "老", "Lucky", "Sunny", "🌸", "木子", "一只", "Ms.", "安", "晨", "Coco",
+    "夏天", "Mr.", "静",
+];
+const SECOND: [&str; 16] = [
+    "明", "杰", "鱼", "王", "Star", "猫", "🍀", "李", "兔子", "Lily", "然", "风", "Kiki", "的海",
+    "Chen", "好",
+];
+const PLACES: [(&str, &str, &str); 8] = [
+    ("广州", "广东", "中国"),
+    ("深圳", "广东", "中国"),
+    ("杭州", "浙江", "中国"),
+    ("成都", "四川", "中国"),
+    ("朝阳", "北京", "中国"),
+    ("浦东新区", "上海", "中国"),
+    ("", "", "新加坡"),
+    ("", "", ""),
+];
+const SCENES: [&str; 11] = [
+    "ADD_SCENE_SEARCH",
+    "ADD_SCENE_QR_CODE",
+    "ADD_SCENE_PROFILE_CARD",
+    "ADD_SCENE_ACCOUNT_MIGRATION",
+    "ADD_SCENE_PROFILE_LINK",
+    "ADD_SCENE_PROFILE_ITEM",
+    "ADD_SCENE_PAID",
+    "ADD_SCENE_WECHAT_ADVERTISEMENT",
+    "ADD_SCENE_LIVESTREAM",
+    "ADD_SCENE_CHANNELS",
+    "ADD_SCENE_OTHERS",
+];
+/// Seeded follows happen between 2015-01-01 and 2024-01-01.
+const FOLLOW_START: u64 = 1_420_070_400;
+const FOLLOW_SPAN: u64 = 283_996_800;
+
+impl World {
+    /// Builds the world `config` describes.
+    pub(crate) fn build(config: &SimConfig) -> Self {
+        let seed = config.seed;
+        let count = config.apps.min(u32::from(u16::MAX - 1)) as usize;
+        let kinds = allocate(count, &config.kinds);
+        let unbound = unbound_apps(seed, count, config.unbound_share);
+        let hexdigits = b"0123456789abcdef";
+        let apps: Vec<AppDef> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let i64_ = i as u64;
+                let oa = kind == SimKind::OfficialAccount;
+                AppDef {
+                    appid: format!("wx{}", chars(seed, &[1, i64_], 16, hexdigits)),
+                    kind,
+                    secret: chars(seed, &[2, i64_], 32, hexdigits),
+                    bound: !unbound.contains(&i),
+                    token: oa.then(|| chars(seed, &[3, i64_], 32, &ALPHABET[..62])),
+                    aes_key: oa.then(|| chars(seed, &[4, i64_], 43, &ALPHABET[..62])),
+                    gh_id: oa.then(|| format!("gh_{}", chars(seed, &[5, i64_], 12, hexdigits))),
+                }
+            })
+            .collect();
+        let follows = apps
+            .iter()
+            .enumerate()
+            .map(|(i, app)| {
+                let mut follows = Follows::with_people(config.people);
+                if app.kind == SimKind::OfficialAccount {
+                    let rate = 0.1 + 0.5 * unit(hash(seed, &[6, i as u64]));
+                    for person in 0..config.people {
+                        if unit(hash(seed, &[7, i as u64, u64::from(person)]))
+                            < (rate * engagement(seed, person)).min(0.95)
+                        {
+                            follows.base.push(person);
+                            follows.set(person, true);
+                        }
+                    }
+                    follows.base.shrink_to_fit();
+                }
+                follows
+            })
+            .collect();
+        let by_appid = apps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.appid.clone(), i))
+            .collect();
+        Self {
+            seed,
+            people: config.people,
+            apps,
+            follows,
+            by_appid,
+            codec: Codec::new(seed),
+        }
+    }
+
+    /// The index of the app with this appid.
+    pub(crate) fn app_index(&self, appid: &str) -> Option<usize> {
+        self.by_appid.get(appid).copied()
+    }
+
+    /// A person's OpenID in an app.
+    pub(crate) fn openid(&self, app: usize, person: u32) -> String {
+        self.codec.encode(IdKind::Open, app as u16, person)
+    }
+
+    /// A person's UnionID.
+    pub(crate) fn unionid(&self, person: u32) -> String {
+        self.codec.encode(IdKind::Union, u16::MAX, person)
+    }
+
+    /// The virtual OpenID a snapshot-page visit yields.
+    pub(crate) fn snapshot_openid(&self, app: usize, person: u32) -> String {
+        self.codec.encode(IdKind::SnapshotOpen, app as u16, person)
+    }
+
+    /// The virtual UnionID a snapshot-page visit yields.
+    pub(crate) fn snapshot_unionid(&self, person: u32) -> String {
+        self.codec.encode(IdKind::SnapshotUnion, u16::MAX, person)
+    }
+
+    /// The person behind an OpenID of `app`, if it is one.
+    pub(crate) fn person_of(&self, app: usize, openid: &str) -> Option<u32> {
+        match self.codec.decode(openid)? {
+            (IdKind::Open, a, person) if usize::from(a) == app && person < self.people => {
+                Some(person)
+            }
+            _ => None,
+        }
+    }
+
+    /// A person's profile.
+    pub(crate) fn profile(&self, person: u32) -> Profile {
+        let p = u64::from(person);
+        let h = hash(self.seed, &[8, p]);
+        let mut nickname = String::new();
+        nickname.push_str(FIRST[(h & 15) as usize]);
+        nickname.push_str(SECOND[(h >> 4 & 15) as usize]);
+        // About one nickname in 40 carries a raw control character, as real ones do.
+        if (h >> 8).is_multiple_of(40) {
+            nickname.push(if (h >> 14) & 1 == 0 { '\u{1}' } else { '\u{8}' });
+            nickname.push('✨');
+        }
+        let place = PLACES[(h >> 16 & 7) as usize];
+        let language = match (h >> 20) % 20 {
+            0 | 1 => "en",
+            2 => "zh_TW",
+            _ => "zh_CN",
+        };
+        Profile {
+            nickname,
+            sex: ((h >> 28) % 3) as u8,
+            sex_as_string: (h >> 32).is_multiple_of(5),
+            language,
+            city: place.0,
+            province: place.1,
+            country: place.2,
+            headimgurl: format!(
+                "https://avatar.sandbox.invalid/mmopen/{}/132",
+                chars(self.seed, &[9, p], 40, &ALPHABET[..62])
+            ),
+        }
+    }
+
+    /// The details of `person` following `app` (meaningful when they follow).
+    pub(crate) fn subscription(&self, app: usize, person: u32) -> Subscription {
+        let (a, p) = (app as u64, u64::from(person));
+        let h = hash(self.seed, &[10, a, p]);
+        let step = (FOLLOW_SPAN / u64::from(self.people.max(1))).max(1);
+        let time = self.follows[app]
+            .later_time(person)
+            .unwrap_or(FOLLOW_START + p * step + h % step);
+        let scene = SCENES[((h >> 20) % SCENES.len() as u64) as usize];
+        let tags = match (h >> 30) % 6 {
+            0 => vec![2],
+            1 => vec![100, 101],
+            2 => vec![102],
+            _ => Vec::new(),
+        };
+        Subscription {
+            time,
+            scene,
+            qr_scene: if scene == "ADD_SCENE_QR_CODE" {
+                1000 + (h >> 40) % 100
+            } else {
+                0
+            },
+            tags,
+        }
+    }
+
+    /// Heap bytes held by the follow data (for the start-up summary).
+    pub(crate) fn follow_bytes(&self) -> usize {
+        self.follows.iter().map(Follows::bytes).sum()
+    }
+}
+
+/// How keen a person is to follow accounts: some follow many, most few.
+fn engagement(seed: u64, person: u32) -> f64 {
+    match hash(seed, &[11, u64::from(person)]) % 10 {
+        0..=3 => 0.3,
+        4..=7 => 1.0,
+        _ => 2.0,
+    }
+}
+
+/// Splits `count` apps among the kinds by the weights in `mix` (largest remainder).
+fn allocate(count: usize, mix: &KindMix) -> Vec<SimKind> {
+    let weights = [
+        (SimKind::OfficialAccount, mix.oa.max(0.0)),
+        (SimKind::MiniProgram, mix.mp.max(0.0)),
+        (SimKind::MobileApp, mix.app.max(0.0)),
+        (SimKind::Website, mix.web.max(0.0)),
+    ];
+    let sum: f64 = weights.iter().map(|w| w.1).sum();
+    if count == 0 || sum <= 0.0 {
+        return vec![SimKind::OfficialAccount; count];
+    }
+    let shares: Vec<f64> = weights.iter().map(|w| w.1 / sum * count as f64).collect();
+    let mut counts: Vec<usize> = shares.iter().map(|s| s.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..4).collect();
+    order.sort_by(|a, b| {
+        let ra = shares[*a] - shares[*a].floor();
+        let rb = shares[*b] - shares[*b].floor();
+        rb.total_cmp(&ra).then(a.cmp(b))
+    });
+    let mut left = count - counts.iter().sum::<usize>();
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        counts[i] += 1;
+        left -= 1;
+    }
+    weights
+        .iter()
+        .zip(counts)
+        .flat_map(|(w, n)| std::iter::repeat_n(w.0, n))
+        .collect()
+}
+
+/// Which app indices are not bound to the open platform.
+fn unbound_apps(seed: u64, count: usize, share: f64) -> Vec<usize> {
+    let n = ((count as f64) * share.clamp(0.0, 1.0)).round() as usize;
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by_key(|i| hash(seed, &[12, *i as u64]));
+    order.truncate(n);
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_world() {
+        let config = SimConfig {
+            people: 2000,
+            ..SimConfig::default()
+        };
+        let (a, b) = (World::build(&config), World::build(&config));
+        assert_eq!(a.apps[0].appid, b.apps[0].appid);
+        assert_eq!(a.follows[0].base, b.follows[0].base);
+        assert_eq!(a.openid(1, 5), b.openid(1, 5));
+    }
+
+    #[test]
+    fn default_mix_is_mostly_official_accounts() {
+        let kinds = allocate(6, &KindMix::default());
+        let oa = kinds
+            .iter()
+            .filter(|k| **k == SimKind::OfficialAccount)
+            .count();
+        assert!(oa >= 3, "{kinds:?}");
+        assert_eq!(kinds.len(), 6);
+    }
+
+    #[test]
+    fn follows_page_and_change() {
+        let mut f = Follows::with_people(100);
+        for p in [1, 5, 9] {
+            f.base.push(p);
+            f.set(p, true);
+        }
+        assert!(f.add(50, 10));
+        assert!(!f.add(5, 10));
+        assert_eq!(f.page(None, 2), Some(vec![1, 5]));
+        assert_eq!(f.page(Some(5), 10), Some(vec![9, 50]));
+        assert_eq!(f.page(Some(50), 10), Some(vec![]));
+        assert!(f.remove(5));
+        assert_eq!(f.page(Some(5), 10), None);
+        assert_eq!(f.total(), 3);
+    }
+}

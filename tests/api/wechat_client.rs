@@ -1,0 +1,349 @@
+//! The WeChat client against the simulator, over real HTTP.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use union360::clock::Clock;
+use union360::crypto::MasterKey;
+use union360::simulator::{SimConfig, SimHandle, Simulator};
+use union360::wechat::client::api;
+use union360::wechat::{
+    AppCredentials, ClientConfig, ErrorClass, TokenEndpoint, TokenStore, WechatClient, WechatError,
+};
+
+use crate::helpers::{Backend, backends, fresh_database};
+
+async fn sim(people: u32) -> SimHandle {
+    Simulator::spawn(SimConfig {
+        people,
+        apps: 3,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn official_account(sim: &SimHandle) -> AppCredentials {
+    let app = sim
+        .sim
+        .apps()
+        .into_iter()
+        .find(|a| a.kind == "OFFICIAL_ACCOUNT" && a.bound)
+        .expect("a bound official account");
+    AppCredentials {
+        appid: app.appid,
+        secret: app.secret.into(),
+    }
+}
+
+fn client(sim: &SimHandle, store: Option<TokenStore>, clock: Clock) -> WechatClient {
+    let mut config = ClientConfig::new(sim.base_url());
+    config.request_timeout = std::time::Duration::from_secs(2);
+    WechatClient::new(config, store, clock).unwrap()
+}
+
+async fn token_store(backend: Backend) -> (TokenStore, tempfile::TempDir, String) {
+    let (url, dir) = fresh_database(backend).await;
+    let store = union360::store::connect(&url).await.unwrap();
+    union360::store::migrate(&store.db).await.unwrap();
+    let (key, _) = MasterKey::generate();
+    (TokenStore { db: store.db, key }, dir, url)
+}
+
+async fn control(sim: &SimHandle, method: reqwest::Method, path: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+fn calls(sim: &SimHandle, path: &str) -> u64 {
+    sim.sim.calls().get(path).copied().unwrap_or(0)
+}
+
+async fn followers_of(client: &WechatClient, app: &AppCredentials) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut pages = std::pin::pin!(client.followers(app));
+    while let Some(page) = pages.next().await {
+        all.extend(page.unwrap().openids().iter().cloned());
+    }
+    all
+}
+
+#[tokio::test]
+async fn profiles_followers_and_quota_are_read_with_one_token() {
+    let sim = sim(300).await;
+    let app = official_account(&sim);
+    let client = client(&sim, None, Clock::system());
+    let followers = followers_of(&client, &app).await;
+    assert!(!followers.is_empty());
+    let mut unique = followers.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), followers.len(), "no follower listed twice");
+
+    let one = client.user_info(&app, &followers[0]).await.unwrap();
+    assert_eq!(one.subscribe, Some(1));
+    assert!(one.unionid.is_some(), "bound app: unionid present");
+    assert_eq!(one.nickname.as_deref(), Some(""), "blanked since 2021");
+
+    let batch = client.batchget(&app, &followers).await.unwrap();
+    assert_eq!(batch.users.len(), followers.len());
+    assert!(batch.invalid.is_empty() && batch.malformed.is_empty());
+    let chunks = followers.len().div_ceil(100) as u64;
+    assert_eq!(calls(&sim, api::BATCHGET), chunks);
+
+    let quota = client.quota(&app, api::USER_INFO).await.unwrap();
+    assert!(quota.daily_limit > 0 && quota.used >= 1);
+    assert_eq!(calls(&sim, api::STABLE_TOKEN), 1, "one token for all of it");
+}
+
+#[tokio::test]
+async fn the_last_follower_page_ends_the_stream_on_every_end_shape() {
+    let sim = sim(25_000).await;
+    let app = official_account(&sim);
+    let client = client(&sim, None, Clock::system());
+    let followers = followers_of(&client, &app).await;
+    let total = client.followers_page(&app, None).await.unwrap().total as usize;
+    assert_eq!(followers.len(), total);
+    let pages = total.div_ceil(10_000) as u64;
+    // The pages themselves, the probe above, and at most the empty page after the last.
+    assert!(calls(&sim, api::USER_GET) <= pages + 2);
+}
+
+#[tokio::test]
+async fn a_batch_with_one_invalid_openid_still_returns_the_other_99() {
+    let sim = sim(500).await;
+    let app = official_account(&sim);
+    let client = client(&sim, None, Clock::system());
+    let mut ids: Vec<String> = followers_of(&client, &app)
+        .await
+        .into_iter()
+        .take(99)
+        .collect();
+    assert_eq!(ids.len(), 99);
+    ids.insert(42, "o_not_a_real_openid_of_this_app".to_owned());
+    let batch = client.batchget(&app, &ids).await.unwrap();
+    assert_eq!(batch.users.len(), 99);
+    assert_eq!(batch.invalid, ["o_not_a_real_openid_of_this_app"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_calls_on_a_cold_token_fetch_it_once() {
+    let sim = sim(200).await;
+    let app = official_account(&sim);
+    let client = Arc::new(client(&sim, None, Clock::system()));
+    let openid = followers_of(&client, &app).await[0].clone();
+    let fresh = Arc::new(self::client(&sim, None, Clock::system()));
+    control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    let calls_made = (0..100).map(|_| {
+        let (client, app, openid) = (fresh.clone(), app.clone(), openid.clone());
+        tokio::spawn(async move { client.user_info(&app, &openid).await })
+    });
+    for call in futures::future::join_all(calls_made).await {
+        call.unwrap().unwrap();
+    }
+    assert_eq!(calls(&sim, api::STABLE_TOKEN), 1);
+    assert_eq!(fresh.tokens().fetches(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_sharing_a_database_fetch_one_token_between_them() {
+    for backend in backends() {
+        let sim = sim(100).await;
+        let app = official_account(&sim);
+        let (store, _dir, _url) = token_store(backend).await;
+        let a = Arc::new(client(&sim, Some(store.clone()), Clock::system()));
+        let b = Arc::new(client(&sim, Some(store), Clock::system()));
+        let calls_made = (0..20).map(|i| {
+            let (client, app) = (if i % 2 == 0 { a.clone() } else { b.clone() }, app.clone());
+            tokio::spawn(async move {
+                client
+                    .access_token(&app)
+                    .await
+                    .map(|t| t.secret().to_owned())
+            })
+        });
+        let tokens: Vec<String> = futures::future::join_all(calls_made)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        assert!(
+            tokens.windows(2).all(|w| w[0] == w[1]),
+            "{backend:?}: one token"
+        );
+        assert_eq!(calls(&sim, api::STABLE_TOKEN), 1, "{backend:?}");
+        assert_eq!(a.tokens().fetches() + b.tokens().fetches(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_token_invalidated_mid_flight_costs_one_retry() {
+    for endpoint in [TokenEndpoint::Stable, TokenEndpoint::Classic] {
+        let sim = sim(100).await;
+        let app = official_account(&sim);
+        let mut config = ClientConfig::new(sim.base_url());
+        config.token_endpoint = endpoint;
+        let client = WechatClient::new(config, None, Clock::system()).unwrap();
+        let openid = followers_of(&client, &app).await[0].clone();
+        control(
+            &sim,
+            reqwest::Method::POST,
+            "/_sim/tokens/invalidate",
+            json!({}),
+        )
+        .await;
+        control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+        client.user_info(&app, &openid).await.unwrap();
+        let token_path = match endpoint {
+            TokenEndpoint::Stable => api::STABLE_TOKEN,
+            TokenEndpoint::Classic => api::TOKEN,
+        };
+        assert_eq!(calls(&sim, token_path), 1, "{endpoint:?}");
+        assert_eq!(
+            calls(&sim, api::USER_INFO),
+            2,
+            "{endpoint:?}: the failed call and one retry"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_that_keeps_failing_is_not_retried_in_a_loop() {
+    let sim = sim(100).await;
+    let app = official_account(&sim);
+    let client = client(&sim, None, Clock::system());
+    let openid = followers_of(&client, &app).await[0].clone();
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({ "path": api::USER_INFO, "errcode": 40001 }),
+    )
+    .await;
+    control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    let error = client.user_info(&app, &openid).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::TokenInvalid);
+    assert_eq!(calls(&sim, api::USER_INFO), 2);
+}
+
+#[tokio::test]
+async fn daily_quota_exhaustion_stops_calls_until_the_quota_resets() {
+    let sim = sim(100).await;
+    let app = official_account(&sim);
+    let clock = Clock::manual("2026-11-24T04:00:00Z".parse().unwrap());
+    let client = client(&sim, None, clock.clone());
+    let openid = followers_of(&client, &app).await[0].clone();
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/quota/exhaust",
+        json!({ "appid": app.appid, "path": api::USER_INFO }),
+    )
+    .await;
+    let first = client.user_info(&app, &openid).await.unwrap_err();
+    assert_eq!(first.errcode(), Some(45009));
+    let before = calls(&sim, api::USER_INFO);
+    for _ in 0..5 {
+        let error = client.user_info(&app, &openid).await.unwrap_err();
+        assert!(
+            matches!(error, WechatError::BreakerOpen { errcode: 45009, .. }),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        calls(&sim, api::USER_INFO),
+        before,
+        "no call while the breaker is open"
+    );
+    // Midnight in Beijing passes for both sides (the simulator runs on real time, so a whole day).
+    clock.advance(Duration::hours(13));
+    sim.sim.advance_clock(24 * 3600);
+    client.user_info(&app, &openid).await.unwrap();
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_hangs_time_out() {
+    let sim = sim(100).await;
+    let app = official_account(&sim);
+    let client = client(&sim, None, Clock::system());
+    let openid = followers_of(&client, &app).await[0].clone();
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({ "path": api::USER_INFO, "errcode": -1, "count": 1 }),
+    )
+    .await;
+    client.user_info(&app, &openid).await.unwrap();
+
+    control(&sim, reqwest::Method::DELETE, "/_sim/faults", json!({})).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({ "path": api::USER_INFO, "hang": true }),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let error = client.user_info(&app, &openid).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Retryable);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "bounded in time"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_codes_are_exchanged_once_and_snapshot_users_are_flagged() {
+    let sim = sim(100).await;
+    let website = sim
+        .sim
+        .apps()
+        .into_iter()
+        .find(|a| a.kind == "WEBSITE" || a.kind == "MOBILE_APP")
+        .map(|a| AppCredentials {
+            appid: a.appid,
+            secret: a.secret.into(),
+        });
+    let Some(website) = website else { return };
+    let client = client(&sim, None, Clock::system());
+    let code = control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/codes",
+        json!({ "appid": website.appid, "person": 1, "scope": "snsapi_userinfo" }),
+    )
+    .await;
+    let code = code["code"].as_str().unwrap().to_owned();
+    let token = client.sns_access_token(&website, &code).await.unwrap();
+    assert!(!token.is_snapshot_user());
+    let profile = client
+        .sns_userinfo(&token.access_token, &token.openid)
+        .await
+        .unwrap();
+    assert_eq!(profile.openid, token.openid);
+    let again = client.sns_access_token(&website, &code).await.unwrap_err();
+    assert_eq!(again.errcode(), Some(40163));
+
+    let snapshot = control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/codes",
+        json!({ "appid": website.appid, "person": 2, "snapshot": true }),
+    )
+    .await;
+    let token = client
+        .sns_access_token(&website, snapshot["code"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(token.is_snapshot_user());
+}
