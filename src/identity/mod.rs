@@ -107,8 +107,9 @@ pub enum Outcome {
     Updated,
     /// Nothing changed.
     Unchanged,
-    /// The row was refused: it reported a UnionID other than the account's.
-    /// The conflict is recorded on the account; nothing else was applied.
+    /// The row's UnionID was refused: it differs from the account's, which
+    /// never changes. The conflict is recorded on the account; the rest of the
+    /// row (profile, follow status, freshness) applied as usual.
     RefusedUnionidConflict,
 }
 
@@ -163,22 +164,23 @@ const MAX_TEXT: usize = 2048;
 
 fn validate(index: usize, row: &AccountUpsert) -> Result<(), IdentityError> {
     let p = &row.profile;
+    // The widths of the columns (the same on SQLite and PostgreSQL).
     let texts = [
-        ("nickname", &p.nickname),
-        ("avatarUrl", &p.avatar_url),
-        ("language", &p.language),
-        ("city", &p.city),
-        ("province", &p.province),
-        ("country", &p.country),
-        ("remark", &row.follow.remark),
-        ("subscribeScene", &row.follow.subscribe_scene),
-        ("qrSceneStr", &row.follow.qr_scene_str),
+        ("nickname", &p.nickname, MAX_TEXT),
+        ("avatarUrl", &p.avatar_url, MAX_TEXT),
+        ("language", &p.language, 32),
+        ("city", &p.city, 255),
+        ("province", &p.province, 255),
+        ("country", &p.country, 255),
+        ("remark", &row.follow.remark, MAX_TEXT),
+        ("subscribeScene", &row.follow.subscribe_scene, 64),
+        ("qrSceneStr", &row.follow.qr_scene_str, 255),
     ];
-    for (name, value) in texts {
-        if value.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT) {
+    for (name, value, max) in texts {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
             return Err(IdentityError::InvalidRow {
                 index,
-                message: format!("{name} is longer than {MAX_TEXT} characters"),
+                message: format!("{name} is longer than {max} characters"),
             });
         }
     }
@@ -242,18 +244,39 @@ pub async fn upsert_accounts(
         .collect();
     let persons = insert_or_get_persons(&txn, &wanted, now).await?;
 
-    // Phase 3: apply each row.
+    // Phase 3: apply each row. Persons whose accounts changed are touched
+    // afterwards, once each and in id order, so that concurrent calls lock
+    // person rows in one order too.
     let mut results = Vec::with_capacity(rows.len());
+    let mut touched = BTreeSet::new();
+    let mut claimed = BTreeSet::new();
     for (index, created, model) in stored {
         let row = &rows[index];
-        let (outcome, person_created, account) =
+        let (outcome, changed, account) =
             apply_row(&txn, row, created, model, &persons, source, now).await?;
+        if changed && let Some(person_id) = account.person_id {
+            touched.insert(person_id);
+        }
+        // A new person is credited to the first row that carried its UnionID.
+        let person_created = row.unionid.as_ref().is_some_and(|u| {
+            account.person_id.is_some()
+                && account.unionid.as_deref() == Some(u.as_str())
+                && persons.get(u.as_str()).is_some_and(|(_, created)| *created)
+                && claimed.insert(u.as_str())
+        });
         results.push(UpsertResult {
             index,
             outcome,
             person_created,
             account,
         });
+    }
+    if !touched.is_empty() {
+        person::Entity::update_many()
+            .col_expr(person::Column::UpdatedAt, now.into())
+            .filter(person::Column::Id.is_in(touched))
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
     results.sort_by_key(|r| r.index);
@@ -375,42 +398,37 @@ async fn apply_row<C: ConnectionTrait>(
     source: ProfileSource,
     now: DateTime<Utc>,
 ) -> Result<(Outcome, bool, account::Model), DbErr> {
+    // Returns the outcome, whether any recorded value changed, and the account.
     let mut changes = Vec::new();
     let mut active = model.clone().into_active_model();
     let mut linked = false;
-    let mut person_created = false;
+    let mut conflict = false;
 
     if let Some(reported) = &row.unionid {
         match &model.unionid {
             Some(own) if own != reported.as_str() => {
-                tracing::warn!(
-                    account.id = model.id,
-                    account.unionid = %own,
-                    reported.unionid = %reported,
-                    "conflicting UnionID reported; recorded, not applied"
-                );
-                active.unionid_conflict = Set(Some(reported.to_string()));
-                active.unionid_conflict_at = Set(Some(now));
-                active.updated_at = Set(now);
-                active.update(txn).await?;
-                record(
-                    txn,
-                    model.id,
-                    vec![Change {
+                // Rule 3: the account keeps its UnionID and its link; the
+                // conflict is recorded (once per distinct value) and the rest
+                // of the row still applies.
+                conflict = true;
+                if model.unionid_conflict.as_deref() != Some(reported.as_str()) {
+                    tracing::warn!(
+                        account.id = model.id,
+                        account.unionid = %own,
+                        reported.unionid = %reported,
+                        "conflicting UnionID reported; recorded, not applied"
+                    );
+                    active.unionid_conflict = Set(Some(reported.to_string()));
+                    changes.push(Change {
                         field: "unionid_conflict",
                         old: model.unionid_conflict.clone(),
                         new: Some(reported.to_string()),
-                    }],
-                    source,
-                    now,
-                )
-                .await?;
-                let account = reload(txn, model.id).await?;
-                return Ok((Outcome::RefusedUnionidConflict, false, account));
+                    });
+                }
+                active.unionid_conflict_at = Set(Some(now));
             }
             _ => {
-                if let Some(&(person_id, was_created)) = persons.get(reported.as_str()) {
-                    person_created = was_created;
+                if let Some(&(person_id, _)) = persons.get(reported.as_str()) {
                     if model.unionid.is_none() {
                         active.unionid = Set(Some(reported.to_string()));
                         changes.push(Change {
@@ -435,14 +453,7 @@ async fn apply_row<C: ConnectionTrait>(
 
     apply_profile(&model, &mut active, row, source, &mut changes);
 
-    if changes.is_empty() && !row.refreshed {
-        let outcome = if created {
-            Outcome::Created
-        } else {
-            Outcome::Unchanged
-        };
-        return Ok((outcome, person_created, model));
-    }
+    let changed = !changes.is_empty();
     if row.refreshed {
         // Freshness is metadata, not a change of the account: no history row.
         active.refreshed_at = Set(Some(now));
@@ -450,31 +461,23 @@ async fn apply_row<C: ConnectionTrait>(
         active.refresh_error_message = Set(None);
         active.refresh_error_at = Set(None);
     }
-    if changes.is_empty() {
-        let account = active.update(txn).await?;
-        let outcome = if created {
-            Outcome::Created
-        } else {
-            Outcome::Unchanged
-        };
-        return Ok((outcome, person_created, account));
+    if changed {
+        active.updated_at = Set(now);
     }
-    active.updated_at = Set(now);
-    let account = active.update(txn).await?;
-    if let Some(person_id) = account.person_id {
-        person::Entity::update_many()
-            .col_expr(person::Column::UpdatedAt, now.into())
-            .filter(person::Column::Id.eq(person_id))
-            .exec(txn)
-            .await?;
-    }
-    record(txn, account.id, changes, source, now).await?;
-    let outcome = match (created, linked) {
-        (true, _) => Outcome::Created,
-        (false, true) => Outcome::Linked,
-        (false, false) => Outcome::Updated,
+    let account = if active.is_changed() {
+        active.update(txn).await?
+    } else {
+        model
     };
-    Ok((outcome, person_created, account))
+    record(txn, account.id, changes, source, now).await?;
+    let outcome = match (created, linked, conflict, changed) {
+        (true, ..) => Outcome::Created,
+        (_, _, true, _) => Outcome::RefusedUnionidConflict,
+        (_, true, ..) => Outcome::Linked,
+        (.., true) => Outcome::Updated,
+        _ => Outcome::Unchanged,
+    };
+    Ok((outcome, changed, account))
 }
 
 /// The profile columns: the name recorded in the history, the value column
@@ -671,11 +674,4 @@ async fn record<C: ConnectionTrait>(
         .exec_without_returning(txn)
         .await?;
     Ok(())
-}
-
-async fn reload<C: ConnectionTrait>(txn: &C, id: i64) -> Result<account::Model, DbErr> {
-    account::Entity::find_by_id(id)
-        .one(txn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("account {id}")))
 }

@@ -1,6 +1,6 @@
 //! The identity rules, over the API and under real concurrency.
 
-use entity::{account, person};
+use entity::{account, account_history, person};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use union360::domain::{AppId, OpenId, ProfileSource};
@@ -33,6 +33,14 @@ async fn a_unionid_links_accounts_of_different_apps_to_one_person() {
             .upsert(json!([{ "appid": OA, "openid": "oa-2", "unionid": "u-2" }]))
             .await;
         assert_eq!(linked["results"][0]["outcome"], "LINKED", "{backend:?}");
+        // Two rows carrying one new UnionID create, and count, one person.
+        let pair = app
+            .upsert(json!([
+                { "appid": OA, "openid": "oa-3", "unionid": "u-3" },
+                { "appid": MP, "openid": "mp-3", "unionid": "u-3" }
+            ]))
+            .await;
+        assert_eq!(pair["personsCreated"], 1);
 
         let data = app
             .data(
@@ -74,14 +82,26 @@ async fn a_conflicting_unionid_is_recorded_not_applied() {
         assert_eq!(result["account"]["unionid"], "u-right");
         assert_eq!(result["account"]["unionidConflict"], "u-wrong");
         assert_eq!(
-            result["account"]["nickname"], "A",
-            "nothing else of the row applied"
+            result["account"]["nickname"], "B",
+            "the rest of the row applies"
         );
         let persons = person::Entity::find().count(app.state.db()).await.unwrap();
         assert_eq!(
             persons, 1,
             "{backend:?}: no person for the conflicting UnionID"
         );
+        // The same conflict again is not recorded twice.
+        let conflicts = || async {
+            account_history::Entity::find()
+                .filter(account_history::Column::Field.eq("unionid_conflict"))
+                .count(app.state.db())
+                .await
+                .unwrap()
+        };
+        assert_eq!(conflicts().await, 1);
+        app.upsert(json!([{ "appid": OA, "openid": "o", "unionid": "u-wrong" }]))
+            .await;
+        assert_eq!(conflicts().await, 1);
     }
 }
 
@@ -162,6 +182,7 @@ async fn a_call_with_one_bad_row_writes_nothing() {
             json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": "wx9999999999999999", "openid": "b" }]),
             json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "a" }]),
             json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "" }]),
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "b", "language": "x".repeat(33) }]),
         ];
         for rows in rows {
             let body = app
