@@ -172,11 +172,12 @@ async fn app(database: DatabaseSettings, command: AppCommand) -> anyhow::Result<
                 println!("no apps registered; add one with `union360 app add`");
             }
             for app in apps {
-                let callback = if app.callback_token_sealed.is_some() {
-                    "callback configured"
-                } else {
-                    "no callback"
-                };
+                let callback =
+                    if app.callback_token_sealed.is_some() && app.aes_key_sealed.is_some() {
+                        "callback configured"
+                    } else {
+                        "no callback"
+                    };
                 println!("{}\t{}\t{}\t{callback}", app.appid, app.kind, app.name);
             }
             Ok(())

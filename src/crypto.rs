@@ -135,14 +135,30 @@ impl MasterKey {
         match std::fs::read_to_string(path) {
             Ok(text) => Ok((Self::parse(&text)?, KeyOrigin::File(path.to_owned()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Written to a private temporary file, then linked into place:
+                // a process starting at the same moment either wins the link
+                // or reads the complete key of the one that did.
                 let (key, text) = Self::generate();
+                let mut temp = path.as_os_str().to_owned();
+                temp.push(format!(".{}.tmp", std::process::id()));
+                let temp = PathBuf::from(temp);
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(io)?;
-                writeln!(file, "{}", text.expose_secret()).map_err(io)?;
-                Ok((key, KeyOrigin::Generated(path.to_owned())))
+                let written = options
+                    .open(&temp)
+                    .and_then(|mut file| writeln!(file, "{}", text.expose_secret()))
+                    .and_then(|()| std::fs::hard_link(&temp, path));
+                let _ = std::fs::remove_file(&temp);
+                match written {
+                    Ok(()) => Ok((key, KeyOrigin::Generated(path.to_owned()))),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path).map_err(io)?;
+                        Ok((Self::parse(&text)?, KeyOrigin::File(path.to_owned())))
+                    }
+                    Err(e) => Err(io(e)),
+                }
             }
             Err(e) => Err(io(e)),
         }

@@ -17,7 +17,7 @@ use crate::wechat::TokenEndpoint;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://union360.db?mode=rwc";
 
 /// Where to find the database.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct DatabaseSettings {
     /// Database URL: `sqlite://file.db?mode=rwc` or `postgres://user@host:5432/db`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
@@ -32,6 +32,16 @@ pub struct DatabaseSettings {
         global = true
     )]
     pub master_key: Option<SecretString>,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    /// Shows the database URL without its password, and never the master key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("database_url", &crate::startup::redact(&self.database_url))
+            .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// Settings of the HTTP server.

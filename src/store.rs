@@ -40,8 +40,14 @@ pub struct Store {
 /// Connects to `url`, SQLite or PostgreSQL.
 pub async fn connect(url: &str) -> Result<Store, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
+    // Every connection to an in-memory SQLite database is a database of its
+    // own: keep one, or migrations and reads would not meet.
+    let in_memory = matches!(
+        crate::crypto::sqlite_path(url),
+        crate::crypto::SqliteLocation::Memory
+    );
     options
-        .max_connections(16)
+        .max_connections(if in_memory { 1 } else { 16 })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))

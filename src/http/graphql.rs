@@ -204,16 +204,19 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let media = match negotiate(accept_header(&headers), true) {
-        Negotiated::Html => return playground::page(),
-        Negotiated::NotAcceptable => return not_acceptable(),
-        Negotiated::Media(media) => media,
+    let mut response = match negotiate(accept_header(&headers), true) {
+        Negotiated::Html => playground::page(),
+        Negotiated::NotAcceptable => not_acceptable(),
+        Negotiated::Media(media) => match Params::from_query_string(raw.as_deref()) {
+            Ok(params) => execute(&state, media, params, true).await,
+            Err(message) => request_error(media, &message),
+        },
     };
-    let params = match Params::from_query_string(raw.as_deref()) {
-        Ok(params) => params,
-        Err(message) => return request_error(media, &message),
-    };
-    execute(&state, media, params, true).await
+    // The same URL answers HTML or JSON depending on Accept: caches must know.
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    response
 }
 
 /// `POST /graphql`: a JSON-encoded GraphQL request.

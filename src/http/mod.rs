@@ -11,7 +11,7 @@ pub mod graphql;
 pub mod playground;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .merge(graphql_routes)
         .merge(health_routes)
         .merge(playground::router())
+        // The configured limit replaces axum's built-in 2 MiB one.
+        .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TraceLayer::new_for_http())
 }

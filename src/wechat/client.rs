@@ -206,6 +206,11 @@ impl WechatClient {
 
     fn fetch_token<'a>(&'a self, app: &'a AppCredentials) -> FetchFuture<'a> {
         Box::pin(async move {
+            let path = match self.config.token_endpoint {
+                TokenEndpoint::Stable => api::STABLE_TOKEN,
+                TokenEndpoint::Classic => api::TOKEN,
+            };
+            self.breakers.check(&app.appid, path)?;
             let secret = app.secret.expose_secret();
             let value = match self.config.token_endpoint {
                 TokenEndpoint::Stable => {
@@ -218,7 +223,7 @@ impl WechatClient {
                     self.send_retrying(api::STABLE_TOKEN, || {
                         self.http.post(self.url(api::STABLE_TOKEN)).json(&body)
                     })
-                    .await?
+                    .await
                 }
                 TokenEndpoint::Classic => {
                     self.send_retrying(api::TOKEN, || {
@@ -228,10 +233,15 @@ impl WechatClient {
                             ("secret", secret),
                         ])
                     })
-                    .await?
+                    .await
                 }
             };
-            let token: TokenResponse = decode(value)?;
+            if let Err(e) = &value
+                && let Some(code @ (45009 | 45011)) = e.errcode()
+            {
+                self.breakers.trip(&app.appid, path, code);
+            }
+            let token: TokenResponse = decode(value?)?;
             Ok((token.access_token, token.expires_in))
         })
     }
@@ -262,7 +272,14 @@ impl WechatClient {
                         "access token rejected; fetching a new one and retrying once"
                     );
                     self.tokens.expire(&app.appid, &token).await;
-                    token = self.access_token(app).await?;
+                    let fresh = self.access_token(app).await?;
+                    if fresh.secret() == token.secret() {
+                        // WeChat handed back the very token it just refused
+                        // (stable_token does until it is force-refreshed):
+                        // retrying would fail the same way.
+                        return Err(e);
+                    }
+                    token = fresh;
                     retried_token = true;
                 }
                 Err(e) => {
@@ -381,20 +398,29 @@ impl WechatClient {
         &'a self,
         app: &'a AppCredentials,
     ) -> impl Stream<Item = Result<FollowersPage, WechatError>> + 'a {
+        // State: where the next page starts (`None` for the first), or the end.
         futures::stream::unfold(Some(None::<String>), move |state| async move {
             let next = state?;
             match self.followers_page(app, next.as_deref()).await {
                 Err(e) => Some((Err(e), None)),
                 Ok(page) => {
-                    let following = if page.is_last() {
-                        None
-                    } else {
-                        Some(page.next_openid.clone())
-                    };
                     if page.openids().is_empty() && page.is_last() {
                         // The empty page after the last one carries nothing to yield.
                         return None;
                     }
+                    let following = if page.is_last() {
+                        None
+                    } else if page.next_openid == next {
+                        // A cursor that does not move would page forever.
+                        return Some((
+                            Err(WechatError::Decode(
+                                "user/get returned the same next_openid twice".to_owned(),
+                            )),
+                            None,
+                        ));
+                    } else {
+                        Some(page.next_openid.clone())
+                    };
                     Some((Ok(page), following))
                 }
             }
@@ -416,24 +442,22 @@ impl WechatClient {
     }
 
     /// `sns/oauth2/access_token`: exchanges a web or mobile sign-in code.
+    ///
+    /// Not retried: a code is single-use, and a retry after a request that
+    /// did reach WeChat would only earn 40163 "code been used".
     pub async fn sns_access_token(
         &self,
         app: &AppCredentials,
         code: &str,
     ) -> Result<SnsAccessToken, WechatError> {
-        self.breakers.check(&app.appid, api::SNS_ACCESS_TOKEN)?;
         let secret = app.secret.expose_secret();
-        let value = self
-            .send_retrying(api::SNS_ACCESS_TOKEN, || {
-                self.http.get(self.url(api::SNS_ACCESS_TOKEN)).query(&[
-                    ("appid", app.appid.as_str()),
-                    ("secret", secret),
-                    ("code", code),
-                    ("grant_type", "authorization_code"),
-                ])
-            })
-            .await?;
-        decode(value)
+        let request = self.http.get(self.url(api::SNS_ACCESS_TOKEN)).query(&[
+            ("appid", app.appid.as_str()),
+            ("secret", secret),
+            ("code", code),
+            ("grant_type", "authorization_code"),
+        ]);
+        decode(self.send(request).await?)
     }
 
     /// `sns/userinfo` with a user's access token from [`Self::sns_access_token`].
@@ -455,28 +479,22 @@ impl WechatClient {
     }
 
     /// `sns/jscode2session`: exchanges a mini program sign-in code.
+    ///
+    /// Not retried (the code is single-use). Its 45011 is a per-user limit
+    /// (100 codes a minute), so it opens no per-app breaker.
     pub async fn jscode2session(
         &self,
         app: &AppCredentials,
         js_code: &str,
     ) -> Result<JsCodeSession, WechatError> {
         let secret = app.secret.expose_secret();
-        let result = self
-            .send_retrying(api::JSCODE2SESSION, || {
-                self.http.get(self.url(api::JSCODE2SESSION)).query(&[
-                    ("appid", app.appid.as_str()),
-                    ("secret", secret),
-                    ("js_code", js_code),
-                    ("grant_type", "authorization_code"),
-                ])
-            })
-            .await;
-        if let Err(e) = &result
-            && e.errcode() == Some(45011)
-        {
-            self.breakers.trip(&app.appid, api::JSCODE2SESSION, 45011);
-        }
-        decode(result?)
+        let request = self.http.get(self.url(api::JSCODE2SESSION)).query(&[
+            ("appid", app.appid.as_str()),
+            ("secret", secret),
+            ("js_code", js_code),
+            ("grant_type", "authorization_code"),
+        ]);
+        decode(self.send(request).await?)
     }
 }
 

@@ -95,6 +95,14 @@ pub enum WechatError {
     /// The caller's input was refused before calling (e.g. an empty openid list).
     #[error("{0}")]
     InvalidInput(String),
+    /// No access token could be had: the fetch that this call waited for failed.
+    #[error("no access token: {message}")]
+    TokenUnavailable {
+        /// The `errcode` of the failed fetch, when WeChat gave one.
+        errcode: Option<i64>,
+        /// What went wrong.
+        message: String,
+    },
     /// Sealing or opening a stored token failed.
     #[error("access token storage: {0}")]
     Storage(String),
@@ -110,6 +118,9 @@ impl WechatError {
             Self::Http(_) | Self::Decode(_) | Self::Storage(_) => ErrorClass::Unknown,
             Self::BreakerOpen { errcode, .. } => ErrorClass::of(*errcode),
             Self::InvalidInput(_) => ErrorClass::BadInput,
+            Self::TokenUnavailable { errcode, .. } => {
+                errcode.map_or(ErrorClass::Retryable, ErrorClass::of)
+            }
         }
     }
 
@@ -117,17 +128,20 @@ impl WechatError {
     pub fn errcode(&self) -> Option<i64> {
         match self {
             Self::Api { errcode, .. } | Self::BreakerOpen { errcode, .. } => Some(*errcode),
+            Self::TokenUnavailable { errcode, .. } => *errcode,
             _ => None,
         }
     }
 }
 
 impl From<reqwest::Error> for WechatError {
+    /// Drops the URL from the error: WeChat URLs carry the app secret or the
+    /// access token in their query, and errors end up in logs.
     fn from(e: reqwest::Error) -> Self {
         if e.is_timeout() {
             Self::Timeout
         } else {
-            Self::Transport(e)
+            Self::Transport(e.without_url())
         }
     }
 }

@@ -34,8 +34,20 @@ use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::store;
 
-/// How long before expiry a token is renewed.
+/// How long before expiry a token is renewed (at most half its lifetime).
 pub const REFRESH_AHEAD: Duration = Duration::minutes(5);
+
+/// After a failed renewal ahead of expiry, how long callers keep using the
+/// still-valid token before trying again.
+const RENEW_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When a token fetched at `fetched_at` and valid until `expires_at` is due
+/// for renewal: 5 minutes before expiry, or halfway for short-lived tokens
+/// (stable_token may answer with only 300 s left).
+pub fn renew_at(fetched_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> DateTime<Utc> {
+    let lifetime = (expires_at - fetched_at).max(Duration::zero());
+    expires_at - REFRESH_AHEAD.min(lifetime / 2)
+}
 
 /// Which WeChat endpoint issues tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -68,6 +80,8 @@ pub struct AccessToken {
     value: Arc<str>,
     /// When it stops being valid.
     pub expires_at: DateTime<Utc>,
+    /// When it is due for renewal.
+    pub renew_at: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for AccessToken {
@@ -111,7 +125,16 @@ pub struct TokenManager {
     clock: Clock,
     cache: std::sync::Mutex<HashMap<String, AccessToken>>,
     flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    failures: std::sync::Mutex<HashMap<String, Failure>>,
     fetches: AtomicU64,
+}
+
+/// The last failed fetch of an app's token, shared with the callers that waited for it.
+#[derive(Debug, Clone)]
+struct Failure {
+    at: std::time::Instant,
+    errcode: Option<i64>,
+    message: String,
 }
 
 impl std::fmt::Debug for TokenManager {
@@ -130,6 +153,7 @@ impl TokenManager {
             clock,
             cache: std::sync::Mutex::default(),
             flights: std::sync::Mutex::default(),
+            failures: std::sync::Mutex::default(),
             fetches: AtomicU64::new(0),
         }
     }
@@ -163,28 +187,57 @@ impl TokenManager {
             .clone()
     }
 
+    fn failure(&self, appid: &str) -> Option<Failure> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(appid)
+            .cloned()
+    }
+
     /// A valid token for `appid`, fetching one with `fetch` only when needed.
+    ///
+    /// Callers that wait while another fetches share its result: on success
+    /// they read the cache, on failure they get its error instead of each
+    /// fetching again.
     pub async fn get<'a>(
         &self,
         appid: &str,
         fetch: impl FnOnce() -> FetchFuture<'a>,
     ) -> Result<AccessToken, WechatError> {
+        let asked = std::time::Instant::now();
         let now = self.clock.now();
         let flight = self.flight(appid);
         match self.cached(appid) {
-            Some(t) if t.expires_at - REFRESH_AHEAD > now => return Ok(t),
-            // Valid but due for renewal: one caller renews, the others keep using it.
-            Some(t) if t.expires_at > now => match flight.try_lock() {
-                Ok(guard) => return self.renew(appid, fetch, guard).await.or(Ok(t)),
-                Err(_) => return Ok(t),
-            },
+            Some(t) if t.renew_at > now => return Ok(t),
+            // Valid but due for renewal: one caller renews, the others keep
+            // using it; after a failed renewal, nobody retries for a while.
+            Some(t) if t.expires_at > now => {
+                let failed_lately = self
+                    .failure(appid)
+                    .is_some_and(|f| f.at.elapsed() < RENEW_RETRY_AFTER);
+                return match flight.try_lock() {
+                    Ok(guard) if !failed_lately => self.renew(appid, fetch, guard).await.or(Ok(t)),
+                    _ => Ok(t),
+                };
+            }
             _ => {}
         }
         let guard = flight.lock().await;
-        match self.cached(appid) {
-            Some(t) if t.expires_at - REFRESH_AHEAD > self.clock.now() => Ok(t),
-            _ => self.renew(appid, fetch, guard).await,
+        if let Some(t) = self.cached(appid)
+            && t.renew_at > self.clock.now()
+        {
+            return Ok(t);
         }
+        if let Some(failure) = self.failure(appid)
+            && failure.at >= asked
+        {
+            return Err(WechatError::TokenUnavailable {
+                errcode: failure.errcode,
+                message: failure.message,
+            });
+        }
+        self.renew(appid, fetch, guard).await
     }
 
     async fn renew<'a>(
@@ -193,26 +246,62 @@ impl TokenManager {
         fetch: impl FnOnce() -> FetchFuture<'a>,
         _guard: tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<AccessToken, WechatError> {
-        let token = match &self.store {
-            None => {
-                let (value, expires_in) = fetch().await?;
-                self.fetches.fetch_add(1, Ordering::Relaxed);
-                self.token_from(value, expires_in)
-            }
-            Some(store) => self.renew_shared(store, appid, fetch).await?,
+        let result = match &self.store {
+            None => self.fetch_counted(fetch).await,
+            Some(store) => self.renew_shared(store, appid, fetch).await,
         };
-        self.remember(appid, token.clone());
-        Ok(token)
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &result {
+            Ok(token) => {
+                failures.remove(appid);
+                drop(failures);
+                self.remember(appid, token.clone());
+            }
+            Err(e) => {
+                tracing::warn!(app.appid = appid, wechat.errcode = e.errcode(), error = %e, "access token fetch failed");
+                failures.insert(
+                    appid.to_owned(),
+                    Failure {
+                        at: std::time::Instant::now(),
+                        errcode: e.errcode(),
+                        message: e.to_string(),
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    async fn fetch_counted<'a>(
+        &self,
+        fetch: impl FnOnce() -> FetchFuture<'a>,
+    ) -> Result<AccessToken, WechatError> {
+        let (value, expires_in) = fetch().await?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        Ok(self.token_from(value, expires_in))
     }
 
     fn token_from(&self, value: String, expires_in: i64) -> AccessToken {
+        let now = self.clock.now();
+        let expires_at = now + Duration::seconds(expires_in.clamp(0, 7200));
         AccessToken {
             value: value.into(),
-            expires_at: self.clock.now() + Duration::seconds(expires_in.clamp(0, 7200)),
+            expires_at,
+            renew_at: renew_at(now, expires_at),
         }
     }
 
-    /// Re-reads the shared row under a lock and fetches only if it is stale too.
+    /// Re-reads the shared row and fetches only if it is due too.
+    ///
+    /// On PostgreSQL the re-read and the fetch happen under a
+    /// transaction-scoped advisory lock per app, so instances take turns and
+    /// the second finds the first's token. SQLite has one writer lock for the
+    /// whole database, which must not be held across an HTTP call; it serves
+    /// one instance, whose fetches the in-process single flight already
+    /// serialises.
     async fn renew_shared<'a>(
         &self,
         store: &TokenStore,
@@ -220,38 +309,67 @@ impl TokenManager {
         fetch: impl FnOnce() -> FetchFuture<'a>,
     ) -> Result<AccessToken, WechatError> {
         let db_err = |e: sea_orm::DbErr| WechatError::Storage(e.to_string());
-        let txn = store::begin_write(&store.db).await.map_err(db_err)?;
-        if store.db.get_database_backend() == DbBackend::Postgres {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock(hashtext('union360.access_token:' || $1))",
-                [appid.into()],
-            ))
-            .await
-            .map_err(db_err)?;
+        if store.db.get_database_backend() != DbBackend::Postgres {
+            if let Some(token) = self.read_shared(&store.db, store, appid).await? {
+                return Ok(token);
+            }
+            let token = self.fetch_counted(fetch).await?;
+            self.write_shared(&store.db, store, appid, &token).await?;
+            return Ok(token);
         }
+        let txn = store::begin_write(&store.db).await.map_err(db_err)?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext('union360.access_token:' || $1))",
+            [appid.into()],
+        ))
+        .await
+        .map_err(db_err)?;
+        if let Some(token) = self.read_shared(&txn, store, appid).await? {
+            txn.commit().await.map_err(db_err)?;
+            return Ok(token);
+        }
+        let token = self.fetch_counted(fetch).await?;
+        self.write_shared(&txn, store, appid, &token).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(token)
+    }
+
+    /// The shared token of `appid`, when one is stored and not yet due for renewal.
+    async fn read_shared<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        store: &TokenStore,
+        appid: &str,
+    ) -> Result<Option<AccessToken>, WechatError> {
         let row = access_token::Entity::find()
             .filter(access_token::Column::Appid.eq(appid))
-            .one(&txn)
+            .one(db)
             .await
-            .map_err(db_err)?;
-        let now = self.clock.now();
-        if let Some(row) = row
-            && row.expires_at - REFRESH_AHEAD > now
-        {
-            let value = store
-                .key
-                .open(&purpose(appid), &row.token_sealed)
-                .map_err(|e| WechatError::Storage(e.to_string()))?;
-            txn.commit().await.map_err(db_err)?;
-            return Ok(AccessToken {
-                value: value.expose_secret().into(),
-                expires_at: row.expires_at,
-            });
+            .map_err(|e| WechatError::Storage(e.to_string()))?;
+        let Some(row) = row else { return Ok(None) };
+        let due = renew_at(row.fetched_at, row.expires_at);
+        if due <= self.clock.now() {
+            return Ok(None);
         }
-        let (value, expires_in) = fetch().await?;
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let token = self.token_from(value, expires_in);
+        let value = store
+            .key
+            .open(&purpose(appid), &row.token_sealed)
+            .map_err(|e| WechatError::Storage(e.to_string()))?;
+        Ok(Some(AccessToken {
+            value: value.expose_secret().into(),
+            expires_at: row.expires_at,
+            renew_at: due,
+        }))
+    }
+
+    async fn write_shared<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        store: &TokenStore,
+        appid: &str,
+        token: &AccessToken,
+    ) -> Result<(), WechatError> {
         let sealed = store
             .key
             .seal(&purpose(appid), token.secret())
@@ -261,7 +379,7 @@ impl TokenManager {
             token_sealed: Set(sealed),
             fingerprint: Set(token.fingerprint()),
             expires_at: Set(token.expires_at),
-            fetched_at: Set(now),
+            fetched_at: Set(self.clock.now()),
             ..Default::default()
         };
         access_token::Entity::insert(row)
@@ -275,11 +393,10 @@ impl TokenManager {
                     ])
                     .to_owned(),
             )
-            .exec_without_returning(&txn)
+            .exec_without_returning(db)
             .await
-            .map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
-        Ok(token)
+            .map_err(|e| WechatError::Storage(e.to_string()))?;
+        Ok(())
     }
 
     /// Drops `failed` if it is still the current token of `appid` (compare-and-expire).
@@ -312,4 +429,23 @@ impl TokenManager {
 
 fn purpose(appid: &str) -> String {
     format!("access_token:{appid}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_renew_five_minutes_ahead_or_halfway_when_short_lived() {
+        let t0: DateTime<Utc> = "2026-11-24T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            renew_at(t0, t0 + Duration::hours(2)),
+            t0 + Duration::minutes(115)
+        );
+        assert_eq!(
+            renew_at(t0, t0 + Duration::seconds(300)),
+            t0 + Duration::seconds(150)
+        );
+        assert_eq!(renew_at(t0, t0), t0);
+    }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::lenient::int_or_string;
 
 /// An access token as `cgi-bin/token` and `cgi-bin/stable_token` return it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct TokenResponse {
     /// The token.
     pub access_token: String,
@@ -16,7 +16,7 @@ pub struct TokenResponse {
 }
 
 /// The body of `POST /cgi-bin/stable_token`.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct StableTokenRequest<'a> {
     /// Always `client_credential`.
     pub grant_type: &'a str,
@@ -137,7 +137,7 @@ pub struct Quota {
 }
 
 /// `sns/oauth2/access_token`: a user's sign-in to a website or mobile app.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct SnsAccessToken {
     /// The user's access token (a secret).
     pub access_token: String,
@@ -198,7 +198,7 @@ pub struct SnsUserInfo {
 }
 
 /// `sns/jscode2session`: a mini program sign-in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct JsCodeSession {
     /// The user's OpenID in the mini program.
     pub openid: String,
@@ -208,3 +208,30 @@ pub struct JsCodeSession {
     #[serde(default)]
     pub unionid: Option<String>,
 }
+
+/// Writes a type's `Debug` with its secret fields redacted.
+macro_rules! redacted_debug {
+    ($ty:ty, [$($shown:ident),*], [$($hidden:ident),*]) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($hidden), &"<redacted>"))*
+                    .finish()
+            }
+        }
+    };
+}
+
+redacted_debug!(TokenResponse, [expires_in], [access_token]);
+redacted_debug!(
+    StableTokenRequest<'_>,
+    [grant_type, appid, force_refresh],
+    [secret]
+);
+redacted_debug!(
+    SnsAccessToken,
+    [expires_in, openid, scope, unionid, is_snapshotuser],
+    [access_token, refresh_token]
+);
+redacted_debug!(JsCodeSession, [openid, unionid], [session_key]);

@@ -186,4 +186,9 @@ async fn oversized_bodies_are_refused() {
     );
     let (status, _, _) = post(&app, None, &huge).await;
     assert_eq!(status, 413);
+    // A larger configured limit is honoured (beyond axum's built-in 2 MiB).
+    let roomy =
+        crate::helpers::spawn_app_with(Backend::Sqlite, |s| s.server.body_limit = 8 << 20).await;
+    let (status, _, body) = post(&roomy, None, &huge).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -35,6 +35,11 @@ pub struct TestApp {
 
 /// Starts a server on port 0 with a fresh database of `backend`.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted by `adjust`.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         union360::telemetry::init();
     }
@@ -43,6 +48,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     settings.server.listen = "127.0.0.1:0".parse().expect("address");
     let (_, key) = MasterKey::generate();
     settings.database.master_key = Some(key);
+    adjust(&mut settings);
     let app = Application::build(settings).await.expect("server builds");
     let address = format!("http://{}", app.local_addr().expect("bound"));
     let state = app.state().clone();

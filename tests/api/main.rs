@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod identity;
 mod pagination;
+mod refresh;
 mod schema;
 mod simulator;
 mod statements;

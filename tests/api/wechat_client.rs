@@ -156,7 +156,8 @@ async fn a_hundred_concurrent_calls_on_a_cold_token_fetch_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_sharing_a_database_fetch_one_token_between_them() {
-    for backend in backends() {
+    // Instances share tokens through PostgreSQL (SQLite serves one instance).
+    for backend in backends().into_iter().filter(|b| *b == Backend::Postgres) {
         let sim = sim(100).await;
         let app = official_account(&sim);
         let (store, _dir, _url) = token_store(backend).await;
@@ -232,7 +233,23 @@ async fn a_token_that_keeps_failing_is_not_retried_in_a_loop() {
     control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
     let error = client.user_info(&app, &openid).await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::TokenInvalid);
-    assert_eq!(calls(&sim, api::USER_INFO), 2);
+    // stable_token hands back the same token, so there is nothing to retry with.
+    assert_eq!(calls(&sim, api::USER_INFO), 1);
+    assert_eq!(calls(&sim, api::STABLE_TOKEN), 1);
+
+    // With /cgi-bin/token a new token comes, and is tried once.
+    let mut config = ClientConfig::new(sim.base_url());
+    config.token_endpoint = TokenEndpoint::Classic;
+    let classic = WechatClient::new(config, None, Clock::system()).unwrap();
+    control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    let error = classic.user_info(&app, &openid).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::TokenInvalid);
+    assert_eq!(
+        calls(&sim, api::USER_INFO),
+        2,
+        "the failed call and one retry, no loop"
+    );
+    assert_eq!(calls(&sim, api::TOKEN), 2);
 }
 
 #[tokio::test]
@@ -346,4 +363,46 @@ async fn sign_in_codes_are_exchanged_once_and_snapshot_users_are_flagged() {
         .await
         .unwrap();
     assert!(token.is_snapshot_user());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_waiting_on_a_failed_token_fetch_share_its_error() {
+    let sim = sim(100).await;
+    let app = official_account(&sim);
+    let client = Arc::new(client(&sim, None, Clock::system()));
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({ "path": api::STABLE_TOKEN, "errcode": 40164, "latency_ms": 200 }),
+    )
+    .await;
+    let calls_made = (0..20).map(|_| {
+        let (client, app) = (client.clone(), app.clone());
+        tokio::spawn(async move { client.user_info(&app, "o_anyone").await })
+    });
+    for call in futures::future::join_all(calls_made).await {
+        let error = call.unwrap().unwrap_err();
+        assert_eq!(error.errcode(), Some(40164), "{error}");
+    }
+    assert_eq!(
+        calls(&sim, api::STABLE_TOKEN),
+        1,
+        "one fetch, its failure shared"
+    );
+}
+
+#[tokio::test]
+async fn transport_errors_never_carry_the_secret() {
+    let app = AppCredentials {
+        appid: "wx0000000000000001".to_owned(),
+        secret: "do-not-log-this-secret".to_owned().into(),
+    };
+    let mut config = ClientConfig::new("http://127.0.0.1:1");
+    config.token_endpoint = TokenEndpoint::Classic;
+    let client = WechatClient::new(config, None, Clock::system()).unwrap();
+    let error = client.access_token(&app).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Retryable);
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("do-not-log-this-secret"), "{shown}");
 }
