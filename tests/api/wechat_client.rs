@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use union360::clock::Clock;
 use union360::crypto::MasterKey;
-use union360::simulator::{SimConfig, SimHandle, Simulator};
+use union360::simulator::{KindMix, SimConfig, SimHandle, Simulator};
 use union360::wechat::client::api;
 use union360::wechat::{
     AppCredentials, ClientConfig, ErrorClass, TokenEndpoint, TokenStore, WechatClient, WechatError,
@@ -321,48 +321,97 @@ async fn transient_failures_are_retried_and_hangs_time_out() {
 
 #[tokio::test]
 async fn sign_in_codes_are_exchanged_once_and_snapshot_users_are_flagged() {
-    let sim = sim(100).await;
-    let website = sim
-        .sim
-        .apps()
-        .into_iter()
-        .find(|a| a.kind == "WEBSITE" || a.kind == "MOBILE_APP")
-        .map(|a| AppCredentials {
-            appid: a.appid,
-            secret: a.secret.into(),
-        });
-    let Some(website) = website else { return };
+    let sim = Simulator::spawn(SimConfig {
+        people: 100,
+        apps: 3,
+        unbound_share: 0.0,
+        kinds: KindMix {
+            oa: 1.0,
+            mp: 1.0,
+            app: 0.0,
+            web: 1.0,
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let app_of = |kind: &str| {
+        let app = sim
+            .sim
+            .apps()
+            .into_iter()
+            .find(|a| a.kind == kind)
+            .expect(kind);
+        AppCredentials {
+            appid: app.appid,
+            secret: app.secret.into(),
+        }
+    };
+    let (website, mini) = (app_of("WEBSITE"), app_of("MINI_PROGRAM"));
     let client = client(&sim, None, Clock::system());
-    let code = control(
-        &sim,
-        reqwest::Method::POST,
-        "/_sim/codes",
-        json!({ "appid": website.appid, "person": 1, "scope": "snsapi_userinfo" }),
+    let mint = |appid: &str, body: Value| {
+        let mut body = body;
+        body["appid"] = json!(appid);
+        control(&sim, reqwest::Method::POST, "/_sim/codes", body)
+    };
+
+    let code = mint(
+        &website.appid,
+        json!({ "person": 1, "scope": "snsapi_userinfo" }),
     )
     .await;
     let code = code["code"].as_str().unwrap().to_owned();
     let token = client.sns_access_token(&website, &code).await.unwrap();
     assert!(!token.is_snapshot_user());
+    assert!(token.unionid.is_some(), "snsapi_userinfo on a bound app");
     let profile = client
         .sns_userinfo(&token.access_token, &token.openid)
         .await
         .unwrap();
     assert_eq!(profile.openid, token.openid);
+    assert_eq!(profile.unionid, token.unionid);
     let again = client.sns_access_token(&website, &code).await.unwrap_err();
     assert_eq!(again.errcode(), Some(40163));
+    assert_eq!(again.class(), ErrorClass::BadInput);
 
-    let snapshot = control(
-        &sim,
-        reqwest::Method::POST,
-        "/_sim/codes",
-        json!({ "appid": website.appid, "person": 2, "snapshot": true }),
+    let base = mint(
+        &website.appid,
+        json!({ "person": 3, "scope": "snsapi_base" }),
     )
     .await;
+    let token = client
+        .sns_access_token(&website, base["code"].as_str().unwrap())
+        .await
+        .unwrap();
+    let refused = client
+        .sns_userinfo(&token.access_token, &token.openid)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.errcode(), Some(48001));
+    assert_eq!(refused.class(), ErrorClass::Unauthorized);
+
+    let snapshot = mint(&website.appid, json!({ "person": 2, "snapshot": true })).await;
     let token = client
         .sns_access_token(&website, snapshot["code"].as_str().unwrap())
         .await
         .unwrap();
     assert!(token.is_snapshot_user());
+
+    let js = mint(&mini.appid, json!({ "person": 4 })).await;
+    let session = client
+        .jscode2session(&mini, js["code"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(!session.openid.is_empty() && session.unionid.is_some());
+    assert!(
+        !format!("{session:?}").contains(&session.session_key),
+        "session keys print redacted"
+    );
+    let bad = client
+        .jscode2session(&mini, "not-a-code")
+        .await
+        .unwrap_err();
+    assert_eq!(bad.errcode(), Some(40029));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
