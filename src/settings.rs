@@ -68,6 +68,11 @@ pub struct ServerSettings {
     #[arg(long, env = "UNION360_FRESHNESS_TTL_SECS", default_value_t = 86_400)]
     pub freshness_ttl_secs: i64,
 
+    /// How long a request may wait for stale profiles to be refreshed from
+    /// WeChat, in milliseconds; past it the stored profile is served, marked stale.
+    #[arg(long, env = "UNION360_REFRESH_BUDGET_MS", default_value_t = 800)]
+    pub refresh_budget_ms: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "UNION360_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
     pub body_limit: usize,
@@ -111,6 +116,7 @@ impl Settings {
                 wechat_api_base: "https://api.weixin.qq.com".to_owned(),
                 wechat_token_endpoint: TokenEndpoint::Stable,
                 freshness_ttl_secs: 86_400,
+                refresh_budget_ms: 800,
                 body_limit: 2 * 1024 * 1024,
                 max_depth: 16,
                 max_complexity: 50_000,
@@ -123,6 +129,11 @@ impl Settings {
     /// The server-wide freshness TTL.
     pub fn freshness_ttl(&self) -> chrono::Duration {
         chrono::Duration::seconds(self.server.freshness_ttl_secs.max(0))
+    }
+
+    /// The refresh budget of one request.
+    pub fn refresh_budget(&self) -> Duration {
+        Duration::from_millis(self.server.refresh_budget_ms)
     }
 
     /// How long shutdown waits for in-flight requests.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::crypto::MasterKey;
+use crate::refresh::Refresher;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::wechat::WechatClient;
@@ -24,6 +25,8 @@ pub struct Inner {
     pub settings: Settings,
     /// The WeChat API client.
     pub wechat: WechatClient,
+    /// Refreshes in flight (process-wide single flight).
+    pub refresher: Refresher,
 }
 
 impl AppState {
@@ -39,7 +42,13 @@ impl AppState {
             master_key,
             settings,
             wechat,
+            refresher: Refresher::default(),
         }))
+    }
+
+    /// Refreshes in flight.
+    pub fn refresher(&self) -> &Refresher {
+        &self.0.refresher
     }
 
     /// The WeChat API client.

@@ -12,6 +12,7 @@ use super::page::{self, PageArgs, connection};
 use super::person::Person;
 use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, Outcome, Profile};
+use crate::refresh::RefreshPolicy;
 use crate::state::AppState;
 use crate::{apps, refresh};
 use std::sync::Arc;
@@ -71,11 +72,19 @@ pub struct Account(pub(crate) account::Model, pub(crate) Arc<Siblings>);
 
 impl Account {
     /// Wraps rows fetched together.
-    pub(crate) fn batch(rows: Vec<account::Model>) -> Vec<Self> {
-        let siblings = Siblings::of_accounts(&rows);
+    pub(crate) fn batch(rows: Vec<account::Model>, policy: RefreshPolicy) -> Vec<Self> {
+        let siblings = Siblings::of_accounts(&rows, policy);
         rows.into_iter()
             .map(|r| Self(r, siblings.clone()))
             .collect()
+    }
+
+    /// The account as this request sees it (refreshed first when stale and asked
+    /// for), and whether a wanted refresh missed the request's budget.
+    async fn current(&self, ctx: &Context<'_>) -> ApiResult<(account::Model, bool)> {
+        let state = ctx.data::<AppState>()?;
+        let cache = ctx.data::<RequestCache>()?;
+        self.1.current(state, cache, &self.0).await.api()
     }
 
     async fn load_app(&self, ctx: &Context<'_>) -> ApiResult<entity::app::Model> {
@@ -101,15 +110,17 @@ impl Account {
     }
 
     /// The UnionID, once known; null while the account is unlinked.
-    async fn unionid(&self) -> Option<&str> {
-        self.0.unionid.as_deref()
+    async fn unionid(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.unionid)
     }
 
     /// A different UnionID that a source reported for this account later. An
     /// account's UnionID never changes, so this is recorded as an anomaly for
     /// an operator to look at; it is not applied.
-    async fn unionid_conflict(&self) -> Option<&str> {
-        self.0.unionid_conflict.as_deref()
+    async fn unionid_conflict(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.unionid_conflict)
     }
 
     /// The app that issued the openid.
@@ -119,63 +130,85 @@ impl Account {
 
     /// The person (UnionID) this account belongs to; null while unlinked.
     async fn person(&self, ctx: &Context<'_>) -> ApiResult<Option<Person>> {
-        let Some(person_id) = self.0.person_id else {
+        let (m, _) = self.current(ctx).await?;
+        let Some(person_id) = m.person_id else {
             return Ok(None);
         };
         let state = ctx.data::<AppState>()?;
-        let person = self.1.person(state.db(), person_id).await.api()?;
-        Ok(person.map(|p| Person(p, self.1.clone())))
+        if let Some(person) = self.1.person(state.db(), person_id).await.api()? {
+            return Ok(Some(Person(person, self.1.clone())));
+        }
+        // Linked by this request's refresh: not among the siblings' persons.
+        let person = entity::person::Entity::find_by_id(person_id)
+            .one(state.db())
+            .await
+            .api()?;
+        Ok(person.map(|p| {
+            Person(
+                p.clone(),
+                Siblings::of_persons(&[p], RefreshPolicy::CacheOnly),
+            )
+        }))
     }
 
     /// Whether the user follows this official account; null when unknown or not an official account.
-    async fn following(&self) -> Option<bool> {
-        self.0.subscribed
+    async fn following(&self, ctx: &Context<'_>) -> ApiResult<Option<bool>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.subscribed)
     }
 
     /// The operator's remark on this user.
-    async fn remark(&self) -> Option<&str> {
-        self.0.remark.as_deref()
+    async fn remark(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.remark)
     }
 
     /// Nickname.
-    async fn nickname(&self) -> Option<&str> {
-        self.0.nickname.as_deref()
+    async fn nickname(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.nickname)
     }
 
     /// Avatar URL.
-    async fn avatar_url(&self) -> Option<&str> {
-        self.0.avatar_url.as_deref()
+    async fn avatar_url(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.avatar_url)
     }
 
     /// Sex, when known.
-    async fn sex(&self) -> Option<Sex> {
-        Sex::from_code(self.0.sex)
+    async fn sex(&self, ctx: &Context<'_>) -> ApiResult<Option<Sex>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(Sex::from_code(m.sex))
     }
 
     /// Language (for example `zh_CN`).
-    async fn language(&self) -> Option<&str> {
-        self.0.language.as_deref()
+    async fn language(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.language)
     }
 
     /// City.
-    async fn city(&self) -> Option<&str> {
-        self.0.city.as_deref()
+    async fn city(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.city)
     }
 
     /// Province.
-    async fn province(&self) -> Option<&str> {
-        self.0.province.as_deref()
+    async fn province(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.province)
     }
 
     /// Country.
-    async fn country(&self) -> Option<&str> {
-        self.0.country.as_deref()
+    async fn country(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.country)
     }
 
     /// Where each set profile field came from.
-    async fn field_sources(&self) -> Vec<FieldSource> {
-        let m = &self.0;
-        [
+    async fn field_sources(&self, ctx: &Context<'_>) -> ApiResult<Vec<FieldSource>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok([
             ("nickname", &m.nickname_source),
             ("avatarUrl", &m.avatar_url_source),
             ("sex", &m.sex_source),
@@ -189,12 +222,13 @@ impl Account {
             let source = ProfileSource::from_stored(source.as_deref()?)?;
             Some(FieldSource { field, source })
         })
-        .collect()
+        .collect())
     }
 
     /// When the profile was last fetched from WeChat; null when never.
-    async fn refreshed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.refreshed_at
+    async fn refreshed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.refreshed_at)
     }
 
     /// Whether the profile is older than its app's freshness TTL (or was never
@@ -203,18 +237,31 @@ impl Account {
     async fn stale(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let state = ctx.data::<AppState>()?;
         let app = self.load_app(ctx).await?;
+        let (m, _) = self.current(ctx).await?;
         let ttl = refresh::ttl_of(&app, state.settings().freshness_ttl());
-        Ok(refresh::is_stale(self.0.refreshed_at, ttl, Utc::now()))
+        Ok(refresh::is_stale(m.refreshed_at, ttl, Utc::now()))
     }
 
     /// The last failed refresh from WeChat, when the last attempt failed.
-    async fn refresh_error(&self) -> Option<RefreshError> {
-        let m = &self.0;
-        Some(RefreshError {
-            code: m.refresh_error_code,
-            message: m.refresh_error_message.clone()?,
-            at: m.refresh_error_at?,
-        })
+    async fn refresh_error(&self, ctx: &Context<'_>) -> ApiResult<Option<RefreshError>> {
+        let (m, missed) = self.current(ctx).await?;
+        if missed {
+            let budget = ctx.data::<AppState>()?.settings().server.refresh_budget_ms;
+            return Ok(Some(RefreshError {
+                code: None,
+                message: format!(
+                    "WeChat did not answer within this request's refresh budget ({budget} ms); the refresh goes on in the background"
+                ),
+                at: Utc::now(),
+            }));
+        }
+        Ok(m.refresh_error_message
+            .zip(m.refresh_error_at)
+            .map(|(message, at)| RefreshError {
+                code: m.refresh_error_code,
+                message,
+                at,
+            }))
     }
 
     /// When union360 first stored this account.
@@ -223,8 +270,9 @@ impl Account {
     }
 
     /// When this account last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.updated_at)
     }
 }
 
@@ -260,6 +308,10 @@ impl AccountQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The appid of the app that issued the openid.")] appid: String,
         #[graphql(desc = "The OpenID within that app.")] openid: String,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
     ) -> ApiResult<Option<Account>> {
         let state = ctx.data::<AppState>()?;
         let appid = AppId::parse(appid).api()?;
@@ -275,7 +327,7 @@ impl AccountQuery {
             .one(state.db())
             .await
             .api()?;
-        Ok(found.map(|a| Account(a.clone(), Siblings::of_accounts(&[a]))))
+        Ok(Account::batch(found.into_iter().collect(), refresh.unwrap_or_default()).pop())
     }
 
     /// The accounts of one app, in the order union360 first saw them.
@@ -287,6 +339,10 @@ impl AccountQuery {
         #[graphql(desc = "Cursor to continue after (`pageInfo.endCursor` of the previous page).")]
         after: Option<String>,
         #[graphql(desc = "Conditions the accounts must meet.")] filter: Option<AccountFilter>,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
     ) -> ApiResult<AccountConnection> {
         let state = ctx.data::<AppState>()?;
         let args = PageArgs::parse("account", first, after.as_deref()).api()?;
@@ -317,7 +373,7 @@ impl AccountQuery {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         Ok(AccountConnection {
             page_info: page::page_info("account", &ids, has_next, args),
-            edges: Account::batch(rows)
+            edges: Account::batch(rows, refresh.unwrap_or_default())
                 .into_iter()
                 .map(|node| AccountEdge {
                     cursor: page::encode_cursor("account", node.0.id),
@@ -495,7 +551,10 @@ impl From<Vec<identity::UpsertResult>> for UpsertAccountsPayload {
             persons_created: results.iter().filter(|r| r.person_created).count() as i32,
             results: Vec::new(),
         };
-        let accounts = Account::batch(results.iter().map(|r| r.account.clone()).collect());
+        let accounts = Account::batch(
+            results.iter().map(|r| r.account.clone()).collect(),
+            RefreshPolicy::CacheOnly,
+        );
         Self {
             results: results
                 .into_iter()
@@ -589,7 +648,7 @@ impl RefreshMutation {
             failed: count(report.failed),
             invalid: count(report.invalid),
             skipped: count(report.skipped),
-            accounts: Account::batch(ordered),
+            accounts: Account::batch(ordered, RefreshPolicy::CacheOnly),
         })
     }
 }

@@ -11,6 +11,7 @@ use super::error::{ApiResult, ResultExt};
 use super::loaders::{RequestCache, Siblings};
 use super::page::{self, PageArgs, connection};
 use crate::domain::{AppId, ProfileSource, UnionId};
+use crate::refresh::RefreshPolicy;
 use crate::state::AppState;
 use std::sync::Arc;
 
@@ -19,16 +20,28 @@ pub struct Person(pub(crate) person::Model, pub(crate) Arc<Siblings>);
 
 impl Person {
     /// Wraps rows fetched together.
-    pub(crate) fn batch(rows: Vec<person::Model>) -> Vec<Self> {
-        let siblings = Siblings::of_persons(&rows);
+    pub(crate) fn batch(rows: Vec<person::Model>, policy: RefreshPolicy) -> Vec<Self> {
+        let siblings = Siblings::of_persons(&rows, policy);
         rows.into_iter()
             .map(|r| Self(r, siblings.clone()))
             .collect()
     }
 
-    async fn all_accounts(&self, ctx: &Context<'_>) -> ApiResult<Vec<account::Model>> {
+    /// The person's accounts as stored.
+    async fn stored_accounts(&self, ctx: &Context<'_>) -> ApiResult<Vec<account::Model>> {
         let state = ctx.data::<AppState>()?;
         self.1.accounts_of(state.db(), self.0.id).await.api()
+    }
+
+    /// The person's accounts as this request sees them (refreshed when stale and asked for).
+    async fn all_accounts(&self, ctx: &Context<'_>) -> ApiResult<Vec<account::Model>> {
+        let state = ctx.data::<AppState>()?;
+        let cache = ctx.data::<RequestCache>()?;
+        let mut current = Vec::new();
+        for account in self.stored_accounts(ctx).await? {
+            current.push(self.1.current(state, cache, &account).await.api()?.0);
+        }
+        Ok(current)
     }
 
     /// The best known value of one field across the accounts.
@@ -73,7 +86,7 @@ impl Person {
         ctx: &Context<'_>,
         #[graphql(desc = "Only the account in this app.")] appid: Option<String>,
     ) -> ApiResult<Vec<Account>> {
-        let mut accounts = self.all_accounts(ctx).await?;
+        let mut accounts = self.stored_accounts(ctx).await?;
         if let Some(appid) = appid {
             let appid = AppId::parse(appid).api()?;
             let state = ctx.data::<AppState>()?;
@@ -174,6 +187,10 @@ impl PersonQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The WeChat UnionID.")] unionid: String,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
     ) -> ApiResult<Option<Person>> {
         let state = ctx.data::<AppState>()?;
         let unionid = UnionId::parse(unionid).api()?;
@@ -182,7 +199,7 @@ impl PersonQuery {
             .one(state.db())
             .await
             .api()?;
-        Ok(found.map(|p| Person(p.clone(), Siblings::of_persons(&[p]))))
+        Ok(Person::batch(found.into_iter().collect(), refresh.unwrap_or_default()).pop())
     }
 
     /// Everyone union360 knows by UnionID, in the order first seen.
@@ -193,6 +210,10 @@ impl PersonQuery {
         #[graphql(desc = "Cursor to continue after (`pageInfo.endCursor` of the previous page).")]
         after: Option<String>,
         #[graphql(desc = "Conditions the people must meet.")] filter: Option<PeopleFilter>,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
     ) -> ApiResult<PersonConnection> {
         let state = ctx.data::<AppState>()?;
         let args = PageArgs::parse("person", first, after.as_deref()).api()?;
@@ -213,7 +234,7 @@ impl PersonQuery {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         Ok(PersonConnection {
             page_info: page::page_info("person", &ids, has_next, args),
-            edges: Person::batch(rows)
+            edges: Person::batch(rows, refresh.unwrap_or_default())
                 .into_iter()
                 .map(|node| PersonEdge {
                     cursor: page::encode_cursor("person", node.0.id),

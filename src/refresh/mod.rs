@@ -13,6 +13,8 @@
 //! fetch never touches the stored profile: it is recorded on the account as
 //! its last refresh error.
 
+mod flight;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -26,6 +28,22 @@ use crate::identity::{self, AccountUpsert, Follow, Profile};
 use crate::state::AppState;
 use crate::wechat::AppCredentials;
 use crate::wechat::types::UserInfo;
+
+pub use flight::Refresher;
+
+/// How a request wants stale profiles handled.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum RefreshPolicy {
+    /// Serve what is stored; never call WeChat.
+    CacheOnly,
+    /// Refresh accounts whose profile is stale before answering, within the
+    /// request's refresh budget; past it, or if WeChat fails, serve what is
+    /// stored, marked stale, with the error.
+    #[default]
+    IfStale,
+    /// Refresh every official-account account read, fresh or not (within the budget).
+    Force,
+}
 
 /// How long a profile stays fresh when neither the app nor the server says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::hours(24);

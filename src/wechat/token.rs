@@ -37,8 +37,8 @@ use crate::store;
 /// How long before expiry a token is renewed (at most half its lifetime).
 pub const REFRESH_AHEAD: Duration = Duration::minutes(5);
 
-/// After a failed renewal ahead of expiry, how long callers keep using the
-/// still-valid token before trying again.
+/// After a failed fetch, how long before the next attempt (callers keep a
+/// still-valid token meanwhile, or get the failure).
 const RENEW_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// When a token fetched at `fetched_at` and valid until `expires_at` is due
@@ -229,8 +229,11 @@ impl TokenManager {
         {
             return Ok(t);
         }
+        // Share a failure with the callers that waited for it, and hold off
+        // new attempts briefly: an app with a wrong secret must not cost a
+        // token call per read.
         if let Some(failure) = self.failure(appid)
-            && failure.at >= asked
+            && (failure.at >= asked || failure.at.elapsed() < RENEW_RETRY_AFTER)
         {
             return Err(WechatError::TokenUnavailable {
                 errcode: failure.errcode,

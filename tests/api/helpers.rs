@@ -6,6 +6,7 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 use union360::crypto::MasterKey;
 use union360::settings::Settings;
+use union360::simulator::{SimConfig, SimHandle, Simulator};
 use union360::startup::Application;
 use union360::state::AppState;
 
@@ -28,6 +29,8 @@ pub fn backends() -> Vec<Backend> {
 /// A running server.
 pub struct TestApp {
     pub address: String,
+    /// The WeChat simulator this server talks to.
+    pub sim: SimHandle,
     pub client: reqwest::Client,
     pub state: AppState,
     _dir: tempfile::TempDir,
@@ -44,8 +47,17 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         union360::telemetry::init();
     }
     let (url, dir) = fresh_database(backend).await;
+    // Every server talks to a WeChat simulator of its own, never to WeChat.
+    let sim = Simulator::spawn(SimConfig {
+        people: 400,
+        apps: 3,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
     let mut settings = Settings::new(url);
     settings.server.listen = "127.0.0.1:0".parse().expect("address");
+    settings.server.wechat_api_base = sim.base_url();
     let (_, key) = MasterKey::generate();
     settings.database.master_key = Some(key);
     adjust(&mut settings);
@@ -55,6 +67,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
+        sim,
         client: reqwest::Client::new(),
         state,
         _dir: dir,

@@ -1,92 +1,139 @@
-//! `refreshAccounts`: profiles from the simulator, through the identity rules.
+//! Refreshing profiles from WeChat (the server's own simulator): on demand
+//! with `refreshAccounts`, and lazily when a query reads stale accounts.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use union360::simulator::{SimConfig, SimHandle, Simulator};
+use union360::settings::Settings;
 
-use crate::helpers::{TestApp, backends, spawn_app_with};
+use crate::helpers::{Backend, TestApp, backends, spawn_app_with};
 
 const REFRESH: &str = "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) {
     fetched failed invalid skipped
     accounts { openid unionid nickname following stale refreshedAt refreshError { code message } person { unionid } }
 } }";
 
-/// A server pointed at a fresh simulator, with the simulator's first bound
-/// official account registered; returns the app's appid too.
-async fn setup(backend: crate::helpers::Backend) -> (TestApp, SimHandle, String) {
-    let sim = Simulator::spawn(SimConfig {
-        people: 400,
-        apps: 3,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let base = sim.base_url();
-    let app = spawn_app_with(backend, |s| s.server.wechat_api_base = base).await;
-    let oa = sim
+/// A server with the simulator's bound official accounts registered; their appids.
+async fn setup_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> (TestApp, Vec<String>) {
+    let app = spawn_app_with(backend, adjust).await;
+    let mut appids = Vec::new();
+    for oa in app
+        .sim
         .sim
         .apps()
         .into_iter()
-        .find(|a| a.kind == "OFFICIAL_ACCOUNT" && a.bound)
-        .unwrap();
-    app.data(
-        "mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }",
-        json!({ "input": { "appid": oa.appid, "kind": "OFFICIAL_ACCOUNT", "name": "OA", "secret": oa.secret } }),
-    )
-    .await;
-    (app, sim, oa.appid)
+        .filter(|a| a.kind == "OFFICIAL_ACCOUNT" && a.bound)
+    {
+        app.data(
+            "mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }",
+            json!({ "input": { "appid": oa.appid, "kind": "OFFICIAL_ACCOUNT", "name": "OA", "secret": oa.secret } }),
+        )
+        .await;
+        appids.push(oa.appid);
+    }
+    assert!(
+        !appids.is_empty(),
+        "the simulated world has a bound official account"
+    );
+    (app, appids)
 }
 
-/// The openids of the first `n` people in the simulator's app, with whether each follows.
-async fn people(sim: &SimHandle, appid: &str, n: u32) -> Vec<(String, bool, String)> {
-    let client = reqwest::Client::new();
-    let mut all = Vec::new();
-    for i in 0..n {
-        let person: Value = client
-            .get(format!("{}/_sim/people/{i}", sim.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let account = person["apps"]
+/// One person of the simulated world: unionid, and (appid, openid, following) per app.
+struct SimPerson {
+    unionid: String,
+    accounts: Vec<(String, String, bool)>,
+}
+
+async fn sim_person(app: &TestApp, index: u32) -> SimPerson {
+    let person: Value = reqwest::get(format!("{}/_sim/people/{index}", app.sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    SimPerson {
+        unionid: person["unionid"].as_str().unwrap().to_owned(),
+        accounts: person["apps"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|a| a["appid"] == appid)
-            .unwrap()
-            .clone();
-        all.push((
-            account["openid"].as_str().unwrap().to_owned(),
-            account["following"].as_bool().unwrap(),
-            person["unionid"].as_str().unwrap().to_owned(),
-        ));
+            .map(|a| {
+                (
+                    a["appid"].as_str().unwrap().to_owned(),
+                    a["openid"].as_str().unwrap().to_owned(),
+                    a["following"].as_bool().unwrap(),
+                )
+            })
+            .collect(),
     }
-    all
+}
+
+async fn sim_control(app: &TestApp, method: reqwest::Method, path: &str, body: Value) {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", app.sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+}
+
+fn batchget_calls(app: &TestApp) -> u64 {
+    app.sim
+        .sim
+        .calls()
+        .get("/cgi-bin/user/info/batchget")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Imports, for the first `n` people, their followed accounts in `appids`
+/// (with UnionID and a nickname from sign-in); returns how many per app.
+async fn import(app: &TestApp, appids: &[String], n: u32) -> Vec<(String, usize)> {
+    let mut rows = Vec::new();
+    let mut per_app: Vec<(String, usize)> = appids.iter().map(|a| (a.clone(), 0)).collect();
+    for i in 0..n {
+        let person = sim_person(app, i).await;
+        for (appid, openid, following) in person.accounts {
+            if let (true, Some(slot)) = (following, per_app.iter_mut().find(|(a, _)| *a == appid)) {
+                slot.1 += 1;
+                rows.push(json!({ "appid": appid, "openid": openid, "unionid": person.unionid, "nickname": "From sign-in" }));
+            }
+        }
+    }
+    for chunk in rows.chunks(1000) {
+        app.upsert(json!(chunk)).await;
+    }
+    per_app
 }
 
 #[tokio::test]
-async fn refreshing_links_unionids_marks_followers_and_batches_by_100() {
+async fn refresh_accounts_links_unionids_marks_followers_and_batches_by_100() {
     for backend in backends() {
-        let (app, sim, appid) = setup(backend).await;
-        let everyone = people(&sim, &appid, 250).await;
-        let followers: Vec<_> = everyone.iter().filter(|p| p.1).take(150).collect();
+        let (app, appids) = setup_with(backend, |_| {}).await;
+        let appid = &appids[0];
+        let mut followers = Vec::new();
+        for i in 0..300 {
+            let person = sim_person(&app, i).await;
+            if let Some((_, openid, true)) = person.accounts.iter().find(|a| a.0 == *appid).cloned()
+            {
+                followers.push((openid, person.unionid));
+            }
+        }
         assert!(followers.len() > 100, "the world has enough followers");
         // Known to the CRM by openid only, with a nickname from sign-in.
         let rows: Vec<Value> = followers
             .iter()
-            .map(|(openid, _, _)| json!({ "appid": appid, "openid": openid, "nickname": "From sign-in" }))
+            .map(|(openid, _)| json!({ "appid": appid, "openid": openid, "nickname": "From sign-in" }))
             .collect();
         app.upsert(json!(rows)).await;
-        reqwest::Client::new()
-            .delete(format!("{}/_sim/calls", sim.base_url()))
-            .send()
-            .await
-            .unwrap();
+        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
 
         let keys: Vec<Value> = followers
             .iter()
-            .map(|(openid, _, _)| json!({ "appid": appid, "openid": openid }))
+            .map(|(openid, _)| json!({ "appid": appid, "openid": openid }))
             .collect();
         let data = app.data(REFRESH, json!({ "keys": keys })).await;
         let payload = &data["refreshAccounts"];
@@ -96,12 +143,8 @@ async fn refreshing_links_unionids_marks_followers_and_batches_by_100() {
             "{backend:?}: {payload}"
         );
         assert_eq!(payload["failed"], 0);
-        let calls = sim.sim.calls();
-        assert_eq!(
-            calls.get("/cgi-bin/user/info/batchget").copied(),
-            Some(followers.len().div_ceil(100) as u64)
-        );
-        for (account, (_, _, unionid)) in payload["accounts"]
+        assert_eq!(batchget_calls(&app), followers.len().div_ceil(100) as u64);
+        for (account, (_, unionid)) in payload["accounts"]
             .as_array()
             .unwrap()
             .iter()
@@ -119,32 +162,123 @@ async fn refreshing_links_unionids_marks_followers_and_batches_by_100() {
     }
 }
 
+const PAGE: &str = "query($refresh: RefreshPolicy) { people(first: 100, refresh: $refresh) {
+    nodes { unionid accounts { appid openid nickname stale refreshedAt refreshError { code message } } } } }";
+
 #[tokio::test]
-async fn when_wechat_fails_the_store_is_kept_and_the_error_recorded() {
-    let (app, sim, appid) = setup(crate::helpers::Backend::Sqlite).await;
-    let everyone = people(&sim, &appid, 20).await;
-    let (openid, _, _) = everyone.iter().find(|p| p.1).unwrap().clone();
-    app.upsert(
-        json!([{ "appid": appid, "openid": openid, "unionid": "u-known", "nickname": "Kept" }]),
+async fn a_query_refreshes_its_stale_accounts_in_one_batch_per_app_and_100() {
+    for backend in backends() {
+        let (app, appids) = setup_with(backend, |_| {}).await;
+        let per_app = import(&app, &appids, 100).await;
+        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+        let data = app.data(PAGE, json!({})).await;
+        let expected: u64 = per_app.iter().map(|(_, n)| n.div_ceil(100) as u64).sum();
+        assert_eq!(batchget_calls(&app), expected, "{backend:?}: {per_app:?}");
+        for person in data["people"]["nodes"].as_array().unwrap() {
+            for account in person["accounts"].as_array().unwrap() {
+                assert_eq!(account["stale"], false, "{account}");
+                assert_eq!(account["nickname"], "From sign-in");
+            }
+        }
+        // Fresh now: reading again calls WeChat no more.
+        app.data(PAGE, json!({})).await;
+        assert_eq!(batchget_calls(&app), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_queries_for_one_stale_person_share_one_call_per_app() {
+    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    let per_app = import(&app, &appids, 1).await;
+    let unionid = sim_person(&app, 0).await.unionid;
+    let apps_involved = per_app.iter().filter(|(_, n)| *n > 0).count() as u64;
+    assert!(apps_involved > 0);
+    sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    let query = "query($u: String!) { person(unionid: $u) { accounts { nickname stale } } }";
+    let calls = (0..50).map(|_| app.data(query, json!({ "u": unionid })));
+    for data in futures::future::join_all(calls).await {
+        assert!(data["person"]["accounts"].as_array().is_some());
+    }
+    assert_eq!(batchget_calls(&app), apps_involved);
+    assert!(
+        app.state.refresher().coalesced() > 0,
+        "concurrent requests joined one flight"
+    );
+}
+
+#[tokio::test]
+async fn when_wechat_hangs_reads_answer_within_the_budget_from_the_store() {
+    let (app, appids) = setup_with(Backend::Sqlite, |s| s.server.refresh_budget_ms = 300).await;
+    import(&app, &appids, 20).await;
+    sim_control(
+        &app,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({ "path": "/cgi-bin/user/info/batchget", "hang": true }),
     )
     .await;
-    reqwest::Client::new()
-        .post(format!("{}/_sim/faults", sim.base_url()))
-        .json(&json!({ "path": "/cgi-bin/user/info/batchget", "errcode": -1 }))
-        .send()
-        .await
-        .unwrap();
-    let data = app
-        .data(
-            REFRESH,
-            json!({ "keys": [{ "appid": appid, "openid": openid }] }),
-        )
-        .await;
-    let payload = &data["refreshAccounts"];
-    assert_eq!(payload["failed"], 1, "{payload}");
-    let account = &payload["accounts"][0];
-    assert_eq!(account["nickname"], "Kept");
-    assert_eq!(account["unionid"], "u-known");
-    assert_eq!(account["stale"], true);
-    assert_eq!(account["refreshError"]["code"], -1);
+    let started = Instant::now();
+    let data = app.data(PAGE, json!({})).await;
+    // The budget is 300 ms; a hang would otherwise last the client's timeout and retries.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let people = data["people"]["nodes"].as_array().unwrap();
+    assert!(!people.is_empty());
+    for person in people {
+        for account in person["accounts"].as_array().unwrap() {
+            assert_eq!(account["nickname"], "From sign-in", "nothing lost");
+            assert_eq!(account["stale"], true);
+            assert!(
+                account["refreshError"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("budget")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn when_wechat_fails_the_store_is_kept_and_the_error_recorded() {
+    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    import(&app, &appids, 20).await;
+    sim_control(
+        &app,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({ "path": "/cgi-bin/user/info/batchget", "errcode": 45009 }),
+    )
+    .await;
+    let data = app.data(PAGE, json!({})).await;
+    for person in data["people"]["nodes"].as_array().unwrap() {
+        for account in person["accounts"].as_array().unwrap() {
+            assert_eq!(account["nickname"], "From sign-in");
+            assert_eq!(account["stale"], true);
+            assert_eq!(account["refreshError"]["code"], 45009, "{account}");
+        }
+    }
+    // The quota breaker is open: reads go on from the store without calling.
+    let before = batchget_calls(&app);
+    app.data(PAGE, json!({})).await;
+    assert_eq!(batchget_calls(&app), before);
+}
+
+#[tokio::test]
+async fn cache_only_never_calls_wechat_and_force_always_does() {
+    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    import(&app, &appids, 20).await;
+    sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    let cached = app.data(PAGE, json!({ "refresh": "CACHE_ONLY" })).await;
+    assert_eq!(batchget_calls(&app), 0);
+    assert!(cached["people"]["nodes"][0]["accounts"][0]["refreshedAt"].is_null());
+    app.data(PAGE, json!({})).await;
+    let after_first = batchget_calls(&app);
+    assert!(after_first > 0);
+    app.data(PAGE, json!({})).await;
+    assert_eq!(batchget_calls(&app), after_first, "fresh: no call");
+    app.data(PAGE, json!({ "refresh": "FORCE" })).await;
+    assert_eq!(batchget_calls(&app), 2 * after_first, "force: called again");
 }
