@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_identity;
 mod m20261124_000002_access_token;
+mod m20261124_000003_refresh_lease;
 
 /// The ordered list of union360 migrations.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_identity::Migration),
             Box::new(m20261124_000002_access_token::Migration),
+            Box::new(m20261124_000003_refresh_lease::Migration),
         ]
     }
 }

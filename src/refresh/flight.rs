@@ -24,14 +24,27 @@ type Flight = Shared<BoxFuture<'static, ()>>;
 const RECENT: Duration = Duration::from_secs(5);
 
 /// Refreshes in flight, by account id.
-#[derive(Default)]
 pub struct Refresher {
+    /// This instance's name on refresh leases.
+    holder: String,
     inflight: Mutex<HashMap<i64, Flight>>,
     /// Accounts refreshed moments ago: a request that read them stale just
     /// before that refresh landed reloads them instead of fetching again.
     recent: Mutex<HashMap<i64, Instant>>,
     started: AtomicU64,
     coalesced: AtomicU64,
+}
+
+impl Default for Refresher {
+    fn default() -> Self {
+        Self {
+            holder: format!("{:016x}", rand::random::<u64>()),
+            inflight: Mutex::default(),
+            recent: Mutex::default(),
+            started: AtomicU64::default(),
+            coalesced: AtomicU64::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Refresher {
@@ -104,7 +117,7 @@ impl Refresher {
                 let task_state = state.clone();
                 let task_ids = ids.clone();
                 let task = tokio::spawn(async move {
-                    if let Err(e) = super::refresh_accounts(&task_state, &new).await {
+                    if let Err(e) = refresh_leased(&task_state, new).await {
                         tracing::error!(error = %e, "refresh could not write to the store");
                     }
                     let refresher = task_state.refresher();
@@ -138,4 +151,21 @@ impl Refresher {
         }
         .boxed()
     }
+}
+
+/// Refreshes the accounts whose lease this instance wins, and waits for the
+/// others, which another instance is refreshing, to land.
+async fn refresh_leased(
+    state: &AppState,
+    accounts: Vec<account::Model>,
+) -> Result<(), sea_orm::DbErr> {
+    let holder = &state.refresher().holder;
+    let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
+    let won = super::lease::claim(state.db(), &ids, holder).await?;
+    let (mine, theirs): (Vec<_>, Vec<_>) = accounts.into_iter().partition(|a| won.contains(&a.id));
+    let refreshed = super::refresh_accounts(state, &mine).await;
+    super::lease::release(state.db(), &won, holder).await?;
+    refreshed?;
+    let theirs: Vec<i64> = theirs.iter().map(|a| a.id).collect();
+    super::lease::wait_for(state.db(), &theirs).await
 }

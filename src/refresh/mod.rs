@@ -14,6 +14,7 @@
 //! its last refresh error.
 
 mod flight;
+mod lease;
 
 use std::collections::HashMap;
 
@@ -85,6 +86,9 @@ pub async fn refresh_accounts(
     state: &AppState,
     accounts: &[account::Model],
 ) -> Result<RefreshReport, DbErr> {
+    if accounts.is_empty() {
+        return Ok(RefreshReport::default());
+    }
     let mut by_app: HashMap<i64, Vec<&account::Model>> = HashMap::new();
     for account in accounts {
         by_app.entry(account.app_id).or_default().push(account);

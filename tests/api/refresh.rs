@@ -282,3 +282,94 @@ async fn cache_only_never_calls_wechat_and_force_always_does() {
     app.data(PAGE, json!({ "refresh": "FORCE" })).await;
     assert_eq!(batchget_calls(&app), 2 * after_first, "force: called again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_postgres_database_make_one_call_per_account_set() {
+    // Instances coordinate through PostgreSQL; SQLite serves one instance.
+    for backend in backends().into_iter().filter(|b| *b == Backend::Postgres) {
+        let (a, appids) = setup_with(backend, |_| {}).await;
+        let per_app = import(&a, &appids, 100).await;
+        let database = a.state.settings().database.clone();
+        let wechat = a.sim.base_url();
+        let b = spawn_app_with(backend, |s| {
+            s.database = database;
+            s.server.wechat_api_base = wechat;
+        })
+        .await;
+        sim_control(&a, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+        let reads = (0..6).map(|i| {
+            let instance = if i % 2 == 0 { &a } else { &b };
+            instance.data(PAGE, json!({}))
+        });
+        for data in futures::future::join_all(reads).await {
+            assert!(
+                data["people"]["nodes"]
+                    .as_array()
+                    .is_some_and(|n| !n.is_empty())
+            );
+        }
+        let expected: u64 = per_app.iter().map(|(_, n)| n.div_ceil(100) as u64).sum();
+        assert_eq!(batchget_calls(&a), expected, "{per_app:?}");
+    }
+}
+
+#[tokio::test]
+async fn one_invalid_openid_leaves_the_others_refreshed_and_is_marked() {
+    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    import(&app, &appids[..1], 120).await;
+    app.upsert(json!([{ "appid": appids[0], "openid": "o_not_of_this_app_at_all_000", "unionid": "u-ghost" }]))
+        .await;
+    let data = app.data(PAGE, json!({})).await;
+    let accounts: Vec<&Value> = data["people"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["accounts"].as_array().unwrap())
+        .collect();
+    let (bad, good): (Vec<&Value>, Vec<&Value>) = accounts
+        .into_iter()
+        .partition(|a| a["openid"] == "o_not_of_this_app_at_all_000");
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["refreshError"]["code"], 40003);
+    assert_eq!(bad[0]["stale"], true);
+    assert!(!good.is_empty());
+    assert!(
+        good.iter().all(|a| a["stale"] == false),
+        "the others were refreshed"
+    );
+}
+
+#[tokio::test]
+async fn a_token_invalidated_mid_flight_costs_one_retry_and_the_query_succeeds() {
+    let (app, appids) = setup_with(Backend::Sqlite, |s| {
+        s.server.wechat_token_endpoint = union360::wechat::TokenEndpoint::Classic;
+    })
+    .await;
+    import(&app, &appids, 20).await;
+    app.data(PAGE, json!({ "refresh": "FORCE" })).await;
+    sim_control(
+        &app,
+        reqwest::Method::POST,
+        "/_sim/tokens/invalidate",
+        json!({}),
+    )
+    .await;
+    sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    let data = app.data(PAGE, json!({ "refresh": "FORCE" })).await;
+    for person in data["people"]["nodes"].as_array().unwrap() {
+        for account in person["accounts"].as_array().unwrap() {
+            assert_eq!(account["stale"], false, "{account}");
+        }
+    }
+    let calls = app.sim.sim.calls();
+    let apps_involved = calls.get("/cgi-bin/token").copied().unwrap_or(0);
+    assert!(apps_involved >= 1);
+    assert_eq!(
+        calls
+            .get("/cgi-bin/user/info/batchget")
+            .copied()
+            .unwrap_or(0),
+        2 * apps_involved,
+        "per app: the rejected call and one retry"
+    );
+}
