@@ -21,6 +21,7 @@
 //! - [`wechat`]: the WeChat API client (tokens, retries, breakers, lenient decoding) and the
 //!   message-push crypto (signatures, safe-mode cipher, XML).
 //! - [`clock`]: injectable time for expiry and breakers.
+//! - [`metrics`]: Prometheus counters and histograms (`GET /metrics`).
 //! - [`simulator`]: a local WeChat sandbox (the WeChat API plus a `/_sim` control plane)
 //!   for tests, the demo and benchmarks.
 
@@ -32,6 +33,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod refresh;
 pub mod settings;
 pub mod simulator;

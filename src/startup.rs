@@ -42,6 +42,7 @@ impl Application {
             ),
             KeyOrigin::Setting => {}
         }
+        crate::metrics::install();
         let store = store::connect(&url)
             .await
             .with_context(|| format!("connecting to the database ({})", redact(&url)))?;

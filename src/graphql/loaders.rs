@@ -146,6 +146,7 @@ impl Siblings {
             return Ok(Refreshed::default());
         }
         let ids: Vec<i64> = targets.iter().map(|a| a.id).collect();
+        metrics::counter!("union360_refresh_requested_total").increment(ids.len() as u64);
         let flight = state
             .refresher()
             .refresh(state, targets, self.policy == RefreshPolicy::Force);
@@ -153,6 +154,7 @@ impl Siblings {
             .await
             .is_ok();
         if !done {
+            metrics::counter!("union360_refresh_served_stale_total").increment(ids.len() as u64);
             tracing::info!(
                 accounts = ids.len(),
                 budget_ms = state.settings().server.refresh_budget_ms,

@@ -6,6 +6,7 @@
 //! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 when the database answers, else 503 |
+//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
 
 pub mod graphql;
 pub mod playground;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
     let health_routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state);
     Router::new()
         .merge(graphql_routes)
@@ -41,6 +43,20 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Prometheus metrics.
+async fn metrics(
+    State(state): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    ::metrics::gauge!("union360_sql_statements").set(state.store().statements.get() as f64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
 }
 
 /// The process is up.

@@ -92,6 +92,7 @@ impl Refresher {
                     let skip = recent.contains_key(&a.id);
                     if skip {
                         self.coalesced.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("union360_refresh_coalesced_total").increment(1);
                     }
                     !skip
                 })
@@ -106,6 +107,7 @@ impl Refresher {
                 match inflight.get(&account.id) {
                     Some(flight) => {
                         self.coalesced.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("union360_refresh_coalesced_total").increment(1);
                         waits.push(flight.clone());
                     }
                     None => new.push(account),

@@ -73,6 +73,15 @@ pub struct RefreshReport {
 }
 
 impl RefreshReport {
+    fn record(&self, class: Option<&'static str>) {
+        metrics::counter!("union360_refresh_fetched_total").increment(self.fetched as u64);
+        let failed = (self.failed + self.invalid) as u64;
+        if failed > 0 {
+            metrics::counter!("union360_refresh_failed_total", "class" => class.unwrap_or("bad_input"))
+                .increment(failed);
+        }
+    }
+
     fn add(&mut self, other: &Self) {
         self.fetched += other.fetched;
         self.failed += other.failed;
@@ -142,10 +151,12 @@ async fn refresh_app(
                 now,
             )
             .await?;
-            return Ok(RefreshReport {
+            let report = RefreshReport {
                 failed: ids.len(),
                 ..RefreshReport::default()
-            });
+            };
+            report.record(Some("unknown"));
+            return Ok(report);
         }
     };
     let openids: Vec<String> = accounts.iter().map(|a| a.openid.clone()).collect();
@@ -160,10 +171,12 @@ async fn refresh_app(
                 "refresh failed; serving stored profiles"
             );
             mark_error(state, &ids, e.errcode(), &e.to_string(), now).await?;
-            return Ok(RefreshReport {
+            let report = RefreshReport {
                 failed: ids.len(),
                 ..RefreshReport::default()
-            });
+            };
+            report.record(Some(e.class().as_str()));
+            return Ok(report);
         }
     };
     let by_openid: HashMap<&str, i64> =
@@ -205,12 +218,14 @@ async fn refresh_app(
                 other => DbErr::Custom(other.to_string()),
             })?;
     }
-    Ok(RefreshReport {
+    let report = RefreshReport {
         fetched,
         invalid: invalid.len(),
         failed: malformed.len(),
         ..RefreshReport::default()
-    })
+    };
+    report.record(None);
+    Ok(report)
 }
 
 /// What `user/info` says about one account, as an identity upsert.

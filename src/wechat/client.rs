@@ -182,10 +182,19 @@ impl WechatClient {
         loop {
             let timer = std::time::Instant::now();
             let result = self.send(build()).await;
+            let outcome = result
+                .as_ref()
+                .map_or_else(|e| e.class().as_str(), |_| "ok");
+            metrics::histogram!(
+                "union360_wechat_request_duration_seconds",
+                "api" => api.to_owned(),
+                "outcome" => outcome,
+            )
+            .record(timer.elapsed().as_secs_f64());
             tracing::debug!(
                 wechat.api = api,
                 elapsed_ms = timer.elapsed().as_millis() as u64,
-                ok = result.is_ok(),
+                outcome,
                 "WeChat call"
             );
             match result {
@@ -211,6 +220,7 @@ impl WechatClient {
                 TokenEndpoint::Classic => api::TOKEN,
             };
             self.breakers.check(&app.appid, path)?;
+            metrics::counter!("union360_wechat_token_fetches_total", "api" => path).increment(1);
             let secret = app.secret.expose_secret();
             let value = match self.config.token_endpoint {
                 TokenEndpoint::Stable => {

@@ -373,3 +373,24 @@ async fn a_token_invalidated_mid_flight_costs_one_retry_and_the_query_succeeds()
         "per app: the rejected call and one retry"
     );
 }
+
+#[tokio::test]
+async fn refreshes_and_wechat_calls_show_in_the_metrics() {
+    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    import(&app, &appids, 10).await;
+    app.data(PAGE, json!({})).await;
+    let response = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for metric in [
+        "union360_refresh_requested_total",
+        "union360_refresh_fetched_total",
+        "union360_wechat_request_duration_seconds_bucket",
+        "union360_wechat_token_fetches_total",
+        "union360_sql_statements",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from:\n{text}");
+    }
+}
