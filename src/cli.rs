@@ -45,6 +45,8 @@ pub enum Command {
     App(AppCommand),
     /// Run the WeChat simulator alone: a local WeChat sandbox with a `/_sim` control plane.
     Simulator(SimulatorArgs),
+    /// Run the benchmark harness (server, SQLite and simulator in one process).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `union360 simulator …`
@@ -117,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::App(command)) => app(cli.database, command).await,
         Some(Command::Simulator(args)) => simulator(args).await,
+        Some(Command::Bench(args)) => crate::bench::run(args).await,
     }
 }
 

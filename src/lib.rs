@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - [`bench`]: the benchmark harness (`union360 bench`).
 //! - [`cli`]: the command line (`serve`, `migrate`, `schema`, `app`, `simulator`); `main.rs` only calls it.
 //! - [`settings`]: typed settings from flags, environment and `.env`.
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
@@ -26,6 +27,7 @@
 //!   for tests, the demo and benchmarks.
 
 pub mod apps;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod crypto;

@@ -20,8 +20,9 @@ use crate::state::AppState;
 
 type Flight = Shared<BoxFuture<'static, ()>>;
 
-/// How long a finished refresh counts as "just done".
-const RECENT: Duration = Duration::from_secs(5);
+/// How long a finished refresh counts as "just done": long enough to cover a
+/// request that loaded an account just before its refresh landed.
+pub const RECENT: Duration = Duration::from_secs(1);
 
 /// Refreshes in flight, by account id.
 pub struct Refresher {

@@ -30,7 +30,7 @@ use crate::state::AppState;
 use crate::wechat::AppCredentials;
 use crate::wechat::types::UserInfo;
 
-pub use flight::Refresher;
+pub use flight::{RECENT, Refresher};
 
 /// How a request wants stale profiles handled.
 #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
