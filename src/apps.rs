@@ -46,6 +46,21 @@ pub struct NewApp {
     pub callback_token: Option<SecretString>,
     /// Official accounts: the 43-character EncodingAESKey.
     pub aes_key: Option<SecretString>,
+    /// Freshness TTL of this app's profiles in seconds (`None`: the server's default).
+    pub freshness_ttl_secs: Option<i64>,
+}
+
+/// The shortest freshness TTL an app may have (refreshing more often than
+/// this would spend WeChat quota for nothing).
+pub const MIN_TTL_SECS: i64 = 60;
+
+fn check_ttl(seconds: Option<i64>) -> Result<(), AppError> {
+    match seconds {
+        Some(s) if s < MIN_TTL_SECS => Err(AppError::Invalid(format!(
+            "the freshness TTL must be at least {MIN_TTL_SECS} seconds"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The associated data under which an app's secret of `field` is sealed.
@@ -55,6 +70,7 @@ pub fn seal_purpose(field: &str, appid: &str) -> String {
 
 impl NewApp {
     fn validate(&self) -> Result<(), AppError> {
+        check_ttl(self.freshness_ttl_secs)?;
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(AppError::Invalid(
@@ -123,7 +139,7 @@ pub async fn register<C: ConnectionTrait>(
             .map(|k| seal("aes_key", k))
             .transpose()?),
         aes_key_previous_sealed: Set(None),
-        freshness_ttl_secs: Set(None),
+        freshness_ttl_secs: Set(new.freshness_ttl_secs),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -135,6 +151,23 @@ pub async fn register<C: ConnectionTrait>(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Sets an app's freshness TTL.
+pub async fn set_freshness_ttl<C: ConnectionTrait>(
+    db: &C,
+    appid: &AppId,
+    seconds: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<app::Model, AppError> {
+    check_ttl(seconds)?;
+    let app = find(db, appid)
+        .await?
+        .ok_or_else(|| AppError::Invalid(format!("app {appid} is not registered")))?;
+    let mut active: app::ActiveModel = app.into();
+    active.freshness_ttl_secs = Set(seconds);
+    active.updated_at = Set(now);
+    Ok(active.update(db).await?)
 }
 
 /// Every app, in registration order.

@@ -212,6 +212,7 @@ async fn app(database: DatabaseSettings, command: AppCommand) -> anyhow::Result<
                 secret,
                 callback_token,
                 aes_key,
+                freshness_ttl_secs: None,
             };
             let app = apps::register(&store.db, &key, new, Utc::now()).await?;
             println!("registered {} ({}) as {}", app.appid, app.kind, app.name);

@@ -99,6 +99,8 @@ pub struct RegisterAppInput {
     /// Official accounts: the 43-character EncodingAESKey.
     #[graphql(secret)]
     pub encoding_aes_key: Option<String>,
+    /// How long this app's profiles stay fresh, in seconds; omit for the server's default.
+    pub freshness_ttl_seconds: Option<i64>,
 }
 
 /// Mutations of apps.
@@ -122,11 +124,29 @@ impl AppMutation {
             secret: SecretString::from(input.secret),
             callback_token: input.callback_token.map(SecretString::from),
             aes_key: input.encoding_aes_key.map(SecretString::from),
+            freshness_ttl_secs: input.freshness_ttl_seconds,
         };
         let model = apps::register(state.db(), state.master_key(), new, Utc::now())
             .await
             .api()?;
         tracing::info!(app.appid = %model.appid, app.kind = %model.kind, "app registered");
+        Ok(App(model))
+    }
+
+    /// Sets how long an app's profiles stay fresh (null: the server's default).
+    async fn set_freshness_ttl(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The appid.")] appid: String,
+        #[graphql(desc = "Seconds, at least 60; null for the server's default.")] seconds: Option<
+            i64,
+        >,
+    ) -> ApiResult<App> {
+        let state = ctx.data::<AppState>()?;
+        let appid = AppId::parse(appid).api()?;
+        let model = apps::set_freshness_ttl(state.db(), &appid, seconds, Utc::now())
+            .await
+            .api()?;
         Ok(App(model))
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use union360::settings::Settings;
 
@@ -393,4 +394,32 @@ async fn refreshes_and_wechat_calls_show_in_the_metrics() {
     ] {
         assert!(text.contains(metric), "{metric} missing from:\n{text}");
     }
+}
+
+#[tokio::test]
+async fn the_freshness_ttl_is_set_per_app_or_server_wide() {
+    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    import(&app, &appids[..1], 5).await;
+    // Fetched two minutes ago.
+    entity::account::Entity::update_many()
+        .col_expr(
+            entity::account::Column::RefreshedAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::minutes(2)),
+        )
+        .exec(app.state.db())
+        .await
+        .unwrap();
+    let stale = || async {
+        let data = app.data(PAGE, json!({ "refresh": "CACHE_ONLY" })).await;
+        data["people"]["nodes"][0]["accounts"][0]["stale"].clone()
+    };
+    assert_eq!(stale().await, false, "24 h by default");
+    let set = "mutation($a: String!, $s: Int) { setFreshnessTtl(appid: $a, seconds: $s) { freshnessTtlSeconds } }";
+    let data = app.data(set, json!({ "a": appids[0], "s": 60 })).await;
+    assert_eq!(data["setFreshnessTtl"]["freshnessTtlSeconds"], 60);
+    assert_eq!(stale().await, true, "older than the app's 60 s");
+    let refused = app.graphql(set, json!({ "a": appids[0], "s": 5 })).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    app.data(set, json!({ "a": appids[0], "s": null })).await;
+    assert_eq!(stale().await, false, "back to the server's default");
 }
