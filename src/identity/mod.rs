@@ -25,10 +25,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::{account, account_history, app, person};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, QuerySelect, Set, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DbErr, EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TryInsertResult, Value,
 };
 
 use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
@@ -225,9 +226,13 @@ pub async fn upsert_accounts(
 
     let txn = store::begin_write(db).await?;
     // Phase 1: every account exists and is locked, in key order.
+    let keys: Vec<(i64, &str)> = order.keys().copied().collect();
+    let mut found = insert_or_get_accounts(&txn, &keys, now).await?;
     let mut stored: Vec<(usize, bool, account::Model)> = Vec::with_capacity(rows.len());
     for (&(app_id, openid), &index) in &order {
-        let (created, model) = insert_or_get_account(&txn, app_id, openid, now).await?;
+        let (created, model) = found
+            .remove(&(app_id, openid.to_owned()))
+            .ok_or_else(|| DbErr::RecordNotFound(format!("account {app_id}/{openid}")))?;
         stored.push((index, created, model));
     }
     // Phase 2: persons for the UnionIDs that will be linked, in UnionID order.
@@ -250,10 +255,17 @@ pub async fn upsert_accounts(
     let mut results = Vec::with_capacity(rows.len());
     let mut touched = BTreeSet::new();
     let mut claimed = BTreeSet::new();
+    let mut history = Vec::new();
+    let mut freshened = Vec::new();
     for (index, created, model) in stored {
         let row = &rows[index];
-        let (outcome, changed, account) =
+        let (outcome, changes, account) =
             apply_row(&txn, row, created, model, &persons, source, now).await?;
+        let changed = !changes.is_empty();
+        if !changed && row.refreshed {
+            freshened.push(account.id);
+        }
+        history.extend(changes.into_iter().map(|c| (account.id, c)));
         if changed && let Some(person_id) = account.person_id {
             touched.insert(person_id);
         }
@@ -278,6 +290,27 @@ pub async fn upsert_accounts(
             .exec(&txn)
             .await?;
     }
+    // Rows whose only news is that WeChat was asked: one statement for all.
+    for chunk in freshened.chunks(CHUNK) {
+        account::Entity::update_many()
+            .col_expr(account::Column::RefreshedAt, Expr::value(now))
+            .col_expr(
+                account::Column::RefreshErrorCode,
+                Expr::value(Option::<i32>::None),
+            )
+            .col_expr(
+                account::Column::RefreshErrorMessage,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                account::Column::RefreshErrorAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(account::Column::Id.is_in(chunk.iter().copied()))
+            .exec(&txn)
+            .await?;
+    }
+    record(&txn, history, source, now).await?;
     txn.commit().await?;
     results.sort_by_key(|r| r.index);
     Ok(results)
@@ -307,36 +340,83 @@ async fn resolve_apps<C: ConnectionTrait>(
     }
 }
 
-/// Inserts the account if absent, then reads it back locked (`FOR UPDATE` on PostgreSQL).
-async fn insert_or_get_account<C: ConnectionTrait>(
+/// Rows per bulk statement (well under SQLite's bound-parameter limit).
+const CHUNK: usize = 500;
+
+/// `(app_id, openid) IN keys`, as one condition per app.
+fn account_keys(keys: &[(i64, &str)]) -> Condition {
+    let mut by_app: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for (app_id, openid) in keys {
+        by_app.entry(*app_id).or_default().push(openid);
+    }
+    by_app
+        .into_iter()
+        .fold(Condition::any(), |any, (app_id, openids)| {
+            any.add(
+                Condition::all()
+                    .add(account::Column::AppId.eq(app_id))
+                    .add(account::Column::Openid.is_in(openids)),
+            )
+        })
+}
+
+/// Reads the accounts of `keys` locked (`FOR UPDATE` on PostgreSQL, in key order).
+async fn locked_accounts<C: ConnectionTrait>(
     txn: &C,
-    app_id: i64,
-    openid: &str,
-    now: DateTime<Utc>,
-) -> Result<(bool, account::Model), DbErr> {
-    let skeleton = account::ActiveModel {
-        app_id: Set(app_id),
-        openid: Set(openid.to_owned()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    };
-    let inserted = account::Entity::insert(skeleton)
-        .on_conflict(
-            OnConflict::columns([account::Column::AppId, account::Column::Openid])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    let model = account::Entity::find()
-        .filter(account::Column::AppId.eq(app_id))
-        .filter(account::Column::Openid.eq(openid))
+    keys: &[(i64, &str)],
+) -> Result<Vec<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account_keys(keys))
+        .order_by_asc(account::Column::AppId)
+        .order_by_asc(account::Column::Openid)
         .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("account {app_id}/{openid}")))?;
-    Ok((inserted == 1, model))
+        .all(txn)
+        .await
+}
+
+/// Inserts the accounts that are absent, then returns all of them locked, by key,
+/// with whether this call created each.
+async fn insert_or_get_accounts<C: ConnectionTrait>(
+    txn: &C,
+    keys: &[(i64, &str)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<(i64, String), (bool, account::Model)>, DbErr> {
+    let mut all = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK) {
+        for model in locked_accounts(txn, chunk).await? {
+            all.insert((model.app_id, model.openid.clone()), (false, model));
+        }
+        let missing: Vec<(i64, &str)> = chunk
+            .iter()
+            .filter(|(app_id, openid)| !all.contains_key(&(*app_id, (*openid).to_owned())))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let skeletons = missing.iter().map(|(app_id, openid)| account::ActiveModel {
+            app_id: Set(*app_id),
+            openid: Set((*openid).to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        });
+        let inserted = account::Entity::insert_many(skeletons)
+            .on_conflict_do_nothing_on([account::Column::AppId, account::Column::Openid])
+            .exec_with_returning_many(txn)
+            .await?;
+        let created: BTreeSet<i64> = match inserted {
+            TryInsertResult::Inserted(models) => models.iter().map(|m| m.id).collect(),
+            TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
+        };
+        // Read back locked: the rows this call created, and any a concurrent
+        // call created first (which it then waited for).
+        for model in locked_accounts(txn, &missing).await? {
+            let was_created = created.contains(&model.id);
+            all.insert((model.app_id, model.openid.clone()), (was_created, model));
+        }
+    }
+    Ok(all)
 }
 
 /// Creates the persons that do not exist yet and returns all of them by UnionID,
@@ -346,40 +426,47 @@ async fn insert_or_get_persons<C: ConnectionTrait>(
     unionids: &BTreeSet<&str>,
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, (i64, bool)>, DbErr> {
-    let mut created = BTreeSet::new();
-    for &unionid in unionids {
-        let row = person::ActiveModel {
-            unionid: Set(unionid.to_owned()),
+    let mut all = HashMap::with_capacity(unionids.len());
+    let unionids: Vec<&str> = unionids.iter().copied().collect();
+    let find = |ids: Vec<&str>| {
+        person::Entity::find()
+            .filter(person::Column::Unionid.is_in(ids))
+            .order_by_asc(person::Column::Unionid)
+            .all(txn)
+    };
+    for chunk in unionids.chunks(CHUNK) {
+        for p in find(chunk.to_vec()).await? {
+            all.insert(p.unionid, (p.id, false));
+        }
+        let missing: Vec<&str> = chunk
+            .iter()
+            .copied()
+            .filter(|u| !all.contains_key(*u))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        // Sorted, so concurrent calls take the unique-index locks in one order.
+        let rows = missing.iter().map(|unionid| person::ActiveModel {
+            unionid: Set((*unionid).to_owned()),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
-        };
-        let inserted = person::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(person::Column::Unionid)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
+        });
+        let inserted = person::Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([person::Column::Unionid])
+            .exec_with_returning_many(txn)
             .await?;
-        if inserted == 1 {
-            created.insert(unionid);
+        let created: BTreeSet<i64> = match inserted {
+            TryInsertResult::Inserted(models) => models.iter().map(|m| m.id).collect(),
+            TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
+        };
+        for p in find(missing).await? {
+            let was_created = created.contains(&p.id);
+            all.insert(p.unionid, (p.id, was_created));
         }
     }
-    if unionids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let found = person::Entity::find()
-        .filter(person::Column::Unionid.is_in(unionids.iter().copied()))
-        .all(txn)
-        .await?;
-    Ok(found
-        .into_iter()
-        .map(|p| {
-            let was_created = created.contains(p.unionid.as_str());
-            (p.unionid, (p.id, was_created))
-        })
-        .collect())
+    Ok(all)
 }
 
 /// One change to record in the account history.
@@ -397,8 +484,10 @@ async fn apply_row<C: ConnectionTrait>(
     persons: &HashMap<String, (i64, bool)>,
     source: ProfileSource,
     now: DateTime<Utc>,
-) -> Result<(Outcome, bool, account::Model), DbErr> {
-    // Returns the outcome, whether any recorded value changed, and the account.
+) -> Result<(Outcome, Vec<Change>, account::Model), DbErr> {
+    // Returns the outcome, the changes to record, and the account as written.
+    // Only rows whose values change are written here; freshness-only rows are
+    // written by the caller in one statement.
     let mut changes = Vec::new();
     let mut active = model.clone().into_active_model();
     let mut linked = false;
@@ -454,22 +543,30 @@ async fn apply_row<C: ConnectionTrait>(
     apply_profile(&model, &mut active, row, source, &mut changes);
 
     let changed = !changes.is_empty();
-    if row.refreshed {
-        // Freshness is metadata, not a change of the account: no history row.
-        active.refreshed_at = Set(Some(now));
-        active.refresh_error_code = Set(None);
-        active.refresh_error_message = Set(None);
-        active.refresh_error_at = Set(None);
-    }
-    if changed {
-        active.updated_at = Set(now);
-    }
-    let account = if active.is_changed() {
+    let account = if changed || conflict {
+        if row.refreshed {
+            // Freshness is metadata, not a change of the account: no history row.
+            active.refreshed_at = Set(Some(now));
+            active.refresh_error_code = Set(None);
+            active.refresh_error_message = Set(None);
+            active.refresh_error_at = Set(None);
+        }
+        if changed {
+            active.updated_at = Set(now);
+        }
         active.update(txn).await?
+    } else if row.refreshed {
+        // Written by the caller, with every other freshness-only row, in one statement.
+        account::Model {
+            refreshed_at: Some(now),
+            refresh_error_code: None,
+            refresh_error_message: None,
+            refresh_error_at: None,
+            ..model
+        }
     } else {
         model
     };
-    record(txn, account.id, changes, source, now).await?;
     let outcome = match (created, linked, conflict, changed) {
         (true, ..) => Outcome::Created,
         (_, _, true, _) => Outcome::RefusedUnionidConflict,
@@ -477,7 +574,7 @@ async fn apply_row<C: ConnectionTrait>(
         (.., true) => Outcome::Updated,
         _ => Outcome::Unchanged,
     };
-    Ok((outcome, changed, account))
+    Ok((outcome, changes, account))
 }
 
 /// The profile columns: the name recorded in the history, the value column
@@ -651,27 +748,28 @@ fn display(value: &Value) -> Option<String> {
     }
 }
 
+/// Appends changes to the account history, a few thousand rows per statement.
 async fn record<C: ConnectionTrait>(
     txn: &C,
-    account_id: i64,
-    changes: Vec<Change>,
+    changes: Vec<(i64, Change)>,
     source: ProfileSource,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if changes.is_empty() {
-        return Ok(());
+    for chunk in changes.chunks(2000) {
+        let rows = chunk
+            .iter()
+            .map(|(account_id, c)| account_history::ActiveModel {
+                id: ActiveValue::NotSet,
+                account_id: Set(*account_id),
+                field: Set(c.field.to_owned()),
+                old_value: Set(c.old.clone()),
+                new_value: Set(c.new.clone()),
+                source: Set(source.as_str().to_owned()),
+                changed_at: Set(now),
+            });
+        account_history::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
     }
-    let rows = changes.into_iter().map(|c| account_history::ActiveModel {
-        id: ActiveValue::NotSet,
-        account_id: Set(account_id),
-        field: Set(c.field.to_owned()),
-        old_value: Set(c.old),
-        new_value: Set(c.new),
-        source: Set(source.as_str().to_owned()),
-        changed_at: Set(now),
-    });
-    account_history::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
     Ok(())
 }
