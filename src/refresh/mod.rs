@@ -113,23 +113,44 @@ pub async fn refresh_accounts(
         let app = apps.get(&app_id)?;
         Some(refresh_app(state, app, accounts))
     });
+    // Apps are fetched in parallel; what they said is written in one
+    // transaction, so the apps of one refresh never queue for the database's
+    // write lock one behind the other.
     let mut report = RefreshReport::default();
+    let mut rows = Vec::new();
     for result in futures::future::join_all(jobs).await {
-        report.add(&result?);
+        let (app_report, app_rows) = result?;
+        report.add(&app_report);
+        rows.extend(app_rows);
+    }
+    for chunk in rows.chunks(identity::MAX_UPSERT_BATCH) {
+        identity::upsert_accounts(
+            state.db(),
+            chunk.to_vec(),
+            ProfileSource::UserInfo,
+            Utc::now(),
+        )
+        .await
+        .map_err(|e| match e {
+            identity::IdentityError::Db(e) => e,
+            other => DbErr::Custom(other.to_string()),
+        })?;
     }
     Ok(report)
 }
 
+/// Fetches one app's accounts; returns what happened and the rows to write.
 async fn refresh_app(
     state: &AppState,
     app: &app::Model,
     accounts: Vec<&account::Model>,
-) -> Result<RefreshReport, DbErr> {
+) -> Result<(RefreshReport, Vec<AccountUpsert>), DbErr> {
     if apps::kind_of(app) != Some(AppKind::OfficialAccount) {
-        return Ok(RefreshReport {
+        let report = RefreshReport {
             skipped: accounts.len(),
             ..RefreshReport::default()
-        });
+        };
+        return Ok((report, Vec::new()));
     }
     let now = Utc::now();
     let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
@@ -156,7 +177,7 @@ async fn refresh_app(
                 ..RefreshReport::default()
             };
             report.record(Some("unknown"));
-            return Ok(report);
+            return Ok((report, Vec::new()));
         }
     };
     let openids: Vec<String> = accounts.iter().map(|a| a.openid.clone()).collect();
@@ -176,7 +197,7 @@ async fn refresh_app(
                 ..RefreshReport::default()
             };
             report.record(Some(e.class().as_str()));
-            return Ok(report);
+            return Ok((report, Vec::new()));
         }
     };
     let by_openid: HashMap<&str, i64> =
@@ -210,14 +231,6 @@ async fn refresh_app(
         .filter_map(|user| upsert_from(&appid, user))
         .collect();
     let fetched = rows.len();
-    for chunk in rows.chunks(identity::MAX_UPSERT_BATCH) {
-        identity::upsert_accounts(state.db(), chunk.to_vec(), ProfileSource::UserInfo, now)
-            .await
-            .map_err(|e| match e {
-                identity::IdentityError::Db(e) => e,
-                other => DbErr::Custom(other.to_string()),
-            })?;
-    }
     let report = RefreshReport {
         fetched,
         invalid: invalid.len(),
@@ -225,7 +238,7 @@ async fn refresh_app(
         ..RefreshReport::default()
     };
     report.record(None);
-    Ok(report)
+    Ok((report, rows))
 }
 
 /// What `user/info` says about one account, as an identity upsert.
