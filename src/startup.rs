@@ -27,6 +27,11 @@ pub struct Application {
 impl Application {
     /// Connects, migrates and binds, as `settings` say.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// Like [`Self::build`], with time read from `clock` (tests move it by hand).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let url = settings.database.database_url.clone();
         let (master_key, origin) = MasterKey::resolve(settings.database.master_key.as_ref(), &url)?;
         match &origin {
@@ -61,8 +66,8 @@ impl Application {
             db: store.db.clone(),
             key: master_key.clone(),
         };
-        let wechat = WechatClient::new(wechat_config, Some(token_store), Clock::system())?;
-        let state = AppState::new(store, master_key, settings, wechat);
+        let wechat = WechatClient::new(wechat_config, Some(token_store), clock.clone())?;
+        let state = AppState::new(store, master_key, settings, wechat, clock);
         Ok(Self { listener, state })
     }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::refresh::Refresher;
 use crate::settings::Settings;
@@ -27,6 +28,8 @@ pub struct Inner {
     pub wechat: WechatClient,
     /// Refreshes in flight (process-wide single flight).
     pub refresher: Refresher,
+    /// The time source of freshness, tokens and breakers.
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -36,6 +39,7 @@ impl AppState {
         master_key: MasterKey,
         settings: Settings,
         wechat: WechatClient,
+        clock: Clock,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
@@ -43,7 +47,13 @@ impl AppState {
             settings,
             wechat,
             refresher: Refresher::default(),
+            clock,
         }))
+    }
+
+    /// The current time, as the service's clock says.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.clock.now()
     }
 
     /// Refreshes in flight.

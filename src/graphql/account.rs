@@ -239,7 +239,7 @@ impl Account {
         let app = self.load_app(ctx).await?;
         let (m, _) = self.current(ctx).await?;
         let ttl = refresh::ttl_of(&app, state.settings().freshness_ttl());
-        Ok(refresh::is_stale(m.refreshed_at, ttl, Utc::now()))
+        Ok(refresh::is_stale(m.refreshed_at, ttl, state.now()))
     }
 
     /// The last failed refresh from WeChat, when the last attempt failed.
@@ -532,7 +532,7 @@ impl AccountMutation {
             .collect::<Result<Vec<_>, _>>()
             .api()?;
         let results =
-            identity::upsert_accounts(state.db(), rows, ProfileSource::Import, Utc::now())
+            identity::upsert_accounts(state.db(), rows, ProfileSource::Import, state.now())
                 .await
                 .api()?;
         Ok(UpsertAccountsPayload::from(results))

@@ -126,7 +126,7 @@ impl AppMutation {
             aes_key: input.encoding_aes_key.map(SecretString::from),
             freshness_ttl_secs: input.freshness_ttl_seconds,
         };
-        let model = apps::register(state.db(), state.master_key(), new, Utc::now())
+        let model = apps::register(state.db(), state.master_key(), new, state.now())
             .await
             .api()?;
         tracing::info!(app.appid = %model.appid, app.kind = %model.kind, "app registered");
@@ -144,7 +144,7 @@ impl AppMutation {
     ) -> ApiResult<App> {
         let state = ctx.data::<AppState>()?;
         let appid = AppId::parse(appid).api()?;
-        let model = apps::set_freshness_ttl(state.db(), &appid, seconds, Utc::now())
+        let model = apps::set_freshness_ttl(state.db(), &appid, seconds, state.now())
             .await
             .api()?;
         Ok(App(model))

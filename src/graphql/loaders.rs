@@ -12,7 +12,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::Utc;
 use entity::{account, app, person};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::OnceCell;
@@ -125,7 +124,7 @@ impl Siblings {
             self.rows.clone()
         };
         let apps = cache.apps(state.db()).await?;
-        let now = Utc::now();
+        let now = state.now();
         let default_ttl = state.settings().freshness_ttl();
         let targets: Vec<account::Model> = members
             .into_iter()

@@ -128,7 +128,7 @@ pub async fn refresh_accounts(
             state.db(),
             chunk.to_vec(),
             ProfileSource::UserInfo,
-            Utc::now(),
+            state.now(),
         )
         .await
         .map_err(|e| match e {
@@ -152,7 +152,7 @@ async fn refresh_app(
         };
         return Ok((report, Vec::new()));
     }
-    let now = Utc::now();
+    let now = state.now();
     let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
     let credentials = match state.master_key().open(
         &apps::seal_purpose("secret", &app.appid),

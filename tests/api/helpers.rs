@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
+use union360::clock::Clock;
 use union360::crypto::MasterKey;
 use union360::settings::Settings;
 use union360::simulator::{SimConfig, SimHandle, Simulator};
@@ -43,6 +44,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Like [`spawn_app`], with settings adjusted by `adjust`.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(backend, Clock::system(), adjust).await
+}
+
+/// Like [`spawn_app_with`], with the server reading time from `clock`.
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    clock: Clock,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         union360::telemetry::init();
     }
@@ -61,7 +71,9 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let (_, key) = MasterKey::generate();
     settings.database.master_key = Some(key);
     adjust(&mut settings);
-    let app = Application::build(settings).await.expect("server builds");
+    let app = Application::build_with_clock(settings, clock)
+        .await
+        .expect("server builds");
     let address = format!("http://{}", app.local_addr().expect("bound"));
     let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));

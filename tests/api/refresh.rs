@@ -423,3 +423,32 @@ async fn the_freshness_ttl_is_set_per_app_or_server_wide() {
     app.data(set, json!({ "a": appids[0], "s": null })).await;
     assert_eq!(stale().await, false, "back to the server's default");
 }
+
+#[tokio::test]
+async fn profiles_go_stale_when_the_clock_passes_their_ttl() {
+    let clock = union360::clock::Clock::manual(chrono::Utc::now());
+    let app = crate::helpers::spawn_app_with_clock(Backend::Sqlite, clock.clone(), |_| {}).await;
+    let oa = app
+        .sim
+        .sim
+        .apps()
+        .into_iter()
+        .find(|a| a.kind == "OFFICIAL_ACCOUNT" && a.bound)
+        .unwrap();
+    app.data(
+        "mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }",
+        json!({ "input": { "appid": oa.appid, "kind": "OFFICIAL_ACCOUNT", "name": "OA", "secret": oa.secret } }),
+    )
+    .await;
+    import(&app, std::slice::from_ref(&oa.appid), 10).await;
+    app.data(PAGE, json!({})).await;
+    let stale = || async {
+        let data = app.data(PAGE, json!({ "refresh": "CACHE_ONLY" })).await;
+        data["people"]["nodes"][0]["accounts"][0]["stale"].clone()
+    };
+    assert_eq!(stale().await, false, "just refreshed");
+    clock.advance(chrono::Duration::hours(23));
+    assert_eq!(stale().await, false);
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(stale().await, true, "25 h later, past the 24 h default");
+}
