@@ -195,6 +195,14 @@ async fn concurrent_queries_for_one_stale_person_share_one_call_per_app() {
     let apps_involved = per_app.iter().filter(|(_, n)| *n > 0).count() as u64;
     assert!(apps_involved > 0);
     sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    // WeChat takes its time, so the requests overlap the first one's fetch.
+    sim_control(
+        &app,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        json!({ "path": "/cgi-bin/user/info/batchget", "latency_ms": 300 }),
+    )
+    .await;
     let query = "query($u: String!) { person(unionid: $u) { accounts { nickname stale } } }";
     let calls = (0..50).map(|_| app.data(query, json!({ "u": unionid })));
     for data in futures::future::join_all(calls).await {
