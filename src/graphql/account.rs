@@ -231,6 +231,14 @@ impl Account {
         Ok(m.refreshed_at)
     }
 
+    /// Whether union360 refreshes this account from WeChat: only official
+    /// accounts have `user/info`; accounts of other apps keep what sign-in and
+    /// imports gave them.
+    async fn refreshable(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        let app = self.load_app(ctx).await?;
+        Ok(apps::kind_of(&app) == Some(crate::domain::AppKind::OfficialAccount))
+    }
+
     /// Whether the profile is older than its app's freshness TTL (or was never
     /// fetched). Official accounts are refreshed from WeChat; accounts of other
     /// kinds keep what sign-in and imports gave them and stay stale.

@@ -146,6 +146,15 @@ impl Person {
             .await
     }
 
+    /// The oldest freshness among the person's accounts: when the least
+    /// recently fetched account was fetched from WeChat; null when any of
+    /// them has never been fetched (or the person has no account).
+    async fn oldest_refreshed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
+        let accounts = self.all_accounts(ctx).await?;
+        let times: Option<Vec<DateTime<Utc>>> = accounts.iter().map(|a| a.refreshed_at).collect();
+        Ok(times.and_then(|t| t.into_iter().min()))
+    }
+
     /// When union360 first saw this UnionID.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

@@ -455,6 +455,14 @@ async fn profiles_go_stale_when_the_clock_passes_their_ttl() {
         data["people"]["nodes"][0]["accounts"][0]["stale"].clone()
     };
     assert_eq!(stale().await, false, "just refreshed");
+    let person = app
+        .data("{ people(first: 1, refresh: CACHE_ONLY) { nodes { oldestRefreshedAt accounts { refreshable } } } }", json!({}))
+        .await;
+    assert!(person["people"]["nodes"][0]["oldestRefreshedAt"].is_string());
+    assert_eq!(
+        person["people"]["nodes"][0]["accounts"][0]["refreshable"],
+        true
+    );
     clock.advance(chrono::Duration::hours(23));
     assert_eq!(stale().await, false);
     clock.advance(chrono::Duration::hours(2));
