@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::clock::beijing_day;
-use super::{Simulator, faults, token, wire};
+use super::{Simulator, token};
 
 /// The daily limits WeChat applies per app (dashboard figures).
 const LIMITS: &[(&str, u64)] = &[
@@ -101,30 +101,26 @@ pub(crate) async fn quota_get(
     Query(q): Query<TokenParam>,
     body: Bytes,
 ) -> Response {
-    const PATH: &str = "/cgi-bin/openapi/quota/get";
-    let appid = token::appid_of(&sim, q.access_token.as_deref());
-    if let Some(r) = faults::apply(&sim, PATH, appid).await {
-        return r;
-    }
-    let now = sim.now();
-    let mut guard = sim.lock();
-    let st = &mut *guard;
-    let outcome =
-        token::authorize(st, q.access_token.as_deref(), None, PATH, now).and_then(|app| {
+    let path = "/cgi-bin/openapi/quota/get";
+    token::serve_authorized(
+        &sim,
+        q.access_token.as_deref(),
+        None,
+        path,
+        |st, app, now| {
             let body: QuotaBody = serde_json::from_slice(&body).map_err(|_| 47001)?;
             let path = body.cgi_path.ok_or(47001)?;
-            st.quotas.get(app, &path, now).ok_or(76021)
-        });
-    match outcome {
-        Ok((daily_limit, used)) => wire::json(&serde_json::json!({
-            "errcode": 0,
-            "errmsg": "ok",
-            "quota": {
-                "daily_limit": daily_limit,
-                "used": used,
-                "remain": daily_limit.saturating_sub(used),
-            }
-        })),
-        Err(code) => wire::error(code),
-    }
+            let (daily_limit, used) = st.quotas.get(app, &path, now).ok_or(76021)?;
+            Ok(serde_json::json!({
+                "errcode": 0,
+                "errmsg": "ok",
+                "quota": {
+                    "daily_limit": daily_limit,
+                    "used": used,
+                    "remain": daily_limit.saturating_sub(used),
+                }
+            }))
+        },
+    )
+    .await
 }

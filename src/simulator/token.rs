@@ -278,6 +278,30 @@ pub(crate) fn authorize(
 }
 
 /// The appid behind a token, for matching faults.
+/// Serves one token-authenticated endpoint the way every one of them starts:
+/// injected faults first, then the token (and app kind) check and the daily
+/// quota, then `answer` under the state lock with the caller's app. An
+/// `Err(errcode)` from any step becomes WeChat's error body.
+pub(crate) async fn serve_authorized(
+    sim: &Simulator,
+    token: Option<&str>,
+    kind: Option<SimKind>,
+    path: &'static str,
+    answer: impl FnOnce(&mut SimState, usize, u64) -> Result<serde_json::Value, i64>,
+) -> axum::response::Response {
+    let appid = appid_of(sim, token);
+    if let Some(r) = super::faults::apply(sim, path, appid).await {
+        return r;
+    }
+    let now = sim.now();
+    let mut guard = sim.lock();
+    let st = &mut *guard;
+    match authorize(st, token, kind, path, now).and_then(|app| answer(st, app, now)) {
+        Ok(body) => super::wire::json(&body),
+        Err(code) => super::wire::error(code),
+    }
+}
+
 pub(crate) fn appid_of(sim: &Simulator, token: Option<&str>) -> Option<String> {
     let st = sim.lock();
     let app = st.tokens.app_of(token?)?;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::world::{SimKind, World};
-use super::{SimConfig, Simulator, faults, quota::TokenParam, token, wire};
+use super::{SimConfig, Simulator, quota::TokenParam, token};
 
 /// Openids per `user/get` page.
 const PAGE: usize = 10_000;
@@ -72,28 +72,22 @@ pub(crate) struct InfoQuery {
 
 /// `GET /cgi-bin/user/info`.
 pub(crate) async fn info(State(sim): State<Simulator>, Query(q): Query<InfoQuery>) -> Response {
-    const PATH: &str = "/cgi-bin/user/info";
-    let appid = token::appid_of(&sim, q.access_token.as_deref());
-    if let Some(r) = faults::apply(&sim, PATH, appid).await {
-        return r;
-    }
-    let now = sim.now();
-    let mut guard = sim.lock();
-    let st = &mut *guard;
-    let app = match token::authorize(
-        st,
+    let kind = Some(SimKind::OfficialAccount);
+    token::serve_authorized(
+        &sim,
         q.access_token.as_deref(),
-        Some(SimKind::OfficialAccount),
-        PATH,
-        now,
-    ) {
-        Ok(app) => app,
-        Err(code) => return wire::error(code),
-    };
-    match q.openid.as_deref().and_then(|o| st.world.person_of(app, o)) {
-        Some(person) => wire::json(&user_object(&st.world, &st.config, app, person)),
-        None => wire::error(40003),
-    }
+        kind,
+        "/cgi-bin/user/info",
+        |st, app, _| {
+            let person = q
+                .openid
+                .as_deref()
+                .and_then(|o| st.world.person_of(app, o))
+                .ok_or(40003)?;
+            Ok(user_object(&st.world, &st.config, app, person))
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,22 +106,9 @@ pub(crate) async fn batchget(
     Query(q): Query<TokenParam>,
     body: Bytes,
 ) -> Response {
-    const PATH: &str = "/cgi-bin/user/info/batchget";
-    let appid = token::appid_of(&sim, q.access_token.as_deref());
-    if let Some(r) = faults::apply(&sim, PATH, appid).await {
-        return r;
-    }
-    let now = sim.now();
-    let mut guard = sim.lock();
-    let st = &mut *guard;
-    let outcome = token::authorize(
-        st,
-        q.access_token.as_deref(),
-        Some(SimKind::OfficialAccount),
-        PATH,
-        now,
-    )
-    .and_then(|app| {
+    let path = "/cgi-bin/user/info/batchget";
+    let kind = Some(SimKind::OfficialAccount);
+    token::serve_authorized(&sim, q.access_token.as_deref(), kind, path, |st, app, _| {
         if body.is_empty() {
             return Err(44002);
         }
@@ -140,18 +121,13 @@ pub(crate) async fn batchget(
             .iter()
             .map(|e| st.world.person_of(app, &e.openid).ok_or(40003))
             .collect::<Result<Vec<u32>, i64>>()?;
-        Ok((app, people))
-    });
-    match outcome {
-        Ok((app, people)) => {
-            let list: Vec<Value> = people
-                .into_iter()
-                .map(|p| user_object(&st.world, &st.config, app, p))
-                .collect();
-            wire::json(&json!({ "user_info_list": list }))
-        }
-        Err(code) => wire::error(code),
-    }
+        let list: Vec<Value> = people
+            .into_iter()
+            .map(|p| user_object(&st.world, &st.config, app, p))
+            .collect();
+        Ok(json!({ "user_info_list": list }))
+    })
+    .await
 }
 
 /// Query of `GET /cgi-bin/user/get`.
@@ -163,43 +139,33 @@ pub(crate) struct ListQuery {
 
 /// `GET /cgi-bin/user/get`: followers in follow order, 10,000 per page.
 pub(crate) async fn list(State(sim): State<Simulator>, Query(q): Query<ListQuery>) -> Response {
-    const PATH: &str = "/cgi-bin/user/get";
-    let appid = token::appid_of(&sim, q.access_token.as_deref());
-    if let Some(r) = faults::apply(&sim, PATH, appid).await {
-        return r;
-    }
-    let now = sim.now();
-    let mut guard = sim.lock();
-    let st = &mut *guard;
-    let outcome = token::authorize(
-        st,
+    let kind = Some(SimKind::OfficialAccount);
+    token::serve_authorized(
+        &sim,
         q.access_token.as_deref(),
-        Some(SimKind::OfficialAccount),
-        PATH,
-        now,
+        kind,
+        "/cgi-bin/user/get",
+        |st, app, _| {
+            let after = match q.next_openid.as_deref().filter(|o| !o.is_empty()) {
+                None => None,
+                Some(openid) => Some(st.world.person_of(app, openid).ok_or(40003)?),
+            };
+            let follows = &st.world.follows[app];
+            let page = follows.page(after, PAGE).ok_or(40003)?;
+            let total = follows.total();
+            if page.is_empty() {
+                // The call after the last page: no `data` at all.
+                return Ok(json!({"total": total, "count": 0, "next_openid": ""}));
+            }
+            let openids: Vec<String> = page.iter().map(|p| st.world.openid(app, *p)).collect();
+            let next = openids.last().cloned().unwrap_or_default();
+            Ok(json!({
+                "total": total,
+                "count": openids.len(),
+                "data": { "openid": openids },
+                "next_openid": next,
+            }))
+        },
     )
-    .and_then(|app| {
-        let after = match q.next_openid.as_deref().filter(|o| !o.is_empty()) {
-            None => None,
-            Some(openid) => Some(st.world.person_of(app, openid).ok_or(40003)?),
-        };
-        let follows = &st.world.follows[app];
-        let page = follows.page(after, PAGE).ok_or(40003)?;
-        Ok((app, follows.total(), page))
-    });
-    let (app, total, page) = match outcome {
-        Ok(found) => found,
-        Err(code) => return wire::error(code),
-    };
-    if page.is_empty() {
-        return wire::json(&json!({"total": total, "count": 0, "next_openid": ""}));
-    }
-    let openids: Vec<String> = page.iter().map(|p| st.world.openid(app, *p)).collect();
-    let next = openids.last().cloned().unwrap_or_default();
-    wire::json(&json!({
-        "total": total,
-        "count": openids.len(),
-        "data": { "openid": openids },
-        "next_openid": next,
-    }))
+    .await
 }
