@@ -120,7 +120,7 @@ impl Refresher {
                 let task_state = state.clone();
                 let task_ids = ids.clone();
                 let task = tokio::spawn(async move {
-                    if let Err(e) = refresh_leased(&task_state, new).await {
+                    if let Err(e) = refresh_leased(&task_state, new, force).await {
                         tracing::error!(error = %e, "refresh could not write to the store");
                     }
                     let refresher = task_state.refresher();
@@ -158,14 +158,34 @@ impl Refresher {
 
 /// Refreshes the accounts whose lease this instance wins, and waits for the
 /// others, which another instance is refreshing, to land.
+///
+/// An account another instance refreshed between this request's read and
+/// the lease (its `refreshed_at` moved) is not fetched again, unless forced.
 async fn refresh_leased(
     state: &AppState,
     accounts: Vec<account::Model>,
+    force: bool,
 ) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
     let holder = &state.refresher().holder;
     let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
     let won = super::lease::claim(state.db(), &ids, holder).await?;
-    let (mine, theirs): (Vec<_>, Vec<_>) = accounts.into_iter().partition(|a| won.contains(&a.id));
+    let (mut mine, theirs): (Vec<_>, Vec<_>) =
+        accounts.into_iter().partition(|a| won.contains(&a.id));
+    if !force
+        && !mine.is_empty()
+        && state.db().get_database_backend() == sea_orm::DbBackend::Postgres
+    {
+        let current: HashMap<i64, Option<chrono::DateTime<chrono::Utc>>> = account::Entity::find()
+            .filter(account::Column::Id.is_in(mine.iter().map(|a| a.id)))
+            .all(state.db())
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.refreshed_at))
+            .collect();
+        mine.retain(|a| current.get(&a.id).is_none_or(|at| *at == a.refreshed_at));
+    }
     let refreshed = super::refresh_accounts(state, &mine).await;
     super::lease::release(state.db(), &won, holder).await?;
     refreshed?;
