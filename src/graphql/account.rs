@@ -674,21 +674,17 @@ async fn find_accounts(state: &AppState, keys: Vec<AccountKey>) -> ApiResult<Vec
         let app_id = *apps.get(&key.appid).ok_or_else(|| {
             ApiError::BadUserInput(format!("app {} is not registered", key.appid)).extend()
         })?;
-        wanted.push((app_id, key.openid));
+        wanted.push((app_id, key));
     }
-    let mut condition = sea_orm::Condition::any();
-    for (app_id, openid) in &wanted {
-        condition = condition.add(
-            sea_orm::Condition::all()
-                .add(account::Column::AppId.eq(*app_id))
-                .add(account::Column::Openid.eq(openid.as_str())),
-        );
-    }
-    let found: std::collections::HashMap<(i64, String), account::Model> = if wanted.is_empty() {
+    let pairs: Vec<(i64, &str)> = wanted
+        .iter()
+        .map(|(id, key)| (*id, key.openid.as_str()))
+        .collect();
+    let found: std::collections::HashMap<(i64, String), account::Model> = if pairs.is_empty() {
         Default::default()
     } else {
         account::Entity::find()
-            .filter(condition)
+            .filter(identity::account_keys(&pairs))
             .all(state.db())
             .await
             .api()?
@@ -698,10 +694,17 @@ async fn find_accounts(state: &AppState, keys: Vec<AccountKey>) -> ApiResult<Vec
     };
     wanted
         .into_iter()
-        .map(|key| {
-            found.get(&key).cloned().ok_or_else(|| {
-                ApiError::BadUserInput(format!("no account {} in app #{}", key.1, key.0)).extend()
-            })
+        .map(|(app_id, key)| {
+            found
+                .get(&(app_id, key.openid.clone()))
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::BadUserInput(format!(
+                        "no account {} in app {}",
+                        key.openid, key.appid
+                    ))
+                    .extend()
+                })
         })
         .collect()
 }

@@ -344,7 +344,7 @@ async fn resolve_apps<C: ConnectionTrait>(
 const CHUNK: usize = 500;
 
 /// `(app_id, openid) IN keys`, as one condition per app.
-fn account_keys(keys: &[(i64, &str)]) -> Condition {
+pub(crate) fn account_keys(keys: &[(i64, &str)]) -> Condition {
     let mut by_app: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
     for (app_id, openid) in keys {
         by_app.entry(*app_id).or_default().push(openid);

@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{account, app};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
-use secrecy::SecretString;
 
 use crate::apps;
 use crate::domain::{AppId, AppKind, OpenId, ProfileSource, UnionId};
@@ -160,7 +159,7 @@ async fn refresh_app(
     ) {
         Ok(secret) => AppCredentials {
             appid: app.appid.clone(),
-            secret: SecretString::from(secrecy::ExposeSecret::expose_secret(&secret).to_owned()),
+            secret,
         },
         Err(e) => {
             tracing::error!(app.appid = %app.appid, error = %e, "cannot open the app secret");
