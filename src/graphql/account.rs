@@ -82,9 +82,7 @@ impl Account {
     /// The account as this request sees it (refreshed first when stale and asked
     /// for), and whether a wanted refresh missed the request's budget.
     async fn current(&self, ctx: &Context<'_>) -> ApiResult<(account::Model, bool)> {
-        let state = ctx.data::<AppState>()?;
-        let cache = ctx.data::<RequestCache>()?;
-        self.1.current(state, cache, &self.0).await.api()
+        self.1.current(ctx, &self.0).await
     }
 
     async fn load_app(&self, ctx: &Context<'_>) -> ApiResult<entity::app::Model> {

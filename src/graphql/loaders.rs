@@ -7,15 +7,20 @@
 //! resolvers wait for that one statement instead of issuing their own. The
 //! number of statements of a query therefore depends on its shape, never on
 //! the page size or on timing. Apps are few and are loaded whole, once per
-//! request ([`RequestCache`]).
+//! request ([`RequestCache`]). Stale profiles are refreshed the same way,
+//! for the whole query at once: see [`super::round`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use async_graphql::Context;
 use entity::{account, app, person};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
+use super::error::ResultExt;
+use super::round::{Round, Ticket};
 use crate::domain::AppKind;
 use crate::refresh::{self, RefreshPolicy};
 use crate::state::AppState;
@@ -24,6 +29,8 @@ use crate::state::AppState;
 #[derive(Default)]
 pub struct RequestCache {
     apps: OnceCell<HashMap<i64, app::Model>>,
+    round: Arc<Round>,
+    deadline: OnceLock<Instant>,
 }
 
 impl RequestCache {
@@ -36,143 +43,146 @@ impl RequestCache {
             })
             .await
     }
+
+    /// The request's refresh round (used by queries only).
+    pub(super) fn round(&self) -> &Arc<Round> {
+        &self.round
+    }
+
+    /// When the request's refresh budget runs out: `budget` after its first refresh.
+    fn deadline(&self, budget: std::time::Duration) -> Instant {
+        *self.deadline.get_or_init(|| Instant::now() + budget)
+    }
 }
 
 /// Rows fetched together, and the relations loaded for all of them at once.
 ///
 /// Freshness works the same way: the first time a resolver reads the profile
-/// of any sibling account, every stale sibling account is refreshed from
-/// WeChat in one go (grouped by app, 100 per call), within the request's
-/// budget, and all siblings then read the result.
+/// of any member account, the stale members are refreshed from WeChat in one
+/// go (grouped by app, 100 per call), within the request's budget, and all
+/// members then read the result. In a query, that refresh is the request's
+/// [`Round`], shared with the groups of every other root field.
 pub struct Siblings {
     policy: RefreshPolicy,
     person_ids: Vec<i64>,
     rows: Vec<account::Model>,
     accounts: OnceCell<HashMap<i64, Vec<account::Model>>>,
     persons: OnceCell<HashMap<i64, person::Model>>,
+    /// The root field this group was fetched under, in a query.
+    ticket: Option<Ticket>,
+    /// The group's own refresh, of members the round did not cover.
     refreshed: OnceCell<Refreshed>,
 }
 
-/// The outcome of a request's refresh of sibling accounts.
+/// The outcome of a refresh of accounts.
 #[derive(Default)]
 pub struct Refreshed {
+    /// Every account the refresh considered (fresh, refreshed or not).
+    covered: HashSet<i64>,
+    /// The refreshed accounts as stored afterwards.
     accounts: HashMap<i64, account::Model>,
+    /// Accounts whose refresh missed the request's budget.
     missed: HashSet<i64>,
 }
 
+impl Refreshed {
+    /// How the refresh left `account`, if it considered it; the flag says
+    /// whether its refresh missed the request's budget.
+    fn get(&self, account: &account::Model) -> Option<(account::Model, bool)> {
+        self.covered.contains(&account.id).then(|| {
+            let model = self.accounts.get(&account.id).unwrap_or(account);
+            (model.clone(), self.missed.contains(&account.id))
+        })
+    }
+}
+
 impl Siblings {
+    fn new(
+        policy: RefreshPolicy,
+        person_ids: Vec<i64>,
+        rows: Vec<account::Model>,
+        persons: Option<HashMap<i64, person::Model>>,
+    ) -> Arc<Self> {
+        let ticket = Ticket::current();
+        let group = Arc::new(Self {
+            policy,
+            person_ids,
+            rows,
+            accounts: OnceCell::new(),
+            persons: OnceCell::new_with(persons),
+            ticket,
+            refreshed: OnceCell::new(),
+        });
+        if let Some(ticket) = &group.ticket {
+            ticket.round().register(&group);
+        }
+        group
+    }
+
     /// Siblings of a page of persons (whose rows are known already).
     pub fn of_persons(persons: &[person::Model], policy: RefreshPolicy) -> Arc<Self> {
-        Arc::new(Self {
+        Self::new(
             policy,
-            person_ids: persons.iter().map(|p| p.id).collect(),
-            rows: Vec::new(),
-            accounts: OnceCell::new(),
-            persons: OnceCell::new_with(Some(persons.iter().map(|p| (p.id, p.clone())).collect())),
-            refreshed: OnceCell::new(),
-        })
+            persons.iter().map(|p| p.id).collect(),
+            Vec::new(),
+            Some(persons.iter().map(|p| (p.id, p.clone())).collect()),
+        )
     }
 
     /// Siblings of a set of accounts (their persons are loaded when first asked for).
     pub fn of_accounts(accounts: &[account::Model], policy: RefreshPolicy) -> Arc<Self> {
         let ids: BTreeSet<i64> = accounts.iter().filter_map(|a| a.person_id).collect();
-        Arc::new(Self {
-            policy,
-            person_ids: ids.into_iter().collect(),
-            rows: accounts.to_vec(),
-            accounts: OnceCell::new(),
-            persons: OnceCell::new(),
-            refreshed: OnceCell::new(),
-        })
+        Self::new(policy, ids.into_iter().collect(), accounts.to_vec(), None)
+    }
+
+    /// The member accounts known so far (the rows, and the accounts of the
+    /// persons once loaded), with the group's policy.
+    pub(super) fn members(&self) -> Vec<(account::Model, RefreshPolicy)> {
+        let loaded = self
+            .accounts
+            .get()
+            .into_iter()
+            .flat_map(|m| m.values().flatten());
+        self.rows
+            .iter()
+            .chain(loaded)
+            .map(|a| (a.clone(), self.policy))
+            .collect()
     }
 
     /// The account as this request should see it: refreshed from WeChat first
-    /// when it (or any sibling) is stale and the policy asks for it. The flag
+    /// when it (or any member) is stale and the policy asks for it. The flag
     /// says whether a refresh was wanted but missed the request's budget.
     pub async fn current(
         &self,
-        state: &AppState,
-        cache: &RequestCache,
+        ctx: &Context<'_>,
         account: &account::Model,
-    ) -> Result<(account::Model, bool), DbErr> {
+    ) -> async_graphql::Result<(account::Model, bool)> {
         if self.policy == RefreshPolicy::CacheOnly {
             return Ok((account.clone(), false));
         }
-        let refreshed = self
+        let mut round = None;
+        if let Some(ticket) = &self.ticket {
+            let outcome = ticket.round().outcome(ctx, ticket).await.api()?;
+            if let Some(seen) = outcome.get(account) {
+                return Ok(seen);
+            }
+            round = Some(outcome);
+        }
+        let state = ctx.data::<AppState>()?;
+        let cache = ctx.data::<RequestCache>()?;
+        let own = self
             .refreshed
-            .get_or_try_init(|| self.refresh_all(state, cache))
-            .await?;
-        let model = refreshed
-            .accounts
-            .get(&account.id)
-            .cloned()
-            .unwrap_or_else(|| account.clone());
-        Ok((model, refreshed.missed.contains(&account.id)))
-    }
-
-    async fn refresh_all(
-        &self,
-        state: &AppState,
-        cache: &RequestCache,
-    ) -> Result<Refreshed, DbErr> {
-        let members: Vec<account::Model> = if self.rows.is_empty() {
-            self.accounts
-                .get()
-                .map(|by_person| by_person.values().flatten().cloned().collect())
-                .unwrap_or_default()
-        } else {
-            self.rows.clone()
-        };
-        let apps = cache.apps(state.db()).await?;
-        let now = state.now();
-        let default_ttl = state.settings().freshness_ttl();
-        let targets: Vec<account::Model> = members
-            .into_iter()
-            .filter(|a| {
-                let Some(app) = apps.get(&a.app_id) else {
-                    return false;
-                };
-                crate::apps::kind_of(app) == Some(AppKind::OfficialAccount)
-                    && (self.policy == RefreshPolicy::Force
-                        || refresh::is_stale(
-                            a.refreshed_at,
-                            refresh::ttl_of(app, default_ttl),
-                            now,
-                        ))
+            .get_or_try_init(|| {
+                let mut members = self.members();
+                if let Some(round) = round {
+                    members.retain(|(a, _)| !round.covered.contains(&a.id));
+                }
+                refresh_members(state, cache, members)
             })
-            .collect();
-        if targets.is_empty() {
-            return Ok(Refreshed::default());
-        }
-        let ids: Vec<i64> = targets.iter().map(|a| a.id).collect();
-        metrics::counter!("union360_refresh_requested_total").increment(ids.len() as u64);
-        let flight = state
-            .refresher()
-            .refresh(state, targets, self.policy == RefreshPolicy::Force);
-        let done = tokio::time::timeout(state.settings().refresh_budget(), flight)
             .await
-            .is_ok();
-        if !done {
-            metrics::counter!("union360_refresh_served_stale_total").increment(ids.len() as u64);
-            tracing::info!(
-                accounts = ids.len(),
-                budget_ms = state.settings().server.refresh_budget_ms,
-                "refresh missed the request's budget; serving stored profiles"
-            );
-        }
-        let accounts = account::Entity::find()
-            .filter(account::Column::Id.is_in(ids.iter().copied()))
-            .all(state.db())
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect();
-        let missed = if done {
-            HashSet::new()
-        } else {
-            ids.into_iter().collect()
-        };
-        Ok(Refreshed { accounts, missed })
+            .api()?;
+        Ok(own.get(account).unwrap_or_else(|| (account.clone(), false)))
     }
 
     /// The accounts of person `id`, loading those of every sibling person on first use.
@@ -219,4 +229,85 @@ impl Siblings {
             .await?;
         Ok(all.get(&id).cloned())
     }
+}
+
+/// Refreshes the stale official-account accounts among `members` (each with
+/// the policy of the group it was read in; FORCE wins), apps in parallel and
+/// 100 per call, waiting at most until the request's deadline.
+pub(super) async fn refresh_members(
+    state: &AppState,
+    cache: &RequestCache,
+    members: Vec<(account::Model, RefreshPolicy)>,
+) -> Result<Refreshed, DbErr> {
+    let mut wanted: HashMap<i64, (account::Model, bool)> = HashMap::new();
+    for (account, policy) in members {
+        let force = match policy {
+            RefreshPolicy::CacheOnly => continue,
+            RefreshPolicy::IfStale => false,
+            RefreshPolicy::Force => true,
+        };
+        wanted
+            .entry(account.id)
+            .and_modify(|(_, forced)| *forced |= force)
+            .or_insert((account, force));
+    }
+    let covered: HashSet<i64> = wanted.keys().copied().collect();
+    let apps = cache.apps(state.db()).await?;
+    let now = state.now();
+    let default_ttl = state.settings().freshness_ttl();
+    let (forced, if_stale): (Vec<_>, Vec<_>) = wanted
+        .into_values()
+        .filter(|(a, force)| {
+            let Some(app) = apps.get(&a.app_id) else {
+                return false;
+            };
+            crate::apps::kind_of(app) == Some(AppKind::OfficialAccount)
+                && (*force
+                    || refresh::is_stale(a.refreshed_at, refresh::ttl_of(app, default_ttl), now))
+        })
+        .partition(|(_, force)| *force);
+    let forced: Vec<account::Model> = forced.into_iter().map(|(a, _)| a).collect();
+    let if_stale: Vec<account::Model> = if_stale.into_iter().map(|(a, _)| a).collect();
+    let ids: Vec<i64> = forced.iter().chain(&if_stale).map(|a| a.id).collect();
+    if ids.is_empty() {
+        return Ok(Refreshed {
+            covered,
+            ..Refreshed::default()
+        });
+    }
+    metrics::counter!("union360_refresh_requested_total").increment(ids.len() as u64);
+    let refresher = state.refresher();
+    let flights = futures::future::join(
+        refresher.refresh(state, forced, true),
+        refresher.refresh(state, if_stale, false),
+    );
+    let budget = state.settings().refresh_budget();
+    let done = tokio::time::timeout_at(cache.deadline(budget), flights)
+        .await
+        .is_ok();
+    if !done {
+        metrics::counter!("union360_refresh_served_stale_total").increment(ids.len() as u64);
+        tracing::info!(
+            accounts = ids.len(),
+            budget_ms = state.settings().server.refresh_budget_ms,
+            "refresh missed the request's budget; serving stored profiles"
+        );
+    }
+    let accounts = account::Entity::find()
+        .filter(account::Column::Id.is_in(ids.iter().copied()))
+        .all(state.db())
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    let missed = if done {
+        HashSet::new()
+    } else {
+        ids.into_iter().collect()
+    };
+    Ok(Refreshed {
+        covered,
+        accounts,
+        missed,
+    })
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod loaders;
 pub mod page;
 pub mod person;
+pub mod round;
 
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 
@@ -41,7 +42,8 @@ pub fn build_schema(state: AppState) -> ApiSchema {
     let server = &state.settings().server;
     let mut builder = builder()
         .limit_depth(server.max_depth)
-        .limit_complexity(server.max_complexity);
+        .limit_complexity(server.max_complexity)
+        .extension(round::RefreshRounds);
     if !server.introspection {
         builder = builder.disable_introspection();
     }

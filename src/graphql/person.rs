@@ -35,11 +35,9 @@ impl Person {
 
     /// The person's accounts as this request sees them (refreshed when stale and asked for).
     async fn all_accounts(&self, ctx: &Context<'_>) -> ApiResult<Vec<account::Model>> {
-        let state = ctx.data::<AppState>()?;
-        let cache = ctx.data::<RequestCache>()?;
         let mut current = Vec::new();
         for account in self.stored_accounts(ctx).await? {
-            current.push(self.1.current(state, cache, &account).await.api()?.0);
+            current.push(self.1.current(ctx, &account).await?.0);
         }
         Ok(current)
     }

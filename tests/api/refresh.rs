@@ -187,6 +187,119 @@ async fn a_query_refreshes_its_stale_accounts_in_one_batch_per_app_and_100() {
     }
 }
 
+/// Root fields of every kind, with aliases, fragments, a skipped field,
+/// `__typename`, a field that fails and one that reads no profile.
+const MANY_ROOTS: &str = "query($u0: String!, $u1: String!, $u2: String!, $u3: String!, $a: String!, $o: String!, $yes: Boolean!, $bad: DateTime!) {
+    __typename
+    p0: person(unionid: $u0) { accounts { nickname stale } }
+    ...More
+    ... on Query { p1: person(unionid: $u1) { nickname oldestRefreshedAt } }
+    one: account(appid: $a, openid: $o) { nickname stale }
+    page: accounts(appid: $a, first: 3) { nodes { nickname stale } }
+    skipped: person(unionid: $u3) @skip(if: $yes) { nickname }
+    unknownApp: accounts(appid: \"wx0000000000000000\", first: 1) { nodes { nickname } }
+    badArgument: people(filter: { updatedSince: $bad }) { nodes { nickname } }
+    apps { appid }
+}
+fragment More on Query { p2: person(unionid: $u2) { accounts { openid nickname stale } } }";
+
+#[tokio::test]
+async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together() {
+    for backend in backends() {
+        let (app, appids) = setup_with(backend, |_| {}).await;
+        import(&app, &appids, 16).await;
+        let followed = |p: &SimPerson| -> Vec<String> {
+            p.accounts
+                .iter()
+                .filter(|(appid, _, following)| *following && appids.contains(appid))
+                .map(|(appid, openid, _)| format!("{appid} {openid}"))
+                .collect()
+        };
+        let people: Vec<SimPerson> =
+            futures::future::join_all((0..16).map(|i| sim_person(&app, i)))
+                .await
+                .into_iter()
+                .filter(|p| !followed(p).is_empty())
+                .collect();
+        assert!(people.len() >= 5, "enough imported people");
+        let one = followed(&people[4]).remove(0);
+        let (a, o) = one.split_once(' ').unwrap();
+        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+        let body = app
+            .graphql(
+                MANY_ROOTS,
+                json!({
+                    "u0": people[0].unionid, "u1": people[1].unionid, "u2": people[2].unionid,
+                    "u3": people[3].unionid, "a": a, "o": o, "yes": true, "bad": "2026-02-30T00:00:00Z",
+                }),
+            )
+            .await;
+        // Two root fields fail on their own; the others answer.
+        let failed: Vec<&str> = body["errors"]
+            .as_array()
+            .expect("the failing root fields report errors")
+            .iter()
+            .map(|e| e["path"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(failed.len(), 2, "{body:#}");
+        assert!(failed.contains(&"unknownApp") && failed.contains(&"badArgument"));
+        let data = &body["data"];
+        assert!(data.get("skipped").is_none());
+        // Every stale account read, whichever root field read it, came from
+        // one batchget per app involved (each well under 100 accounts).
+        let mut involved: std::collections::BTreeSet<String> = people[..3]
+            .iter()
+            .flat_map(followed)
+            .map(|key| key.split_once(' ').unwrap().0.to_owned())
+            .collect();
+        involved.insert(a.to_owned());
+        assert_eq!(
+            batchget_calls(&app),
+            involved.len() as u64,
+            "{backend:?}: {data:#}"
+        );
+        for account in data["p0"]["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(data["p2"]["accounts"].as_array().unwrap())
+            .chain(data["page"]["nodes"].as_array().unwrap())
+            .chain([&data["one"]])
+        {
+            assert_eq!(account["stale"], false, "{account}");
+        }
+        assert!(data["p1"]["oldestRefreshedAt"].is_string(), "{data:#}");
+        // The round gathered every root field: it never gave up waiting (in any test).
+        let metrics = reqwest::get(format!("{}/metrics", app.address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !metrics.contains("union360_refresh_round_incomplete_total"),
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn accounts_reached_through_a_person_are_refreshed_too() {
+    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    import(&app, &appids, 10).await;
+    let query = "query($a: String!) { accounts(appid: $a, first: 5) { nodes {
+        nickname stale person { accounts { appid nickname stale } } } } }";
+    let data = app.data(query, json!({ "a": appids[0] })).await;
+    let nodes = data["accounts"]["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty());
+    for node in nodes {
+        assert_eq!(node["stale"], false, "{node}");
+        for account in node["person"]["accounts"].as_array().unwrap() {
+            assert_eq!(account["stale"], false, "{account}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_queries_for_one_stale_person_share_one_call_per_app() {
     let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
