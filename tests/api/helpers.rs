@@ -53,18 +53,27 @@ pub async fn spawn_app_with_clock(
     clock: Clock,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    let world = SimConfig {
+        people: 400,
+        apps: 3,
+        ..SimConfig::default()
+    };
+    spawn_app_in(backend, clock, world, adjust).await
+}
+
+/// Like [`spawn_app_with_clock`], with a simulated WeChat world of `world`.
+pub async fn spawn_app_in(
+    backend: Backend,
+    clock: Clock,
+    world: SimConfig,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         union360::telemetry::init();
     }
     let (url, dir) = fresh_database(backend).await;
     // Every server talks to a WeChat simulator of its own, never to WeChat.
-    let sim = Simulator::spawn(SimConfig {
-        people: 400,
-        apps: 3,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts");
+    let sim = Simulator::spawn(world).await.expect("simulator starts");
     let mut settings = Settings::new(url);
     settings.server.listen = "127.0.0.1:0".parse().expect("address");
     settings.server.wechat_api_base = sim.base_url();

@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::EntityTrait;
+use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
+use union360::clock::Clock;
 use union360::settings::Settings;
+use union360::simulator::{KindMix, SimConfig};
 
-use crate::helpers::{Backend, TestApp, backends, spawn_app_with};
+use crate::helpers::{Backend, TestApp, backends, spawn_app_in, spawn_app_with};
 
 const REFRESH: &str = "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) {
     fetched failed invalid skipped
@@ -20,6 +22,12 @@ async fn setup_with(
     adjust: impl FnOnce(&mut Settings),
 ) -> (TestApp, Vec<String>) {
     let app = spawn_app_with(backend, adjust).await;
+    let appids = register_official_accounts(&app).await;
+    (app, appids)
+}
+
+/// Registers the simulator's bound official accounts; their appids.
+async fn register_official_accounts(app: &TestApp) -> Vec<String> {
     let mut appids = Vec::new();
     for oa in app
         .sim
@@ -39,7 +47,7 @@ async fn setup_with(
         !appids.is_empty(),
         "the simulated world has a bound official account"
     );
-    (app, appids)
+    appids
 }
 
 /// One person of the simulated world: unionid, and (appid, openid, following) per app.
@@ -297,6 +305,75 @@ async fn accounts_reached_through_a_person_are_refreshed_too() {
         for account in node["person"]["accounts"].as_array().unwrap() {
             assert_eq!(account["stale"], false, "{account}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_that_discover_one_unionid_create_one_person() {
+    let world = SimConfig {
+        people: 200,
+        apps: 4,
+        unbound_share: 0.0,
+        kinds: KindMix {
+            oa: 1.0,
+            mp: 0.0,
+            app: 0.0,
+            web: 0.0,
+        },
+        ..SimConfig::default()
+    };
+    for backend in backends() {
+        let app = spawn_app_in(backend, Clock::system(), world.clone(), |_| {}).await;
+        let appids = register_official_accounts(&app).await;
+        let mut found = None;
+        for i in 0..200 {
+            let person = sim_person(&app, i).await;
+            let followed: Vec<(String, String)> = person
+                .accounts
+                .iter()
+                .filter(|(appid, _, following)| *following && appids.contains(appid))
+                .map(|(appid, openid, _)| (appid.clone(), openid.clone()))
+                .collect();
+            if followed.len() >= 2 {
+                found = Some((person.unionid, followed));
+                break;
+            }
+        }
+        let (unionid, followed) = found.expect("someone follows two official accounts");
+        let [(a, oa), (b, ob)] = [followed[0].clone(), followed[1].clone()];
+        // Known by openid only: no UnionID, no person yet.
+        app.upsert(json!([{ "appid": a, "openid": oa }, { "appid": b, "openid": ob }]))
+            .await;
+        // WeChat takes its time, so both fetches land together.
+        sim_control(
+            &app,
+            reqwest::Method::POST,
+            "/_sim/faults",
+            json!({ "path": "/cgi-bin/user/info/batchget", "latency_ms": 200 }),
+        )
+        .await;
+        let query = "query($a: String!, $o: String!) { account(appid: $a, openid: $o) { unionid person { unionid } } }";
+        let (first, second) = futures::join!(
+            app.data(query, json!({ "a": a, "o": oa })),
+            app.data(query, json!({ "a": b, "o": ob })),
+        );
+        for data in [&first, &second] {
+            assert_eq!(data["account"]["unionid"], unionid.as_str(), "{backend:?}");
+            assert_eq!(data["account"]["person"]["unionid"], unionid.as_str());
+        }
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let persons = entity::person::Entity::find()
+            .filter(entity::person::Column::Unionid.eq(unionid.as_str()))
+            .all(app.state.db())
+            .await
+            .unwrap();
+        assert_eq!(persons.len(), 1, "{backend:?}: one person for one UnionID");
+        let linked = entity::account::Entity::find()
+            .filter(entity::account::Column::PersonId.eq(persons[0].id))
+            .count(app.state.db())
+            .await
+            .unwrap();
+        assert_eq!(linked, 2, "{backend:?}: both accounts linked to it");
     }
 }
 
