@@ -3,6 +3,11 @@
 //! Secrets are write-only: they are validated, sealed with the master key
 //! and stored; nothing here returns them, and they are never logged.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use entity::app;
 use sea_orm::{
@@ -189,4 +194,112 @@ pub async fn find<C: ConnectionTrait>(db: &C, appid: &AppId) -> Result<Option<ap
 /// The kind of a stored app (unknown kinds from a newer version read as official accounts' peers: `None`).
 pub fn kind_of(model: &app::Model) -> Option<AppKind> {
     model.kind.parse().ok()
+}
+
+/// How long a process trusts its in-memory copy of the apps: the longest
+/// another instance's change (a new freshness TTL) takes to show here.
+pub const CACHE_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Every registered app, by id.
+pub type AppsById = HashMap<i64, app::Model>;
+
+/// The registered apps, kept in memory.
+///
+/// Apps are few, change rarely, and nearly every read needs them (their kind
+/// and freshness TTL), so reads take them from here instead of the database.
+/// A copy is reloaded when it is older than [`CACHE_MAX_AGE`], when an app
+/// asked for is not in it (registered by another instance), and after this
+/// process changes an app. Concurrent reloads are one statement.
+#[derive(Debug, Default)]
+pub struct AppCache {
+    copy: RwLock<Option<Loaded>>,
+    /// Bumped by every change; a reload that started before one is not kept.
+    generation: AtomicU64,
+    loading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    loaded: Instant,
+    apps: Arc<AppsById>,
+}
+
+impl AppCache {
+    /// The apps, from memory unless the copy is too old.
+    pub async fn get<C: ConnectionTrait>(&self, db: &C) -> Result<Arc<AppsById>, DbErr> {
+        let asked = Instant::now();
+        match self.current() {
+            Some(copy) if asked.duration_since(copy.loaded) < CACHE_MAX_AGE => Ok(copy.apps),
+            _ => self.reload(db, asked).await,
+        }
+    }
+
+    /// The apps, including every one of `ids` that is registered: reloaded
+    /// once when the copy lacks one.
+    pub async fn covering<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<Arc<AppsById>, DbErr> {
+        let apps = self.get(db).await?;
+        if ids.into_iter().all(|id| apps.contains_key(&id)) {
+            return Ok(apps);
+        }
+        self.reload(db, Instant::now()).await
+    }
+
+    /// One app by appid (reloaded once when the copy does not have it).
+    pub async fn by_appid<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        appid: &AppId,
+    ) -> Result<Option<app::Model>, DbErr> {
+        let find = |apps: &AppsById| apps.values().find(|a| a.appid == appid.as_str()).cloned();
+        if let Some(found) = find(&*self.get(db).await?) {
+            return Ok(Some(found));
+        }
+        Ok(find(&*self.reload(db, Instant::now()).await?))
+    }
+
+    /// Forgets the copy: an app changed.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *self.copy.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn current(&self) -> Option<Loaded> {
+        self.copy
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Loads the apps, unless a load that began after `asked` has landed meanwhile.
+    async fn reload<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        asked: Instant,
+    ) -> Result<Arc<AppsById>, DbErr> {
+        let _one_at_a_time = self.loading.lock().await;
+        if let Some(copy) = self.current().filter(|c| c.loaded >= asked) {
+            return Ok(copy.apps);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let loaded = Instant::now();
+        let apps: AppsById = app::Entity::find()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let apps = Arc::new(apps);
+        let mut copy = self.copy.write().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) == generation {
+            *copy = Some(Loaded {
+                loaded,
+                apps: apps.clone(),
+            });
+        }
+        Ok(apps)
+    }
 }

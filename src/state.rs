@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::apps::AppCache;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::refresh::Refresher;
@@ -28,6 +29,8 @@ pub struct Inner {
     pub wechat: WechatClient,
     /// Refreshes in flight (process-wide single flight).
     pub refresher: Refresher,
+    /// The registered apps, kept in memory.
+    pub apps: AppCache,
     /// The time source of freshness, tokens and breakers.
     pub clock: Clock,
 }
@@ -47,6 +50,7 @@ impl AppState {
             settings,
             wechat,
             refresher: Refresher::default(),
+            apps: AppCache::default(),
             clock,
         }))
     }
@@ -59,6 +63,11 @@ impl AppState {
     /// Refreshes in flight.
     pub fn refresher(&self) -> &Refresher {
         &self.0.refresher
+    }
+
+    /// The registered apps, kept in memory.
+    pub fn apps(&self) -> &AppCache {
+        &self.0.apps
     }
 
     /// The WeChat API client.

@@ -87,9 +87,11 @@ impl Account {
 
     async fn load_app(&self, ctx: &Context<'_>) -> ApiResult<entity::app::Model> {
         let state = ctx.data::<AppState>()?;
-        let apps = ctx.data::<RequestCache>()?.apps(state.db()).await.api()?;
-        apps.get(&self.0.app_id)
-            .cloned()
+        let cache = ctx.data::<RequestCache>()?;
+        cache
+            .app(state, self.0.app_id)
+            .await
+            .api()?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("account without app")).extend())
     }
 }
@@ -322,7 +324,9 @@ impl AccountQuery {
         let state = ctx.data::<AppState>()?;
         let appid = AppId::parse(appid).api()?;
         let openid = OpenId::parse(openid).api()?;
-        let app = apps::find(state.db(), &appid)
+        let app = state
+            .apps()
+            .by_appid(state.db(), &appid)
             .await
             .api()?
             .ok_or_else(|| ApiError::NotFound(format!("app {appid} is not registered")))
@@ -353,7 +357,9 @@ impl AccountQuery {
         let state = ctx.data::<AppState>()?;
         let args = PageArgs::parse("account", first, after.as_deref()).api()?;
         let appid = AppId::parse(appid).api()?;
-        let app = apps::find(state.db(), &appid)
+        let app = state
+            .apps()
+            .by_appid(state.db(), &appid)
             .await
             .api()?
             .ok_or_else(|| ApiError::NotFound(format!("app {appid} is not registered")))

@@ -129,6 +129,7 @@ impl AppMutation {
         let model = apps::register(state.db(), state.master_key(), new, state.now())
             .await
             .api()?;
+        state.apps().invalidate();
         tracing::info!(app.appid = %model.appid, app.kind = %model.kind, "app registered");
         Ok(App(model))
     }
@@ -147,6 +148,7 @@ impl AppMutation {
         let model = apps::set_freshness_ttl(state.db(), &appid, seconds, state.now())
             .await
             .api()?;
+        state.apps().invalidate();
         Ok(App(model))
     }
 }

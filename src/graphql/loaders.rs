@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::error::ResultExt;
 use super::round::{Round, Ticket};
+use crate::apps::AppsById;
 use crate::domain::AppKind;
 use crate::refresh::{self, RefreshPolicy};
 use crate::state::AppState;
@@ -28,20 +29,28 @@ use crate::state::AppState;
 /// Per-request caches.
 #[derive(Default)]
 pub struct RequestCache {
-    apps: OnceCell<HashMap<i64, app::Model>>,
+    apps: OnceCell<Arc<AppsById>>,
     round: Arc<Round>,
     deadline: OnceLock<Instant>,
 }
 
 impl RequestCache {
-    /// Every app by id, loaded once per request.
-    pub async fn apps(&self, db: &DatabaseConnection) -> Result<&HashMap<i64, app::Model>, DbErr> {
+    /// Every app by id, as the request first saw them (from the process's
+    /// in-memory copy).
+    pub async fn apps(&self, state: &AppState) -> Result<&Arc<AppsById>, DbErr> {
         self.apps
-            .get_or_try_init(|| async {
-                let all = app::Entity::find().all(db).await?;
-                Ok(all.into_iter().map(|a| (a.id, a)).collect())
-            })
+            .get_or_try_init(|| state.apps().get(state.db()))
             .await
+    }
+
+    /// App `id`; one registered since the request's copy was taken is
+    /// found by reloading the apps.
+    pub async fn app(&self, state: &AppState, id: i64) -> Result<Option<app::Model>, DbErr> {
+        if let Some(app) = self.apps(state).await?.get(&id) {
+            return Ok(Some(app.clone()));
+        }
+        let apps = state.apps().covering(state.db(), [id]).await?;
+        Ok(apps.get(&id).cloned())
     }
 
     /// The request's refresh round (used by queries only).
@@ -252,7 +261,8 @@ pub(super) async fn refresh_members(
             .or_insert((account, force));
     }
     let covered: HashSet<i64> = wanted.keys().copied().collect();
-    let apps = cache.apps(state.db()).await?;
+    let ids = wanted.values().map(|(a, _)| a.app_id);
+    let apps = state.apps().covering(state.db(), ids).await?;
     let now = state.now();
     let default_ttl = state.settings().freshness_ttl();
     let (forced, if_stale): (Vec<_>, Vec<_>) = wanted

@@ -88,7 +88,7 @@ impl Person {
         if let Some(appid) = appid {
             let appid = AppId::parse(appid).api()?;
             let state = ctx.data::<AppState>()?;
-            let apps = ctx.data::<RequestCache>()?.apps(state.db()).await.api()?;
+            let apps = ctx.data::<RequestCache>()?.apps(state).await.api()?;
             accounts.retain(|a| {
                 apps.get(&a.app_id)
                     .is_some_and(|app| app.appid == appid.as_str())

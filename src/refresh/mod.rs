@@ -101,13 +101,10 @@ pub async fn refresh_accounts(
     for account in accounts {
         by_app.entry(account.app_id).or_default().push(account);
     }
-    let apps: HashMap<i64, app::Model> = app::Entity::find()
-        .filter(app::Column::Id.is_in(by_app.keys().copied()))
-        .all(state.db())
-        .await?
-        .into_iter()
-        .map(|a| (a.id, a))
-        .collect();
+    let apps = state
+        .apps()
+        .covering(state.db(), by_app.keys().copied())
+        .await?;
     let jobs = by_app.into_iter().filter_map(|(app_id, accounts)| {
         let app = apps.get(&app_id)?;
         Some(refresh_app(state, app, accounts))

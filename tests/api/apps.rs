@@ -144,3 +144,30 @@ async fn postgres_refuses_to_start_without_a_master_key() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn an_app_registered_on_another_instance_is_found_at_once() {
+    // Instances share one database only on PostgreSQL.
+    for backend in backends()
+        .into_iter()
+        .filter(|b| *b == crate::helpers::Backend::Postgres)
+    {
+        let a = spawn_app(backend).await;
+        let database = a.state.settings().database.clone();
+        let b = crate::helpers::spawn_app_with(backend, |s| s.database = database).await;
+        let accounts = "query($a: String!) { accounts(appid: $a) { totalCount nodes { appid } } }";
+        // b holds the apps in memory before the new one exists.
+        a.register_app("wx0000000000000001", "OFFICIAL_ACCOUNT")
+            .await;
+        b.data(accounts, json!({ "a": "wx0000000000000001" })).await;
+        a.register_app("wx0000000000000002", "MINI_PROGRAM").await;
+        a.upsert(json!([{ "appid": "wx0000000000000002", "openid": "o-new" }]))
+            .await;
+        let data = b.data(accounts, json!({ "a": "wx0000000000000002" })).await;
+        assert_eq!(data["accounts"]["totalCount"], 1);
+        assert_eq!(
+            data["accounts"]["nodes"][0]["appid"], "wx0000000000000002",
+            "the account's app is found too"
+        );
+    }
+}
