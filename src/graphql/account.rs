@@ -163,6 +163,48 @@ impl Account {
         Ok(m.remark)
     }
 
+    /// When the user last followed this official account (WeChat's
+    /// `subscribe_time`); null when unknown or never fetched.
+    async fn followed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.subscribe_time)
+    }
+
+    /// How the user came to follow, as WeChat names it (`subscribe_scene`:
+    /// `ADD_SCENE_SEARCH`, `ADD_SCENE_QR_CODE`, `ADD_SCENE_PROFILE_CARD`,
+    /// `ADD_SCENE_PAID`, `ADD_SCENE_OTHERS`, …); null when unknown.
+    async fn follow_scene(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.subscribe_scene)
+    }
+
+    /// The numeric scene of the parametric QR code the user followed through
+    /// (`qr_scene`); null when they did not follow through one.
+    async fn qr_scene(&self, ctx: &Context<'_>) -> ApiResult<Option<i32>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.qr_scene.and_then(|s| i32::try_from(s).ok()))
+    }
+
+    /// The string scene of that QR code (`qr_scene_str`); null when none.
+    async fn qr_scene_str(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let (m, _) = self.current(ctx).await?;
+        Ok(m.qr_scene_str)
+    }
+
+    /// The ids of the official account's tags the user carries (`tagid_list`),
+    /// as of the last refresh; empty when none or never fetched.
+    async fn tag_ids(&self, ctx: &Context<'_>) -> ApiResult<Vec<i32>> {
+        let (m, _) = self.current(ctx).await?;
+        let ids: Vec<i64> = m
+            .tag_ids
+            .and_then(|json| serde_json::from_value(json).ok())
+            .unwrap_or_default();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| i32::try_from(id).ok())
+            .collect())
+    }
+
     /// Nickname.
     async fn nickname(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         let (m, _) = self.current(ctx).await?;

@@ -304,12 +304,23 @@ async fn person(State(sim): State<Simulator>, Path(index): Path<u32>) -> Respons
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            json!({
+            let following = w.follows.get(i).is_some_and(|f| f.contains(index));
+            let mut app = json!({
                 "appid": a.appid,
                 "kind": a.kind.as_str(),
                 "openid": w.openid(i, index),
-                "following": w.follows.get(i).is_some_and(|f| f.contains(index)),
-            })
+                "following": following,
+            });
+            if following {
+                let sub = w.subscription(i, index);
+                app["subscription"] = json!({
+                    "subscribe_time": sub.time,
+                    "subscribe_scene": sub.scene,
+                    "qr_scene": sub.qr_scene,
+                    "tagid_list": sub.tags,
+                });
+            }
+            app
         })
         .collect();
     Json(json!({

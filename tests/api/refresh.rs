@@ -13,7 +13,8 @@ use crate::helpers::{Backend, TestApp, backends, spawn_app_in, spawn_app_with};
 
 const REFRESH: &str = "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) {
     fetched failed invalid skipped
-    accounts { openid unionid nickname following stale refreshedAt refreshError { code message } person { unionid } }
+    accounts { openid unionid nickname following followedAt followScene qrScene tagIds
+               stale refreshedAt refreshError { code message } person { unionid } }
 } }";
 
 /// A server with the simulator's bound official accounts registered; their appids.
@@ -124,11 +125,25 @@ async fn refresh_accounts_links_unionids_marks_followers_and_batches_by_100() {
         let (app, appids) = setup_with(backend, |_| {}).await;
         let appid = &appids[0];
         let mut followers = Vec::new();
+        let mut subscriptions = Vec::new();
         for i in 0..300 {
-            let person = sim_person(&app, i).await;
-            if let Some((_, openid, true)) = person.accounts.iter().find(|a| a.0 == *appid).cloned()
-            {
-                followers.push((openid, person.unionid));
+            let person: Value = reqwest::get(format!("{}/_sim/people/{i}", app.sim.base_url()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let account = person["apps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["appid"] == appid.as_str() && a["following"] == true);
+            if let Some(account) = account {
+                followers.push((
+                    account["openid"].as_str().unwrap().to_owned(),
+                    person["unionid"].as_str().unwrap().to_owned(),
+                ));
+                subscriptions.push(account["subscription"].clone());
             }
         }
         assert!(followers.len() > 100, "the world has enough followers");
@@ -153,13 +168,28 @@ async fn refresh_accounts_links_unionids_marks_followers_and_batches_by_100() {
         );
         assert_eq!(payload["failed"], 0);
         assert_eq!(batchget_calls(&app), followers.len().div_ceil(100) as u64);
-        for (account, (_, unionid)) in payload["accounts"]
+        for ((account, (_, unionid)), subscription) in payload["accounts"]
             .as_array()
             .unwrap()
             .iter()
             .zip(&followers)
+            .zip(&subscriptions)
         {
             assert_eq!(account["unionid"], unionid.as_str());
+            // The follow as WeChat reported it.
+            let followed_at = chrono::DateTime::parse_from_rfc3339(
+                account["followedAt"].as_str().expect("followedAt"),
+            )
+            .unwrap();
+            assert_eq!(followed_at.timestamp(), subscription["subscribe_time"]);
+            assert_eq!(account["followScene"], subscription["subscribe_scene"]);
+            assert_eq!(account["tagIds"], subscription["tagid_list"]);
+            let qr_scene = &subscription["qr_scene"];
+            if qr_scene == 0 {
+                assert!(account["qrScene"].is_null(), "{account}");
+            } else {
+                assert_eq!(&account["qrScene"], qr_scene);
+            }
             assert_eq!(account["person"]["unionid"], unionid.as_str());
             assert_eq!(account["following"], true);
             assert_eq!(account["stale"], false);
