@@ -273,7 +273,12 @@ pub(super) async fn refresh_members(
             };
             crate::apps::kind_of(app) == Some(AppKind::OfficialAccount)
                 && (*force
-                    || refresh::is_stale(a.refreshed_at, refresh::ttl_of(app, default_ttl), now))
+                    || refresh::wants_refresh(
+                        a.refreshed_at,
+                        a.refresh_error_code.zip(a.refresh_error_at),
+                        refresh::ttl_of(app, default_ttl),
+                        now,
+                    ))
         })
         .partition(|(_, force)| *force);
     let forced: Vec<account::Model> = forced.into_iter().map(|(a, _)| a).collect();

@@ -53,6 +53,27 @@ pub fn is_stale(refreshed_at: Option<DateTime<Utc>>, ttl: Duration, now: DateTim
     refreshed_at.is_none_or(|at| now - at >= ttl)
 }
 
+/// WeChat's errcode for an openid that is not valid for the app.
+pub const INVALID_OPENID: i64 = 40003;
+
+/// Whether a read should fetch an account from WeChat (unless forced): its
+/// profile, last fetched at `refreshed_at`, is stale, and WeChat has not
+/// refused its openid as invalid (`last_error`: code and time) within the
+/// TTL. Such an openid stays invalid (it belongs to another app, or the user
+/// is gone); retrying it on every read would cost a split `batchget` each
+/// time, so it is tried again once per TTL.
+pub fn wants_refresh(
+    refreshed_at: Option<DateTime<Utc>>,
+    last_error: Option<(i32, DateTime<Utc>)>,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    let refused_lately = last_error.is_some_and(|(code, at)| {
+        i64::from(code) == INVALID_OPENID && !is_stale(Some(at), ttl, now)
+    });
+    is_stale(refreshed_at, ttl, now) && !refused_lately
+}
+
 /// The freshness TTL of an app: its own, else the server's default.
 pub fn ttl_of(app: &app::Model, default: Duration) -> Duration {
     app.freshness_ttl_secs.map_or(default, Duration::seconds)
@@ -205,7 +226,7 @@ async fn refresh_app(
     mark_error(
         state,
         &invalid,
-        Some(40003),
+        Some(INVALID_OPENID),
         "WeChat says this openid is not valid for this app",
         now,
     )
@@ -328,5 +349,28 @@ mod tests {
             Duration::minutes(1),
             now
         ));
+    }
+
+    #[test]
+    fn an_openid_refused_as_invalid_is_retried_once_per_ttl() {
+        let now = Utc::now();
+        let refused = |ago: Duration| Some((40003, now - ago));
+        assert!(wants_refresh(None, None, DEFAULT_TTL, now));
+        assert!(!wants_refresh(
+            None,
+            refused(Duration::hours(1)),
+            DEFAULT_TTL,
+            now
+        ));
+        assert!(wants_refresh(
+            None,
+            refused(Duration::hours(25)),
+            DEFAULT_TTL,
+            now
+        ));
+        // Other errors (system busy, quota) do not hold a refresh back.
+        assert!(wants_refresh(None, Some((-1, now)), DEFAULT_TTL, now));
+        // A fresh profile is not fetched anyway.
+        assert!(!wants_refresh(Some(now), None, DEFAULT_TTL, now));
     }
 }

@@ -566,6 +566,17 @@ async fn one_invalid_openid_leaves_the_others_refreshed_and_is_marked() {
         good.iter().all(|a| a["stale"] == false),
         "the others were refreshed"
     );
+    // The refused openid is not tried again on every read (each try splits
+    // a batch into several calls): a later read calls WeChat no more. (Past
+    // the moment any just-refreshed account counts as done.)
+    tokio::time::sleep(union360::refresh::RECENT + Duration::from_millis(100)).await;
+    let calls = batchget_calls(&app);
+    let again = app.data(PAGE, json!({})).await;
+    assert_eq!(batchget_calls(&app), calls);
+    assert!(again.to_string().contains("40003"), "the error stays shown");
+    // An operator can still force it.
+    app.data(PAGE, json!({ "refresh": "FORCE" })).await;
+    assert!(batchget_calls(&app) > calls);
 }
 
 #[tokio::test]
