@@ -10,6 +10,7 @@
 //! request ([`RequestCache`]). Stale profiles are refreshed the same way,
 //! for the whole query at once: see [`super::round`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
@@ -53,13 +54,29 @@ impl RequestCache {
         Ok(apps.get(&id).cloned())
     }
 
+    /// The apps, including every one of `ids` that is registered (the
+    /// request's copy, or a newer one when it lacks one of them).
+    async fn apps_covering(
+        &self,
+        state: &AppState,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<Arc<AppsById>, DbErr> {
+        let apps = self.apps(state).await?;
+        let ids: Vec<i64> = ids.into_iter().collect();
+        if ids.iter().all(|id| apps.contains_key(id)) {
+            return Ok(apps.clone());
+        }
+        state.apps().covering(state.db(), ids).await
+    }
+
     /// The request's refresh round (used by queries only).
     pub(super) fn round(&self) -> &Arc<Round> {
         &self.round
     }
 
-    /// When the request's refresh budget runs out: `budget` after its first refresh.
-    fn deadline(&self, budget: std::time::Duration) -> Instant {
+    /// When the request's refresh budget runs out: `budget` after it first
+    /// waited for a refresh (or for its round to gather).
+    pub(super) fn deadline(&self, budget: std::time::Duration) -> Instant {
         *self.deadline.get_or_init(|| Instant::now() + budget)
     }
 }
@@ -79,8 +96,9 @@ pub struct Siblings {
     persons: OnceCell<HashMap<i64, person::Model>>,
     /// The root field this group was fetched under, in a query.
     ticket: Option<Ticket>,
-    /// The group's own refresh, of members the round did not cover.
-    refreshed: OnceCell<Refreshed>,
+    /// The group's own refreshes, of members no round covered (loaded after
+    /// it, or outside a query).
+    refreshed: tokio::sync::Mutex<Refreshed>,
 }
 
 /// The outcome of a refresh of accounts.
@@ -88,6 +106,8 @@ pub struct Siblings {
 pub struct Refreshed {
     /// Every account the refresh considered (fresh, refreshed or not).
     covered: HashSet<i64>,
+    /// The accounts it fetched whether fresh or not (FORCE).
+    forced: HashSet<i64>,
     /// The refreshed accounts as stored afterwards.
     accounts: HashMap<i64, account::Model>,
     /// Accounts whose refresh missed the request's budget.
@@ -95,13 +115,28 @@ pub struct Refreshed {
 }
 
 impl Refreshed {
-    /// How the refresh left `account`, if it considered it; the flag says
-    /// whether its refresh missed the request's budget.
-    fn get(&self, account: &account::Model) -> Option<(account::Model, bool)> {
-        self.covered.contains(&account.id).then(|| {
+    /// How the refresh left `account`, if it considered it as `policy` asks;
+    /// the flag says whether its refresh missed the request's budget.
+    fn get(
+        &self,
+        account: &account::Model,
+        policy: RefreshPolicy,
+    ) -> Option<(account::Model, bool)> {
+        let considered = match policy {
+            RefreshPolicy::Force => &self.forced,
+            RefreshPolicy::IfStale | RefreshPolicy::CacheOnly => &self.covered,
+        };
+        considered.contains(&account.id).then(|| {
             let model = self.accounts.get(&account.id).unwrap_or(account);
             (model.clone(), self.missed.contains(&account.id))
         })
+    }
+
+    fn absorb(&mut self, other: Self) {
+        self.covered.extend(other.covered);
+        self.forced.extend(other.forced);
+        self.accounts.extend(other.accounts);
+        self.missed.extend(other.missed);
     }
 }
 
@@ -120,7 +155,7 @@ impl Siblings {
             accounts: OnceCell::new(),
             persons: OnceCell::new_with(persons),
             ticket,
-            refreshed: OnceCell::new(),
+            refreshed: tokio::sync::Mutex::default(),
         });
         if let Some(ticket) = &group.ticket {
             ticket.round().register(&group);
@@ -173,25 +208,31 @@ impl Siblings {
         let mut round = None;
         if let Some(ticket) = &self.ticket {
             let outcome = ticket.round().outcome(ctx, ticket).await.api()?;
-            if let Some(seen) = outcome.get(account) {
+            if let Some(seen) = outcome.get(account, self.policy) {
                 return Ok(seen);
             }
             round = Some(outcome);
         }
         let state = ctx.data::<AppState>()?;
         let cache = ctx.data::<RequestCache>()?;
-        let own = self
-            .refreshed
-            .get_or_try_init(|| {
-                let mut members = self.members();
-                if let Some(round) = round {
-                    members.retain(|(a, _)| !round.covered.contains(&a.id));
-                }
-                refresh_members(state, cache, members)
+        // Members no refresh has considered yet (loaded since) are refreshed
+        // together, once; readers of the group wait for that one refresh.
+        let mut own = self.refreshed.lock().await;
+        if let Some(seen) = own.get(account, self.policy) {
+            return Ok(seen);
+        }
+        let policy = self.policy;
+        let members: Vec<_> = self
+            .members()
+            .into_iter()
+            .filter(|(a, _)| {
+                round.is_none_or(|r| r.get(a, policy).is_none()) && own.get(a, policy).is_none()
             })
-            .await
-            .api()?;
-        Ok(own.get(account).unwrap_or_else(|| (account.clone(), false)))
+            .collect();
+        own.absorb(refresh_members(state, cache, members).await.api()?);
+        Ok(own
+            .get(account, policy)
+            .unwrap_or_else(|| (account.clone(), false)))
     }
 
     /// The accounts of person `id`, loading those of every sibling person on first use.
@@ -255,14 +296,30 @@ pub(super) async fn refresh_members(
             RefreshPolicy::IfStale => false,
             RefreshPolicy::Force => true,
         };
-        wanted
-            .entry(account.id)
-            .and_modify(|(_, forced)| *forced |= force)
-            .or_insert((account, force));
+        match wanted.entry(account.id) {
+            Entry::Vacant(slot) => {
+                slot.insert((account, force));
+            }
+            // Read twice: decide on the older copy (the refresher skips an
+            // account another request has just refreshed anyway).
+            Entry::Occupied(mut slot) => {
+                let (kept, forced) = slot.get_mut();
+                *forced |= force;
+                if account.refreshed_at < kept.refreshed_at {
+                    *kept = account;
+                }
+            }
+        }
     }
     let covered: HashSet<i64> = wanted.keys().copied().collect();
-    let ids = wanted.values().map(|(a, _)| a.app_id);
-    let apps = state.apps().covering(state.db(), ids).await?;
+    let forced_ids: HashSet<i64> = wanted
+        .iter()
+        .filter(|(_, (_, force))| *force)
+        .map(|(id, _)| *id)
+        .collect();
+    let apps = cache
+        .apps_covering(state, wanted.values().map(|(a, _)| a.app_id))
+        .await?;
     let now = state.now();
     let default_ttl = state.settings().freshness_ttl();
     let (forced, if_stale): (Vec<_>, Vec<_>) = wanted
@@ -287,6 +344,7 @@ pub(super) async fn refresh_members(
     if ids.is_empty() {
         return Ok(Refreshed {
             covered,
+            forced: forced_ids,
             ..Refreshed::default()
         });
     }
@@ -322,6 +380,7 @@ pub(super) async fn refresh_members(
     };
     Ok(Refreshed {
         covered,
+        forced: forced_ids,
         accounts,
         missed,
     })

@@ -14,13 +14,53 @@ pub mod page;
 pub mod person;
 pub mod round;
 
-use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
+use std::borrow::Cow;
+
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::resolver_utils::{ContainerType, resolve_container};
+use async_graphql::{
+    Context, ContextSelectionSet, EmptySubscription, MergedObject, ObjectType, OutputType,
+    Positioned, SDLExportOptions, Schema, SchemaBuilder, ServerResult, Value,
+};
 
 use crate::state::AppState;
 
+/// The root query: the queries of every domain, each root field resolved as
+/// part of the request's refresh round ([`round`]).
+#[derive(Default)]
+pub struct Query(QueryFields);
+
 /// The root query.
 #[derive(MergedObject, Default)]
-pub struct Query(person::PersonQuery, account::AccountQuery, app::AppQuery);
+#[graphql(name = "Query")]
+pub struct QueryFields(person::PersonQuery, account::AccountQuery, app::AppQuery);
+
+impl OutputType for Query {
+    fn type_name() -> Cow<'static, str> {
+        QueryFields::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        QueryFields::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve_container(ctx, self).await
+    }
+}
+
+impl ContainerType for Query {
+    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+        round::resolve_root(ctx, self.0.resolve_field(ctx)).await
+    }
+}
+
+impl ObjectType for Query {}
 
 /// The root mutation.
 #[derive(MergedObject, Default)]
@@ -42,8 +82,7 @@ pub fn build_schema(state: AppState) -> ApiSchema {
     let server = &state.settings().server;
     let mut builder = builder()
         .limit_depth(server.max_depth)
-        .limit_complexity(server.max_complexity)
-        .extension(round::RefreshRounds);
+        .limit_complexity(server.max_complexity);
     if !server.introspection {
         builder = builder.disable_introspection();
     }

@@ -5,27 +5,29 @@
 //! b: accounts(..) {..} }` makes one `batchget` per app and 100 accounts, not
 //! one per root field.
 //!
-//! Every root field of a query runs under a [`Ticket`], set by the
-//! [`RefreshRounds`] extension. Rows fetched under a ticket (a [`Siblings`]
-//! group) join the request's [`Round`]. A root field *arrives* the first time
+//! Every root field of a query runs under a [`Ticket`], set by the root
+//! query type ([`super::Query`]) around the field's whole resolution, from
+//! its arguments to its last nested field. Rows fetched under a ticket (a
+//! [`Siblings`] group) join the request's [`Round`]. A root field *arrives* the first time
 //! it reads a profile, and in any case when it finishes, with or without an
 //! error. A profile read waits until every root field of the operation has
 //! arrived; the first reader then refreshes the stale accounts of every group
-//! at once, and all readers share the outcome. Rows a root field loads after
-//! the round (deeper in its selection) are refreshed in a round of their own.
+//! at once, and all readers share the outcome. Rows a group loads after the
+//! round (deeper in its selection) are refreshed by the group itself.
 //!
 //! The number of root fields is counted from the operation before anything
 //! waits, exactly as async-graphql expands the root selection set, so the
 //! round does not depend on timing or on the order fields are polled in.
-//! Mutations run their root fields one after the other and have no round.
+//! Introspection fields (`__schema`, `__type`, `__typename`) neither count
+//! nor get a ticket. Mutations run their root fields one after the other and
+//! have no round. The wait for the other root fields counts against the
+//! request's refresh budget, like the refresh itself.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
-};
 use async_graphql::parser::types::{FragmentDefinition, Selection, SelectionSet};
 use async_graphql::{Context, Name, OutputType, Positioned, ServerResult, Value};
 use sea_orm::DbErr;
@@ -48,6 +50,8 @@ pub struct Round {
     expected: OnceLock<usize>,
     /// The groups of rows fetched under the round's tickets.
     groups: Mutex<Vec<Weak<Siblings>>>,
+    /// Whether a reader stopped waiting for the other root fields.
+    gave_up: AtomicBool,
     outcome: OnceCell<Refreshed>,
 }
 
@@ -71,6 +75,9 @@ impl Round {
         ticket: &Ticket,
     ) -> Result<&Refreshed, DbErr> {
         ticket.arrive();
+        if let Some(outcome) = self.outcome.get() {
+            return Ok(outcome);
+        }
         let expected = *self.expected.get_or_init(|| {
             let env = ctx.query_env;
             let query = super::Query::type_name();
@@ -80,38 +87,36 @@ impl Round {
                 &query,
             )
         });
-        let mut arrivals = self.arrived.subscribe();
         let state = ctx.data_unchecked::<AppState>();
+        let cache = ctx.data_unchecked::<RequestCache>();
+        let mut arrivals = self.arrived.subscribe();
         // Every root field arrives at the latest when it finishes, so this
-        // waits for real work only. The bound (the refresh budget) guards
-        // against a miscount and a very slow root field: a request must never
-        // hang on its round.
-        let incomplete = tokio::time::timeout(
-            state.settings().refresh_budget(),
-            arrivals.wait_for(|n| *n >= expected),
-        )
-        .await
-        .is_err();
-        if incomplete {
+        // waits for real work only; the request's budget bounds it, as it
+        // bounds the refresh: a slow root field (or a miscount) must never
+        // hold a read beyond it.
+        let deadline = cache.deadline(state.settings().refresh_budget());
+        let incomplete = tokio::time::timeout_at(deadline, arrivals.wait_for(|n| *n >= expected))
+            .await
+            .is_err();
+        if incomplete && !self.gave_up.swap(true, Ordering::AcqRel) {
             metrics::counter!("union360_refresh_round_incomplete_total").increment(1);
             tracing::warn!(
                 expected,
                 arrived = *self.arrived.borrow(),
-                "refresh round stopped waiting for the query's other root fields after the refresh budget"
+                "refresh round stopped waiting for the query's other root fields at the refresh budget"
             );
         }
-        let cache = ctx.data_unchecked::<RequestCache>();
         self.outcome
             .get_or_try_init(|| async {
-                let groups: Vec<Arc<Siblings>> = std::mem::take(
-                    &mut *self
-                        .groups
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                )
-                .iter()
-                .filter_map(Weak::upgrade)
-                .collect();
+                // Copied, not taken: if this reader is dropped mid-refresh,
+                // the next one starts the round with every group.
+                let groups: Vec<Arc<Siblings>> = self
+                    .groups
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .collect();
                 let members = groups.iter().flat_map(|g| g.members()).collect();
                 super::loaders::refresh_members(state, cache, members).await
             })
@@ -147,10 +152,10 @@ impl Ticket {
     }
 }
 
-/// How many root fields async-graphql resolves for `set` on the query type:
-/// every field but `__typename` (answered without resolving), with fragments
-/// on the query type expanded. `@skip`/`@include` are already applied to the
-/// operation and fragments when execution starts.
+/// How many root fields of `set` take part in the round: async-graphql
+/// resolves each field of the selection once, with fragments on the query
+/// type expanded; `@skip`/`@include` are already applied to the operation
+/// and fragments when execution starts.
 fn root_fields(
     set: &SelectionSet,
     fragments: &HashMap<Name, Positioned<FragmentDefinition>>,
@@ -159,7 +164,7 @@ fn root_fields(
     set.items
         .iter()
         .map(|selection| match &selection.node {
-            Selection::Field(field) => usize::from(field.node.name.node != "__typename"),
+            Selection::Field(field) => usize::from(takes_part(&field.node.name.node)),
             Selection::FragmentSpread(spread) => fragments
                 .get(&spread.node.fragment_name.node)
                 .filter(|f| f.node.type_condition.node.on.node == query)
@@ -182,38 +187,31 @@ fn root_fields(
         .sum()
 }
 
-/// The extension that gives each root field of a query its [`Ticket`].
-pub struct RefreshRounds;
-
-impl ExtensionFactory for RefreshRounds {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RefreshRounds)
-    }
+/// Whether root field `name` takes part in the round (gets a ticket and is
+/// counted): every field but introspection's.
+fn takes_part(name: &str) -> bool {
+    !name.starts_with("__")
 }
 
-#[async_trait::async_trait]
-impl Extension for RefreshRounds {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        let is_query_root =
-            info.path_node.parent.is_none() && info.parent_type == super::Query::type_name();
-        let cache = ctx.data_opt::<RequestCache>();
-        match cache.filter(|_| is_query_root) {
-            Some(cache) => {
-                let ticket = Ticket(Arc::new(TicketInner {
-                    round: cache.round().clone(),
-                    arrived: AtomicBool::new(false),
-                }));
-                let resolved = ROOT.scope(ticket.clone(), next.run(ctx, info)).await;
-                ticket.arrive();
-                resolved
-            }
-            None => next.run(ctx, info).await,
+/// Resolves one root field of a query (`resolution`: its whole resolution,
+/// arguments included) under a ticket of the request's round, and marks the
+/// field arrived when it is done, whether it succeeded or not.
+pub(super) async fn resolve_root<F>(ctx: &Context<'_>, resolution: F) -> ServerResult<Option<Value>>
+where
+    F: Future<Output = ServerResult<Option<Value>>>,
+{
+    let cache = ctx.data_opt::<RequestCache>();
+    match cache.filter(|_| takes_part(&ctx.item.node.name.node)) {
+        Some(cache) => {
+            let ticket = Ticket(Arc::new(TicketInner {
+                round: cache.round().clone(),
+                arrived: AtomicBool::new(false),
+            }));
+            let resolved = ROOT.scope(ticket.clone(), resolution).await;
+            ticket.arrive();
+            resolved
         }
+        None => resolution.await,
     }
 }
 
@@ -233,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn every_root_field_counts_once_except_typename() {
+    fn every_root_field_counts_once_except_introspection() {
         assert_eq!(
             count(
                 "{ a: person(unionid: \"u\") { unionid } b: person(unionid: \"v\") { unionid } apps { appid } __typename }"
@@ -241,7 +239,10 @@ mod tests {
             3
         );
         assert_eq!(count("{ __typename }"), 0);
-        assert_eq!(count("{ __schema { queryType { name } } }"), 1);
+        assert_eq!(
+            count("{ __schema { queryType { name } } __type(name: \"Query\") { name } }"),
+            0
+        );
     }
 
     #[test]

@@ -471,6 +471,66 @@ async fn when_wechat_hangs_reads_answer_within_the_budget_from_the_store() {
 }
 
 #[tokio::test]
+async fn waiting_for_the_other_root_fields_counts_against_the_budget() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    // A root field held back by a table lock: PostgreSQL only.
+    for backend in backends().into_iter().filter(|b| *b == Backend::Postgres) {
+        let budget = Duration::from_secs(2);
+        let (app, appids) = setup_with(backend, |s| {
+            s.server.refresh_budget_ms = budget.as_millis() as u64;
+        })
+        .await;
+        import(&app, &appids, 10).await;
+        let person = sim_person(&app, 0).await;
+        let (a, o, _) = person
+            .accounts
+            .iter()
+            .find(|(appid, _, following)| *following && appids.contains(appid))
+            .cloned()
+            .expect("person 0 follows a registered official account");
+        sim_control(
+            &app,
+            reqwest::Method::POST,
+            "/_sim/faults",
+            json!({ "path": "/cgi-bin/user/info/batchget", "hang": true }),
+        )
+        .await;
+        // `slow` cannot read the people for half the budget.
+        let lock = app.state.db().begin().await.unwrap();
+        lock.execute_unprepared("LOCK TABLE person IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(budget / 2).await;
+            lock.commit().await.unwrap();
+        });
+        let started = Instant::now();
+        let data = app
+            .data(
+                "query($a: String!, $o: String!) {
+                    one: account(appid: $a, openid: $o) { nickname stale refreshError { message } }
+                    slow: people(first: 1) { nodes { unionid } } }",
+                json!({ "a": a, "o": o }),
+            )
+            .await;
+        let elapsed = started.elapsed();
+        release.await.unwrap();
+        assert!(
+            data["one"]["refreshError"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("budget")),
+            "{data:#}"
+        );
+        // One budget in all: the wait for `slow` and the refresh share it
+        // (waiting, then a whole budget more, would take 1.5 budgets).
+        assert!(
+            elapsed < budget.mul_f64(1.35),
+            "the read took {elapsed:?} with a {budget:?} budget"
+        );
+    }
+}
+
+#[tokio::test]
 async fn when_wechat_fails_the_store_is_kept_and_the_error_recorded() {
     let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
     import(&app, &appids, 20).await;
