@@ -10,6 +10,7 @@ use super::error::{ApiError, ApiResult, ResultExt};
 use super::loaders::{RequestCache, Siblings};
 use super::page::{self, PageArgs, connection};
 use super::person::Person;
+use super::round::{self, Ticket};
 use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, Outcome, Profile};
 use crate::refresh::RefreshPolicy;
@@ -71,9 +72,13 @@ pub struct FieldSource {
 pub struct Account(pub(crate) account::Model, pub(crate) Arc<Siblings>);
 
 impl Account {
-    /// Wraps rows fetched together.
-    pub(crate) fn batch(rows: Vec<account::Model>, policy: RefreshPolicy) -> Vec<Self> {
-        let siblings = Siblings::of_accounts(&rows, policy);
+    /// Wraps rows fetched together (by the root field of `ticket`, in a query).
+    pub(crate) fn batch(
+        rows: Vec<account::Model>,
+        policy: RefreshPolicy,
+        ticket: Option<Ticket>,
+    ) -> Vec<Self> {
+        let siblings = Siblings::of_accounts(&rows, policy, ticket);
         rows.into_iter()
             .map(|r| Self(r, siblings.clone()))
             .collect()
@@ -146,7 +151,7 @@ impl Account {
         Ok(person.map(|p| {
             Person(
                 p.clone(),
-                Siblings::of_persons(&[p], RefreshPolicy::CacheOnly),
+                Siblings::of_persons(&[p], RefreshPolicy::CacheOnly, None),
             )
         }))
     }
@@ -379,7 +384,8 @@ impl AccountQuery {
             .one(state.db())
             .await
             .api()?;
-        Ok(Account::batch(found.into_iter().collect(), refresh.unwrap_or_default()).pop())
+        let policy = refresh.unwrap_or_default();
+        Ok(Account::batch(found.into_iter().collect(), policy, round::ticket(ctx)).pop())
     }
 
     /// The accounts of one app, in the order union360 first saw them.
@@ -427,7 +433,7 @@ impl AccountQuery {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         Ok(AccountConnection {
             page_info: page::page_info("account", &ids, has_next, args),
-            edges: Account::batch(rows, refresh.unwrap_or_default())
+            edges: Account::batch(rows, refresh.unwrap_or_default(), round::ticket(ctx))
                 .into_iter()
                 .map(|node| AccountEdge {
                     cursor: page::encode_cursor("account", node.0.id),
@@ -608,6 +614,7 @@ impl From<Vec<identity::UpsertResult>> for UpsertAccountsPayload {
         let accounts = Account::batch(
             results.iter().map(|r| r.account.clone()).collect(),
             RefreshPolicy::CacheOnly,
+            None,
         );
         Self {
             results: results
@@ -702,7 +709,7 @@ impl RefreshMutation {
             failed: count(report.failed),
             invalid: count(report.invalid),
             skipped: count(report.skipped),
-            accounts: Account::batch(ordered, RefreshPolicy::CacheOnly),
+            accounts: Account::batch(ordered, RefreshPolicy::CacheOnly, None),
         })
     }
 }

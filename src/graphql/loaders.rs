@@ -143,11 +143,11 @@ impl Refreshed {
 impl Siblings {
     fn new(
         policy: RefreshPolicy,
+        ticket: Option<Ticket>,
         person_ids: Vec<i64>,
         rows: Vec<account::Model>,
         persons: Option<HashMap<i64, person::Model>>,
     ) -> Arc<Self> {
-        let ticket = Ticket::current();
         let group = Arc::new(Self {
             policy,
             person_ids,
@@ -163,20 +163,37 @@ impl Siblings {
         group
     }
 
-    /// Siblings of a page of persons (whose rows are known already).
-    pub fn of_persons(persons: &[person::Model], policy: RefreshPolicy) -> Arc<Self> {
+    /// Siblings of a page of persons (whose rows are known already), fetched
+    /// by the root field of `ticket` in a query.
+    pub fn of_persons(
+        persons: &[person::Model],
+        policy: RefreshPolicy,
+        ticket: Option<Ticket>,
+    ) -> Arc<Self> {
         Self::new(
             policy,
+            ticket,
             persons.iter().map(|p| p.id).collect(),
             Vec::new(),
             Some(persons.iter().map(|p| (p.id, p.clone())).collect()),
         )
     }
 
-    /// Siblings of a set of accounts (their persons are loaded when first asked for).
-    pub fn of_accounts(accounts: &[account::Model], policy: RefreshPolicy) -> Arc<Self> {
+    /// Siblings of a set of accounts (their persons are loaded when first
+    /// asked for), fetched by the root field of `ticket` in a query.
+    pub fn of_accounts(
+        accounts: &[account::Model],
+        policy: RefreshPolicy,
+        ticket: Option<Ticket>,
+    ) -> Arc<Self> {
         let ids: BTreeSet<i64> = accounts.iter().filter_map(|a| a.person_id).collect();
-        Self::new(policy, ids.into_iter().collect(), accounts.to_vec(), None)
+        Self::new(
+            policy,
+            ticket,
+            ids.into_iter().collect(),
+            accounts.to_vec(),
+            None,
+        )
     }
 
     /// The member accounts known so far (the rows, and the accounts of the

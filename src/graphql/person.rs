@@ -10,6 +10,7 @@ use super::account::{Account, Sex};
 use super::error::{ApiResult, ResultExt};
 use super::loaders::{RequestCache, Siblings};
 use super::page::{self, PageArgs, connection};
+use super::round::{self, Ticket};
 use crate::domain::{AppId, ProfileSource, UnionId};
 use crate::refresh::RefreshPolicy;
 use crate::state::AppState;
@@ -19,9 +20,13 @@ use std::sync::Arc;
 pub struct Person(pub(crate) person::Model, pub(crate) Arc<Siblings>);
 
 impl Person {
-    /// Wraps rows fetched together.
-    pub(crate) fn batch(rows: Vec<person::Model>, policy: RefreshPolicy) -> Vec<Self> {
-        let siblings = Siblings::of_persons(&rows, policy);
+    /// Wraps rows fetched together (by the root field of `ticket`, in a query).
+    pub(crate) fn batch(
+        rows: Vec<person::Model>,
+        policy: RefreshPolicy,
+        ticket: Option<Ticket>,
+    ) -> Vec<Self> {
+        let siblings = Siblings::of_persons(&rows, policy, ticket);
         rows.into_iter()
             .map(|r| Self(r, siblings.clone()))
             .collect()
@@ -206,7 +211,8 @@ impl PersonQuery {
             .one(state.db())
             .await
             .api()?;
-        Ok(Person::batch(found.into_iter().collect(), refresh.unwrap_or_default()).pop())
+        let policy = refresh.unwrap_or_default();
+        Ok(Person::batch(found.into_iter().collect(), policy, round::ticket(ctx)).pop())
     }
 
     /// Everyone union360 knows by UnionID, in the order first seen.
@@ -241,7 +247,7 @@ impl PersonQuery {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         Ok(PersonConnection {
             page_info: page::page_info("person", &ids, has_next, args),
-            edges: Person::batch(rows, refresh.unwrap_or_default())
+            edges: Person::batch(rows, refresh.unwrap_or_default(), round::ticket(ctx))
                 .into_iter()
                 .map(|node| PersonEdge {
                     cursor: page::encode_cursor("person", node.0.id),

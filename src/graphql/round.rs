@@ -5,15 +5,15 @@
 //! b: accounts(..) {..} }` makes one `batchget` per app and 100 accounts, not
 //! one per root field.
 //!
-//! Every root field of a query runs under a [`Ticket`], set by the root
-//! query type ([`super::Query`]) around the field's whole resolution, from
-//! its arguments to its last nested field. Rows fetched under a ticket (a
-//! [`Siblings`] group) join the request's [`Round`]. A root field *arrives* the first time
-//! it reads a profile, and in any case when it finishes, with or without an
-//! error. A profile read waits until every root field of the operation has
-//! arrived; the first reader then refreshes the stale accounts of every group
-//! at once, and all readers share the outcome. Rows a group loads after the
-//! round (deeper in its selection) are refreshed by the group itself.
+//! Every root field of a query has a [`Ticket`] (by its response key), and
+//! the rows its resolver fetches (a [`Siblings`] group) join the request's
+//! [`Round`]. A root field *arrives* the first time it reads a profile, and
+//! in any case when it finishes, with or without an error: the root query
+//! type ([`super::Query`]) reports each finished resolution, argument errors
+//! included. A profile read waits until every root field of the operation
+//! has arrived; the first reader then refreshes the stale accounts of every
+//! group at once, and all readers share the outcome. Rows a group loads after
+//! the round (deeper in its selection) are refreshed by the group itself.
 //!
 //! The number of root fields is counted from the operation before anything
 //! waits, exactly as async-graphql expands the root selection set, so the
@@ -23,36 +23,40 @@
 //! have no round. The wait for the other root fields counts against the
 //! request's refresh budget, like the refresh itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
-use async_graphql::parser::types::{FragmentDefinition, Selection, SelectionSet};
-use async_graphql::{Context, Name, OutputType, Positioned, ServerResult, Value};
+use async_graphql::parser::types::{FragmentDefinition, OperationType, Selection, SelectionSet};
+use async_graphql::{Context, Name, OutputType, Positioned, QueryPathSegment, ServerResult, Value};
 use sea_orm::DbErr;
 use tokio::sync::{OnceCell, watch};
 
 use super::loaders::{Refreshed, RequestCache, Siblings};
 use crate::state::AppState;
 
-tokio::task_local! {
-    /// The ticket of the root field being resolved.
-    static ROOT: Ticket;
-}
-
 /// The request-wide refresh of one query.
 #[derive(Default)]
 pub struct Round {
+    /// The query's root fields by response key, with how many times each is
+    /// resolved (counted at first need).
+    roots: OnceLock<HashMap<String, usize>>,
+    /// Which root fields have arrived, and how many resolutions of each finished.
+    progress: Mutex<Progress>,
     /// How many root fields have arrived.
     arrived: watch::Sender<usize>,
-    /// How many root fields the operation has (counted at the first read).
-    expected: OnceLock<usize>,
     /// The groups of rows fetched under the round's tickets.
     groups: Mutex<Vec<Weak<Siblings>>>,
     /// Whether a reader stopped waiting for the other root fields.
     gave_up: AtomicBool,
     outcome: OnceCell<Refreshed>,
+}
+
+#[derive(Default)]
+struct Progress {
+    arrived: HashSet<String>,
+    finished: HashMap<String, usize>,
 }
 
 impl Round {
@@ -63,8 +67,45 @@ impl Round {
         }
         self.groups
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::downgrade(group));
+    }
+
+    fn roots(&self, ctx: &Context<'_>) -> &HashMap<String, usize> {
+        self.roots.get_or_init(|| {
+            let env = ctx.query_env;
+            let mut roots = HashMap::new();
+            root_fields(
+                &env.operation.node.selection_set.node,
+                &env.fragments,
+                &super::Query::type_name(),
+                &mut roots,
+            );
+            roots
+        })
+    }
+
+    /// Marks root field `key` as arrived (once).
+    fn arrive(&self, key: &str) {
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        if progress.arrived.insert(key.to_owned()) {
+            self.arrived.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// One resolution of root field `key` finished: the field has arrived
+    /// once all its resolutions have.
+    fn finished(&self, ctx: &Context<'_>, key: &str) {
+        let resolutions = self.roots(ctx).get(key).copied().unwrap_or(1);
+        let done = {
+            let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+            let finished = progress.finished.entry(key.to_owned()).or_default();
+            *finished += 1;
+            *finished >= resolutions
+        };
+        if done {
+            self.arrive(key);
+        }
     }
 
     /// The outcome of the round, once every root field has arrived. Arrives
@@ -74,19 +115,11 @@ impl Round {
         ctx: &Context<'_>,
         ticket: &Ticket,
     ) -> Result<&Refreshed, DbErr> {
-        ticket.arrive();
+        self.arrive(&ticket.key);
         if let Some(outcome) = self.outcome.get() {
             return Ok(outcome);
         }
-        let expected = *self.expected.get_or_init(|| {
-            let env = ctx.query_env;
-            let query = super::Query::type_name();
-            root_fields(
-                &env.operation.node.selection_set.node,
-                &env.fragments,
-                &query,
-            )
-        });
+        let expected = self.roots(ctx).len();
         let state = ctx.data_unchecked::<AppState>();
         let cache = ctx.data_unchecked::<RequestCache>();
         let mut arrivals = self.arrived.subscribe();
@@ -113,7 +146,7 @@ impl Round {
                 let groups: Vec<Arc<Siblings>> = self
                     .groups
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .unwrap_or_else(PoisonError::into_inner)
                     .iter()
                     .filter_map(Weak::upgrade)
                     .collect();
@@ -126,51 +159,86 @@ impl Round {
 
 /// A root field's place in its request's [`Round`].
 #[derive(Clone)]
-pub struct Ticket(Arc<TicketInner>);
-
-struct TicketInner {
+pub struct Ticket {
     round: Arc<Round>,
-    arrived: AtomicBool,
+    /// The root field's response key.
+    key: Arc<str>,
 }
 
 impl Ticket {
-    /// The ticket of the root field being resolved, if the operation is a query.
-    pub(super) fn current() -> Option<Self> {
-        ROOT.try_with(Clone::clone).ok()
-    }
-
     /// The round this ticket belongs to.
     pub(super) fn round(&self) -> &Arc<Round> {
-        &self.0.round
-    }
-
-    /// Marks the root field as arrived (once).
-    fn arrive(&self) {
-        if !self.0.arrived.swap(true, Ordering::AcqRel) {
-            self.0.round.arrived.send_modify(|n| *n += 1);
-        }
+        &self.round
     }
 }
 
-/// How many root fields of `set` take part in the round: async-graphql
-/// resolves each field of the selection once, with fragments on the query
-/// type expanded; `@skip`/`@include` are already applied to the operation
-/// and fragments when execution starts.
+/// The ticket of the root field `ctx` belongs to, in a query (mutations run
+/// their root fields one after the other and have no round).
+pub(super) fn ticket(ctx: &Context<'_>) -> Option<Ticket> {
+    if ctx.query_env.operation.node.ty != OperationType::Query {
+        return None;
+    }
+    let cache = ctx.data_opt::<RequestCache>()?;
+    let key = root_key(ctx)?;
+    takes_part(root_name(ctx)?).then(|| Ticket {
+        round: cache.round().clone(),
+        key: Arc::from(key),
+    })
+}
+
+/// The response key of the root field `ctx` belongs to.
+fn root_key<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
+    let mut node = ctx.path_node.as_ref()?;
+    while let Some(parent) = node.parent {
+        node = parent;
+    }
+    match node.segment {
+        QueryPathSegment::Name(key) => Some(key),
+        QueryPathSegment::Index(_) => None,
+    }
+}
+
+/// The name of the root field being resolved, when `ctx` is a root field's.
+fn root_name<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
+    let root = ctx.path_node.as_ref()?;
+    root.parent
+        .is_none()
+        .then(|| ctx.item.node.name.node.as_str())
+}
+
+/// Whether a root field named `name` takes part in the round (is waited
+/// for): every field but introspection's.
+fn takes_part(name: &str) -> bool {
+    !name.starts_with("__")
+}
+
+/// Counts the root fields of `set` that take part in the round into
+/// `roots`, by response key: async-graphql resolves each field of the
+/// selection once, with fragments on the query type expanded (`@skip` and
+/// `@include` are already applied when execution starts).
 fn root_fields(
     set: &SelectionSet,
     fragments: &HashMap<Name, Positioned<FragmentDefinition>>,
     query: &str,
-) -> usize {
-    set.items
-        .iter()
-        .map(|selection| match &selection.node {
-            Selection::Field(field) => usize::from(takes_part(&field.node.name.node)),
-            Selection::FragmentSpread(spread) => fragments
-                .get(&spread.node.fragment_name.node)
-                .filter(|f| f.node.type_condition.node.on.node == query)
-                .map_or(0, |f| {
-                    root_fields(&f.node.selection_set.node, fragments, query)
-                }),
+    roots: &mut HashMap<String, usize>,
+) {
+    for selection in &set.items {
+        match &selection.node {
+            Selection::Field(field) => {
+                if takes_part(&field.node.name.node) {
+                    *roots
+                        .entry(field.node.response_key().node.to_string())
+                        .or_default() += 1;
+                }
+            }
+            Selection::FragmentSpread(spread) => {
+                let fragment = fragments
+                    .get(&spread.node.fragment_name.node)
+                    .filter(|f| f.node.type_condition.node.on.node == query);
+                if let Some(fragment) = fragment {
+                    root_fields(&fragment.node.selection_set.node, fragments, query, roots);
+                }
+            }
             Selection::InlineFragment(inline) => {
                 let applies = inline
                     .node
@@ -178,41 +246,25 @@ fn root_fields(
                     .as_ref()
                     .is_none_or(|c| c.node.on.node == query);
                 if applies {
-                    root_fields(&inline.node.selection_set.node, fragments, query)
-                } else {
-                    0
+                    root_fields(&inline.node.selection_set.node, fragments, query, roots);
                 }
             }
-        })
-        .sum()
-}
-
-/// Whether root field `name` takes part in the round (gets a ticket and is
-/// counted): every field but introspection's.
-fn takes_part(name: &str) -> bool {
-    !name.starts_with("__")
+        }
+    }
 }
 
 /// Resolves one root field of a query (`resolution`: its whole resolution,
-/// arguments included) under a ticket of the request's round, and marks the
-/// field arrived when it is done, whether it succeeded or not.
+/// arguments included), and counts it finished when it is done, whether it
+/// succeeded or not.
 pub(super) async fn resolve_root<F>(ctx: &Context<'_>, resolution: F) -> ServerResult<Option<Value>>
 where
     F: Future<Output = ServerResult<Option<Value>>>,
 {
-    let cache = ctx.data_opt::<RequestCache>();
-    match cache.filter(|_| takes_part(&ctx.item.node.name.node)) {
-        Some(cache) => {
-            let ticket = Ticket(Arc::new(TicketInner {
-                round: cache.round().clone(),
-                arrived: AtomicBool::new(false),
-            }));
-            let resolved = ROOT.scope(ticket.clone(), resolution).await;
-            ticket.arrive();
-            resolved
-        }
-        None => resolution.await,
+    let resolved = resolution.await;
+    if let Some(ticket) = ticket(ctx) {
+        ticket.round.finished(ctx, &ticket.key);
     }
+    resolved
 }
 
 #[cfg(test)]
@@ -220,28 +272,46 @@ mod tests {
     use async_graphql::parser::parse_query;
     use async_graphql::parser::types::DocumentOperations;
 
+    use std::collections::HashMap;
+
     use super::root_fields;
 
-    fn count(document: &str) -> usize {
+    fn count(document: &str) -> HashMap<String, usize> {
         let doc = parse_query(document).expect("valid document");
         let DocumentOperations::Single(operation) = &doc.operations else {
             panic!("one operation");
         };
-        root_fields(&operation.node.selection_set.node, &doc.fragments, "Query")
+        let mut roots = HashMap::new();
+        root_fields(
+            &operation.node.selection_set.node,
+            &doc.fragments,
+            "Query",
+            &mut roots,
+        );
+        roots
+    }
+
+    fn keys(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
+        pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
     }
 
     #[test]
-    fn every_root_field_counts_once_except_introspection() {
+    fn every_root_field_counts_by_response_key_except_introspection() {
         assert_eq!(
             count(
                 "{ a: person(unionid: \"u\") { unionid } b: person(unionid: \"v\") { unionid } apps { appid } __typename }"
             ),
-            3
+            keys(&[("a", 1), ("b", 1), ("apps", 1)])
         );
-        assert_eq!(count("{ __typename }"), 0);
+        assert_eq!(count("{ __typename }"), keys(&[]));
         assert_eq!(
             count("{ __schema { queryType { name } } __type(name: \"Query\") { name } }"),
-            0
+            keys(&[])
+        );
+        // Fields merged under one response key are resolved once each.
+        assert_eq!(
+            count("{ a: apps { appid } a: apps { name } }"),
+            keys(&[("a", 2)])
         );
     }
 
@@ -251,10 +321,13 @@ mod tests {
             "query { ...A ... on Query { c: apps { appid } ...B } ... { d: apps { appid } } }
             fragment A on Query { a: apps { appid } __typename ...B }
             fragment B on Query { b: apps { appid } }";
-        assert_eq!(count(document), 5);
+        assert_eq!(
+            count(document),
+            keys(&[("a", 1), ("b", 2), ("c", 1), ("d", 1)])
+        );
         assert_eq!(
             count("{ ... on Mutation { apps { appid } } x: apps { appid } }"),
-            1
+            keys(&[("x", 1)])
         );
     }
 }
