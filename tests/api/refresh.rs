@@ -57,6 +57,17 @@ struct SimPerson {
     accounts: Vec<(String, String, bool)>,
 }
 
+impl SimPerson {
+    /// The (appid, openid) of the accounts this person follows among `appids`.
+    fn followed_in(&self, appids: &[String]) -> Vec<(String, String)> {
+        self.accounts
+            .iter()
+            .filter(|(appid, _, following)| *following && appids.contains(appid))
+            .map(|(appid, openid, _)| (appid.clone(), openid.clone()))
+            .collect()
+    }
+}
+
 async fn sim_person(app: &TestApp, index: u32) -> SimPerson {
     let person: Value = reqwest::get(format!("{}/_sim/people/{index}", app.sim.base_url()))
         .await
@@ -246,22 +257,14 @@ async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together(
     for backend in backends() {
         let (app, appids) = setup_with(backend, |_| {}).await;
         import(&app, &appids, 16).await;
-        let followed = |p: &SimPerson| -> Vec<String> {
-            p.accounts
-                .iter()
-                .filter(|(appid, _, following)| *following && appids.contains(appid))
-                .map(|(appid, openid, _)| format!("{appid} {openid}"))
-                .collect()
-        };
         let people: Vec<SimPerson> =
             futures::future::join_all((0..16).map(|i| sim_person(&app, i)))
                 .await
                 .into_iter()
-                .filter(|p| !followed(p).is_empty())
+                .filter(|p| !p.followed_in(&appids).is_empty())
                 .collect();
         assert!(people.len() >= 5, "enough imported people");
-        let one = followed(&people[4]).remove(0);
-        let (a, o) = one.split_once(' ').unwrap();
+        let (a, o) = people[4].followed_in(&appids).remove(0);
         sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
         let body = app
             .graphql(
@@ -287,10 +290,10 @@ async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together(
         // one batchget per app involved (each well under 100 accounts).
         let mut involved: std::collections::BTreeSet<String> = people[..3]
             .iter()
-            .flat_map(followed)
-            .map(|key| key.split_once(' ').unwrap().0.to_owned())
+            .flat_map(|p| p.followed_in(&appids))
+            .map(|(appid, _)| appid)
             .collect();
-        involved.insert(a.to_owned());
+        involved.insert(a.clone());
         assert_eq!(
             batchget_calls(&app),
             involved.len() as u64,
@@ -358,12 +361,7 @@ async fn concurrent_refreshes_that_discover_one_unionid_create_one_person() {
         let mut found = None;
         for i in 0..200 {
             let person = sim_person(&app, i).await;
-            let followed: Vec<(String, String)> = person
-                .accounts
-                .iter()
-                .filter(|(appid, _, following)| *following && appids.contains(appid))
-                .map(|(appid, openid, _)| (appid.clone(), openid.clone()))
-                .collect();
+            let followed = person.followed_in(&appids);
             if followed.len() >= 2 {
                 found = Some((person.unionid, followed));
                 break;
@@ -482,11 +480,10 @@ async fn waiting_for_the_other_root_fields_counts_against_the_budget() {
         .await;
         import(&app, &appids, 10).await;
         let person = sim_person(&app, 0).await;
-        let (a, o, _) = person
-            .accounts
-            .iter()
-            .find(|(appid, _, following)| *following && appids.contains(appid))
-            .cloned()
+        let (a, o) = person
+            .followed_in(&appids)
+            .into_iter()
+            .next()
             .expect("person 0 follows a registered official account");
         sim_control(
             &app,
