@@ -341,10 +341,10 @@ async fn accounts_reached_through_a_person_are_refreshed_too() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_refreshes_that_discover_one_unionid_create_one_person() {
-    let world = SimConfig {
-        people: 200,
+/// A world of `people` and 4 official accounts, all bound to the open platform.
+fn official_accounts_world(people: u32) -> SimConfig {
+    SimConfig {
+        people,
         apps: 4,
         unbound_share: 0.0,
         kinds: KindMix {
@@ -354,9 +354,54 @@ async fn concurrent_refreshes_that_discover_one_unionid_create_one_person() {
             web: 0.0,
         },
         ..SimConfig::default()
-    };
+    }
+}
+
+#[tokio::test]
+async fn stale_accounts_over_several_apps_and_root_fields_cost_one_call_per_app_and_100() {
     for backend in backends() {
-        let app = spawn_app_in(backend, Clock::system(), world.clone(), |_| {}).await;
+        let world = official_accounts_world(400);
+        let app = spawn_app_in(backend, Clock::system(), world, |_| {}).await;
+        let appids = register_official_accounts(&app).await;
+        import(&app, &appids, 300).await;
+        // Three pages of people, read by three root fields of one query.
+        let pages = "query($p2: String, $p3: String, $refresh: RefreshPolicy) {
+            p1: people(first: 100, refresh: $refresh) { pageInfo { endCursor } nodes { accounts { appid stale } } }
+            p2: people(first: 100, after: $p2, refresh: $refresh) { pageInfo { endCursor } nodes { accounts { appid stale } } }
+            p3: people(first: 100, after: $p3, refresh: $refresh) { nodes { accounts { appid stale } } } }";
+        let first = app.data(pages, json!({ "refresh": "CACHE_ONLY" })).await;
+        let p2 = first["p1"]["pageInfo"]["endCursor"].clone();
+        let second = app
+            .data(pages, json!({ "p2": p2, "refresh": "CACHE_ONLY" }))
+            .await;
+        let p3 = second["p2"]["pageInfo"]["endCursor"].clone();
+        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+        let data = app.data(pages, json!({ "p2": p2, "p3": p3 })).await;
+        let mut per_app: std::collections::BTreeMap<String, usize> = Default::default();
+        for page in ["p1", "p2", "p3"] {
+            for person in data[page]["nodes"].as_array().unwrap() {
+                for account in person["accounts"].as_array().unwrap() {
+                    assert_eq!(account["stale"], false, "{account}");
+                    *per_app
+                        .entry(account["appid"].as_str().unwrap().to_owned())
+                        .or_default() += 1;
+                }
+            }
+        }
+        let expected: u64 = per_app.values().map(|n| n.div_ceil(100) as u64).sum();
+        assert!(
+            per_app.len() == appids.len() && expected > per_app.len() as u64,
+            "the accounts span every app, some app with more than 100: {per_app:?}"
+        );
+        assert_eq!(batchget_calls(&app), expected, "{backend:?}: {per_app:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_that_discover_one_unionid_create_one_person() {
+    for backend in backends() {
+        let world = official_accounts_world(200);
+        let app = spawn_app_in(backend, Clock::system(), world, |_| {}).await;
         let appids = register_official_accounts(&app).await;
         let mut found = None;
         for i in 0..200 {
