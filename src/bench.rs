@@ -56,12 +56,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         people: 2000,
         apps: 3,
         unbound_share: 0.0,
-        kinds: KindMix {
-            oa: 1.0,
-            mp: 0.0,
-            app: 0.0,
-            web: 0.0,
-        },
+        kinds: KindMix::OFFICIAL_ACCOUNTS,
         ..SimConfig::default()
     })
     .await?;

@@ -93,6 +93,16 @@ pub struct KindMix {
     pub web: f64,
 }
 
+impl KindMix {
+    /// Official accounts only.
+    pub const OFFICIAL_ACCOUNTS: Self = Self {
+        oa: 1.0,
+        mp: 0.0,
+        app: 0.0,
+        web: 0.0,
+    };
+}
+
 impl Default for KindMix {
     fn default() -> Self {
         Self {

@@ -101,6 +101,13 @@ async fn sim_control(app: &TestApp, method: reqwest::Method, path: &str, body: V
         .unwrap();
 }
 
+/// Makes the simulator's `user/info/batchget` misbehave as `fault` says
+/// (`latency_ms`, `hang`, `errcode`, …).
+async fn batchget_fault(app: &TestApp, mut fault: Value) {
+    fault["path"] = json!("/cgi-bin/user/info/batchget");
+    sim_control(app, reqwest::Method::POST, "/_sim/faults", fault).await;
+}
+
 fn batchget_calls(app: &TestApp) -> u64 {
     app.sim
         .sim
@@ -347,12 +354,7 @@ fn official_accounts_world(people: u32) -> SimConfig {
         people,
         apps: 4,
         unbound_share: 0.0,
-        kinds: KindMix {
-            oa: 1.0,
-            mp: 0.0,
-            app: 0.0,
-            web: 0.0,
-        },
+        kinds: KindMix::OFFICIAL_ACCOUNTS,
         ..SimConfig::default()
     }
 }
@@ -418,13 +420,7 @@ async fn concurrent_refreshes_that_discover_one_unionid_create_one_person() {
         app.upsert(json!([{ "appid": a, "openid": oa }, { "appid": b, "openid": ob }]))
             .await;
         // WeChat takes its time, so both fetches land together.
-        sim_control(
-            &app,
-            reqwest::Method::POST,
-            "/_sim/faults",
-            json!({ "path": "/cgi-bin/user/info/batchget", "latency_ms": 200 }),
-        )
-        .await;
+        batchget_fault(&app, json!({ "latency_ms": 200 })).await;
         let query = "query($a: String!, $o: String!) { account(appid: $a, openid: $o) { unionid person { unionid } } }";
         let (first, second) = futures::join!(
             app.data(query, json!({ "a": a, "o": oa })),
@@ -459,13 +455,7 @@ async fn concurrent_queries_for_one_stale_person_share_one_call_per_app() {
     assert!(apps_involved > 0);
     sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
     // WeChat takes its time, so the requests overlap the first one's fetch.
-    sim_control(
-        &app,
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({ "path": "/cgi-bin/user/info/batchget", "latency_ms": 300 }),
-    )
-    .await;
+    batchget_fault(&app, json!({ "latency_ms": 300 })).await;
     let query = "query($u: String!) { person(unionid: $u) { accounts { nickname stale } } }";
     let calls = (0..50).map(|_| app.data(query, json!({ "u": unionid })));
     for data in futures::future::join_all(calls).await {
@@ -482,13 +472,7 @@ async fn concurrent_queries_for_one_stale_person_share_one_call_per_app() {
 async fn when_wechat_hangs_reads_answer_within_the_budget_from_the_store() {
     let (app, appids) = setup_with(Backend::Sqlite, |s| s.server.refresh_budget_ms = 300).await;
     import(&app, &appids, 20).await;
-    sim_control(
-        &app,
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({ "path": "/cgi-bin/user/info/batchget", "hang": true }),
-    )
-    .await;
+    batchget_fault(&app, json!({ "hang": true })).await;
     let started = Instant::now();
     let data = app.data(PAGE, json!({})).await;
     // The budget is 300 ms; a hang would otherwise last the client's timeout and retries.
@@ -530,13 +514,7 @@ async fn waiting_for_the_other_root_fields_counts_against_the_budget() {
             .into_iter()
             .next()
             .expect("person 0 follows a registered official account");
-        sim_control(
-            &app,
-            reqwest::Method::POST,
-            "/_sim/faults",
-            json!({ "path": "/cgi-bin/user/info/batchget", "hang": true }),
-        )
-        .await;
+        batchget_fault(&app, json!({ "hang": true })).await;
         // `slow` cannot read the people for half the budget.
         let lock = app.state.db().begin().await.unwrap();
         lock.execute_unprepared("LOCK TABLE person IN ACCESS EXCLUSIVE MODE")
@@ -576,13 +554,7 @@ async fn waiting_for_the_other_root_fields_counts_against_the_budget() {
 async fn when_wechat_fails_the_store_is_kept_and_the_error_recorded() {
     let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
     import(&app, &appids, 20).await;
-    sim_control(
-        &app,
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({ "path": "/cgi-bin/user/info/batchget", "errcode": 45009 }),
-    )
-    .await;
+    batchget_fault(&app, json!({ "errcode": 45009 })).await;
     let data = app.data(PAGE, json!({})).await;
     for person in data["people"]["nodes"].as_array().unwrap() {
         for account in person["accounts"].as_array().unwrap() {

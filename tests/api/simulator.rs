@@ -366,12 +366,7 @@ async fn user_get_pages_in_follow_order_and_ends_ambiguously() {
         seed: 7,
         people: 80_000,
         apps: 1,
-        kinds: KindMix {
-            oa: 1.0,
-            mp: 0.0,
-            app: 0.0,
-            web: 0.0,
-        },
+        kinds: KindMix::OFFICIAL_ACCOUNTS,
         ..SimConfig::default()
     })
     .await;
