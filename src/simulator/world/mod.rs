@@ -8,11 +8,19 @@
 //! sorted `Vec<u32>` (seeded follows, whose follow time grows with the person
 //! index), a short list of later follows, and a membership bitset: about
 //! 4.1 bytes per follower and 1 bit per person.
+//!
+//! - [`follows`]: the followers of each official account;
+//! - [`people`]: a person's profile and subscriptions, derived on demand.
+
+mod follows;
+mod people;
 
 use std::collections::HashMap;
 
 use super::codec::{ALPHABET, Codec, IdKind, chars, hash, unit};
 use super::{KindMix, SimConfig};
+
+pub(crate) use follows::Follows;
 
 /// The four kinds of app on an open platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,100 +66,6 @@ pub(crate) struct AppDef {
     pub gh_id: Option<String>,
 }
 
-/// The followers of one official account, in follow order.
-#[derive(Debug, Default)]
-pub(crate) struct Follows {
-    /// Seeded follows, ascending person index (which is also follow order).
-    base: Vec<u32>,
-    /// Follows added later, in the order they happened, with their time.
-    extra: Vec<(u32, u64)>,
-    /// One bit per person: following now.
-    member: Vec<u64>,
-}
-
-impl Follows {
-    fn with_people(people: u32) -> Self {
-        Self {
-            base: Vec::new(),
-            extra: Vec::new(),
-            member: vec![0; (people as usize).div_ceil(64)],
-        }
-    }
-
-    /// Whether `person` follows.
-    pub(crate) fn contains(&self, person: u32) -> bool {
-        let i = person as usize;
-        self.member
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    fn set(&mut self, person: u32, on: bool) {
-        let i = person as usize;
-        if let Some(w) = self.member.get_mut(i / 64) {
-            if on {
-                *w |= 1 << (i % 64);
-            } else {
-                *w &= !(1 << (i % 64));
-            }
-        }
-    }
-
-    /// How many people follow.
-    pub(crate) fn total(&self) -> usize {
-        self.base.len() + self.extra.len()
-    }
-
-    /// The follow time of a later follow, if `person` followed after seeding.
-    pub(crate) fn later_time(&self, person: u32) -> Option<u64> {
-        self.extra.iter().find(|(p, _)| *p == person).map(|e| e.1)
-    }
-
-    /// Adds a follow at time `now`; false if already following.
-    pub(crate) fn add(&mut self, person: u32, now: u64) -> bool {
-        if self.contains(person) {
-            return false;
-        }
-        self.extra.push((person, now));
-        self.set(person, true);
-        true
-    }
-
-    /// Removes a follow; false if not following.
-    pub(crate) fn remove(&mut self, person: u32) -> bool {
-        if !self.contains(person) {
-            return false;
-        }
-        if let Ok(i) = self.base.binary_search(&person) {
-            self.base.remove(i);
-        } else {
-            self.extra.retain(|(p, _)| *p != person);
-        }
-        self.set(person, false);
-        true
-    }
-
-    /// Up to `limit` followers after `after` (from the start when `None`);
-    /// `None` when `after` does not follow.
-    pub(crate) fn page(&self, after: Option<u32>, limit: usize) -> Option<Vec<u32>> {
-        let start = match after {
-            None => 0,
-            Some(p) => match self.base.binary_search(&p) {
-                Ok(i) => i + 1,
-                Err(_) => self.base.len() + self.extra.iter().position(|e| e.0 == p)? + 1,
-            },
-        };
-        let base = self.base.iter().copied();
-        let extra = self.extra.iter().map(|e| e.0);
-        Some(base.chain(extra).skip(start).take(limit).collect())
-    }
-
-    /// Heap bytes held.
-    fn bytes(&self) -> usize {
-        self.base.capacity() * 4 + self.extra.capacity() * 16 + self.member.capacity() * 8
-    }
-}
-
 /// A person's profile as WeChat knows it (before the 2021 blanking).
 #[derive(Debug, Clone)]
 pub(crate) struct Profile {
@@ -185,41 +99,6 @@ pub(crate) struct World {
     by_appid: HashMap<String, usize>,
     codec: Codec,
 }
-
-const FIRST: [&str; 16] = [
-    "小", "阿", "大", "老", "Lucky", "Sunny", "🌸", "木子", "一只", "Ms.", "安", "晨", "Coco",
-    "夏天", "Mr.", "静",
-];
-const SECOND: [&str; 16] = [
-    "明", "杰", "鱼", "王", "Star", "猫", "🍀", "李", "兔子", "Lily", "然", "风", "Kiki", "的海",
-    "Chen", "好",
-];
-const PLACES: [(&str, &str, &str); 8] = [
-    ("广州", "广东", "中国"),
-    ("深圳", "广东", "中国"),
-    ("杭州", "浙江", "中国"),
-    ("成都", "四川", "中国"),
-    ("朝阳", "北京", "中国"),
-    ("浦东新区", "上海", "中国"),
-    ("", "", "新加坡"),
-    ("", "", ""),
-];
-const SCENES: [&str; 11] = [
-    "ADD_SCENE_SEARCH",
-    "ADD_SCENE_QR_CODE",
-    "ADD_SCENE_PROFILE_CARD",
-    "ADD_SCENE_ACCOUNT_MIGRATION",
-    "ADD_SCENE_PROFILE_LINK",
-    "ADD_SCENE_PROFILE_ITEM",
-    "ADD_SCENE_PAID",
-    "ADD_SCENE_WECHAT_ADVERTISEMENT",
-    "ADD_SCENE_LIVESTREAM",
-    "ADD_SCENE_CHANNELS",
-    "ADD_SCENE_OTHERS",
-];
-/// Seeded follows happen between 2015-01-01 and 2024-01-01.
-const FOLLOW_START: u64 = 1_420_070_400;
-const FOLLOW_SPAN: u64 = 283_996_800;
 
 impl World {
     /// Builds the world `config` describes.
@@ -316,66 +195,6 @@ impl World {
         }
     }
 
-    /// A person's profile.
-    pub(crate) fn profile(&self, person: u32) -> Profile {
-        let p = u64::from(person);
-        let h = hash(self.seed, &[8, p]);
-        let mut nickname = String::new();
-        nickname.push_str(FIRST[(h & 15) as usize]);
-        nickname.push_str(SECOND[(h >> 4 & 15) as usize]);
-        // About one nickname in 40 carries a raw control character, as real ones do.
-        if (h >> 8).is_multiple_of(40) {
-            nickname.push(if (h >> 14) & 1 == 0 { '\u{1}' } else { '\u{8}' });
-            nickname.push('✨');
-        }
-        let place = PLACES[(h >> 16 & 7) as usize];
-        let language = match (h >> 20) % 20 {
-            0 | 1 => "en",
-            2 => "zh_TW",
-            _ => "zh_CN",
-        };
-        Profile {
-            nickname,
-            sex: ((h >> 28) % 3) as u8,
-            sex_as_string: (h >> 32).is_multiple_of(5),
-            language,
-            city: place.0,
-            province: place.1,
-            country: place.2,
-            headimgurl: format!(
-                "https://avatar.sandbox.invalid/mmopen/{}/132",
-                chars(self.seed, &[9, p], 40, &ALPHABET[..62])
-            ),
-        }
-    }
-
-    /// The details of `person` following `app` (meaningful when they follow).
-    pub(crate) fn subscription(&self, app: usize, person: u32) -> Subscription {
-        let (a, p) = (app as u64, u64::from(person));
-        let h = hash(self.seed, &[10, a, p]);
-        let step = (FOLLOW_SPAN / u64::from(self.people.max(1))).max(1);
-        let time = self.follows[app]
-            .later_time(person)
-            .unwrap_or(FOLLOW_START + p * step + h % step);
-        let scene = SCENES[((h >> 20) % SCENES.len() as u64) as usize];
-        let tags = match (h >> 30) % 6 {
-            0 => vec![2],
-            1 => vec![100, 101],
-            2 => vec![102],
-            _ => Vec::new(),
-        };
-        Subscription {
-            time,
-            scene,
-            qr_scene: if scene == "ADD_SCENE_QR_CODE" {
-                1000 + (h >> 40) % 100
-            } else {
-                0
-            },
-            tags,
-        }
-    }
-
     /// Heap bytes held by the follow data (for the start-up summary).
     pub(crate) fn follow_bytes(&self) -> usize {
         self.follows.iter().map(Follows::bytes).sum()
@@ -460,22 +279,5 @@ mod tests {
             .count();
         assert!(oa >= 3, "{kinds:?}");
         assert_eq!(kinds.len(), 6);
-    }
-
-    #[test]
-    fn follows_page_and_change() {
-        let mut f = Follows::with_people(100);
-        for p in [1, 5, 9] {
-            f.base.push(p);
-            f.set(p, true);
-        }
-        assert!(f.add(50, 10));
-        assert!(!f.add(5, 10));
-        assert_eq!(f.page(None, 2), Some(vec![1, 5]));
-        assert_eq!(f.page(Some(5), 10), Some(vec![9, 50]));
-        assert_eq!(f.page(Some(50), 10), Some(vec![]));
-        assert!(f.remove(5));
-        assert_eq!(f.page(Some(5), 10), None);
-        assert_eq!(f.total(), 3);
     }
 }
