@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 use super::faults::Fault;
 use super::world::World;
-use super::{KindMix, SimConfig, SimState, Simulator, push, quota, sns};
+use super::{KindMix, SimConfig, SimState, Simulator, quota, sns};
 
-/// The `/_sim` routes.
+/// The `/_sim` routes (but `/_sim/push`, which `super::push` serves).
 pub(crate) fn router() -> Router<Simulator> {
     Router::new()
         .route("/_sim/apps", get(apps))
@@ -37,7 +37,6 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/_sim/clock/advance", post(advance_clock))
         .route("/_sim/codes", post(codes))
         .route("/_sim/people/{index}", get(person))
-        .route("/_sim/push", post(push::push))
 }
 
 /// A control-plane refusal.

@@ -257,7 +257,10 @@ impl Simulator {
                 self.clone(),
                 faults::count_calls,
             ));
-        wechat.merge(control::router()).with_state(self.clone())
+        wechat
+            .merge(control::router())
+            .route("/_sim/push", post(push::push))
+            .with_state(self.clone())
     }
 
     /// Binds `127.0.0.1:0` and serves in the background.
