@@ -20,6 +20,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::store::{SqliteLocation, sqlite_location};
+
 const SEALED_PREFIX: &str = "v1:";
 const NONCE_LEN: usize = 12;
 
@@ -117,7 +119,7 @@ impl MasterKey {
         if let Some(text) = setting {
             return Ok((Self::parse(text.expose_secret())?, KeyOrigin::Setting));
         }
-        match sqlite_path(database_url) {
+        match sqlite_location(database_url) {
             SqliteLocation::NotSqlite => Err(CryptoError::KeyRequired),
             SqliteLocation::Memory => Ok((Self::generate().0, KeyOrigin::Ephemeral)),
             SqliteLocation::File(db) => {
@@ -225,31 +227,6 @@ pub fn decode_encoding_aes_key(key: &str) -> Option<[u8; 32]> {
     LENIENT.decode(format!("{key}=")).ok()?.try_into().ok()
 }
 
-/// Where a database URL puts a SQLite database.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SqliteLocation {
-    /// Not a SQLite URL.
-    NotSqlite,
-    /// An in-memory database.
-    Memory,
-    /// A database file.
-    File(PathBuf),
-}
-
-/// Finds the SQLite file of a `sqlite:` URL.
-pub fn sqlite_path(database_url: &str) -> SqliteLocation {
-    let Some(rest) = database_url.strip_prefix("sqlite:") else {
-        return SqliteLocation::NotSqlite;
-    };
-    let rest = rest.trim_start_matches("//");
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
-        SqliteLocation::Memory
-    } else {
-        SqliteLocation::File(PathBuf::from(path))
-    }
-}
-
 /// The key file that goes with a SQLite database file: `<db>.master.key`.
 pub fn key_file_for(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
@@ -302,22 +279,5 @@ mod tests {
         assert_eq!(&key[..4], &[0x91, 0x6c, 0x4f, 0x11]);
         assert!(decode_encoding_aes_key("too-short").is_none());
         assert!(decode_encoding_aes_key(&"!".repeat(43)).is_none());
-    }
-
-    #[test]
-    fn sqlite_urls_locate_their_file() {
-        assert_eq!(
-            sqlite_path("sqlite://union360.db?mode=rwc"),
-            SqliteLocation::File("union360.db".into())
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/u.db"),
-            SqliteLocation::File("/var/lib/u.db".into())
-        );
-        assert_eq!(sqlite_path("sqlite::memory:"), SqliteLocation::Memory);
-        assert_eq!(
-            sqlite_path("postgres://postgres@127.0.0.1/x"),
-            SqliteLocation::NotSqlite
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! Domain values parsed at the edge: identifiers, app kinds and profile sources.
+//! Domain values parsed at the edge: identifiers, app kinds, profile sources and token endpoints.
 //!
 //! Everything that enters union360 (GraphQL arguments, CLI flags, WeChat
 //! responses) is parsed into these types first, so invalid input never gets
@@ -152,7 +152,7 @@ impl fmt::Display for AppId {
 }
 
 /// The four kinds of app an open platform account can bind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AppKind {
     /// An official account (公众号): has followers, callback pushes and `user/info`.
     OfficialAccount,
@@ -200,8 +200,43 @@ impl FromStr for AppKind {
     }
 }
 
+/// Which WeChat endpoint issues access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenEndpoint {
+    /// `POST /cgi-bin/stable_token`: the same token for every caller until it nears expiry (recommended).
+    #[default]
+    Stable,
+    /// `GET /cgi-bin/token`: a new token per call, invalidating the previous one after 5 minutes.
+    Classic,
+}
+
+impl fmt::Display for TokenEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stable => "stable",
+            Self::Classic => "classic",
+        })
+    }
+}
+
+impl FromStr for TokenEndpoint {
+    type Err = ParseError;
+
+    /// Accepts `stable` or `classic`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "stable" => Ok(Self::Stable),
+            "classic" => Ok(Self::Classic),
+            _ => Err(ParseError::Malformed {
+                what: "token endpoint",
+                why: "expected stable or classic",
+            }),
+        }
+    }
+}
+
 /// Where a profile value came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProfileSource {
     /// Imported by an operator or a backfill (`upsertAccounts`).
     Import,
@@ -286,6 +321,14 @@ mod tests {
         assert!(AppId::parse("49f0ab532d5d035a").is_err());
         assert!(AppId::parse("wx-bad").is_err());
         assert!(AppId::parse("wx").is_err());
+    }
+
+    #[test]
+    fn token_endpoints_parse_as_they_print() {
+        for endpoint in [TokenEndpoint::Stable, TokenEndpoint::Classic] {
+            assert_eq!(endpoint.to_string().parse(), Ok(endpoint));
+        }
+        assert!("fast".parse::<TokenEndpoint>().is_err());
     }
 
     #[test]

@@ -7,31 +7,43 @@
 //!
 //! # Layout
 //!
-//! - [`bench`]: the benchmark harness (`union360 bench`).
-//! - [`cli`]: the command line (`serve`, `migrate`, `schema`, `app`, `simulator`); `main.rs` only calls it.
-//! - [`settings`]: typed settings from flags, environment and `.env`.
+//! Layers point one way: `http → graphql → services → store / wechat /
+//! domain`. Services take what they need explicitly and know nothing of
+//! GraphQL, HTTP or the application state.
+//!
+//! - [`cli`]: the command line, one file per command (`serve`, `migrate`, `schema`, `app`,
+//!   `simulator`, `bench`); `main.rs` only calls it.
+//! - [`settings`]: typed settings from flags, environment and `.env`, each default declared once.
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
+//! - [`state`]: the composition root: builds each service from explicit parts.
 //! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks.
-//! - [`graphql`]: the schema, one module per domain, batch loaders, pagination, errors.
-//! - services: [`identity`] (accounts, persons, the identity rules), [`apps`] (registration),
-//!   [`refresh`] (profiles from WeChat).
+//! - [`graphql`]: the schema, one module per domain (object, query, mutation), the
+//!   per-request context, batch loading, the query-wide refresh round, errors.
+//! - services:
+//!   - [`identity`]: every write to the identity graph (the identity rules) and the read
+//!     service (lookups, pages, relations, a person's best profile);
+//!   - [`apps`]: registering apps, their secrets, and the in-memory copy of them;
+//!   - [`refresh`]: profiles from WeChat: the freshness rule, fetching, single flight,
+//!     leases, and the refresh of what one read touched within its budget.
 //! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
 //!   `entity` crate and migrations in the `migration` crate.
+//! - [`error`]: the error policy (which error type where, what a client sees, what is logged).
 //! - [`crypto`]: sealing secrets at rest under the master key.
 //! - [`domain`]: identifiers and enums parsed at the edge.
 //! - [`wechat`]: the WeChat API client (tokens, retries, breakers, lenient decoding) and the
 //!   message-push crypto (signatures, safe-mode cipher, XML).
-//! - [`clock`]: injectable time for expiry and breakers.
+//! - [`clock`]: injectable time for freshness, tokens, breakers, leases and the app cache.
 //! - [`metrics`]: Prometheus counters and histograms (`GET /metrics`).
+//! - [`telemetry`]: logging set-up.
 //! - [`simulator`]: a local WeChat sandbox (the WeChat API plus a `/_sim` control plane)
 //!   for tests, the demo and benchmarks.
 
 pub mod apps;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod crypto;
 pub mod domain;
+pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod identity;

@@ -3,18 +3,35 @@
 //! Every setting is a flag with an environment twin (clap `env`), so the
 //! same binary is configured the same way by a shell, a `.env` file, a
 //! container or a test, which builds a [`Settings`] value directly instead
-//! of touching the process environment.
+//! of touching the process environment. Each default is declared once, as a
+//! constant below, and serves both the flags and [`Settings::new`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
 use secrecy::SecretString;
 
-use crate::wechat::TokenEndpoint;
+use crate::domain::TokenEndpoint;
 
 /// The default database: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://union360.db?mode=rwc";
+/// The default listening address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// The default base URL of the WeChat API.
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+/// The default freshness TTL, in seconds (24 hours).
+pub const DEFAULT_FRESHNESS_TTL_SECS: i64 = 86_400;
+/// The default refresh budget of one request, in milliseconds.
+pub const DEFAULT_REFRESH_BUDGET_MS: u64 = 800;
+/// The default largest request body, in bytes (2 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// The default deepest GraphQL selection.
+pub const DEFAULT_MAX_DEPTH: usize = 16;
+/// The default highest GraphQL query complexity.
+pub const DEFAULT_MAX_COMPLEXITY: usize = 50_000;
+/// The default shutdown grace period, in seconds.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
 /// Where to find the database.
 #[derive(Clone, Args)]
@@ -38,7 +55,7 @@ impl std::fmt::Debug for DatabaseSettings {
     /// Shows the database URL without its password, and never the master key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
-            .field("database_url", &crate::startup::redact(&self.database_url))
+            .field("database_url", &crate::store::redact(&self.database_url))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .finish()
     }
@@ -48,41 +65,37 @@ impl std::fmt::Debug for DatabaseSettings {
 #[derive(Debug, Clone, Args)]
 pub struct ServerSettings {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "UNION360_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "UNION360_LISTEN", default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Base URL of the WeChat API (point it at `union360 simulator` to develop offline).
-    #[arg(
-        long,
-        env = "WECHAT_API_BASE",
-        default_value = "https://api.weixin.qq.com"
-    )]
+    #[arg(long, env = "WECHAT_API_BASE", default_value = DEFAULT_WECHAT_API_BASE)]
     pub wechat_api_base: String,
 
     /// Which WeChat endpoint issues access tokens: `stable` (`cgi-bin/stable_token`,
     /// safe for several instances) or `classic` (`cgi-bin/token`).
-    #[arg(long, env = "UNION360_WECHAT_TOKEN_ENDPOINT", value_enum, default_value_t = TokenEndpoint::Stable)]
+    #[arg(long, env = "UNION360_WECHAT_TOKEN_ENDPOINT", default_value_t = TokenEndpoint::Stable)]
     pub wechat_token_endpoint: TokenEndpoint,
 
     /// How long an account's profile stays fresh, in seconds, for apps without their own TTL.
-    #[arg(long, env = "UNION360_FRESHNESS_TTL_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "UNION360_FRESHNESS_TTL_SECS", default_value_t = DEFAULT_FRESHNESS_TTL_SECS)]
     pub freshness_ttl_secs: i64,
 
     /// How long a request may wait for stale profiles to be refreshed from
     /// WeChat, in milliseconds; past it the stored profile is served, marked stale.
-    #[arg(long, env = "UNION360_REFRESH_BUDGET_MS", default_value_t = 800)]
+    #[arg(long, env = "UNION360_REFRESH_BUDGET_MS", default_value_t = DEFAULT_REFRESH_BUDGET_MS)]
     pub refresh_budget_ms: u64,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "UNION360_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, env = "UNION360_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
 
     /// Deepest accepted GraphQL selection.
-    #[arg(long, env = "UNION360_MAX_DEPTH", default_value_t = 16)]
+    #[arg(long, env = "UNION360_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
 
     /// Highest accepted GraphQL query complexity.
-    #[arg(long, env = "UNION360_MAX_COMPLEXITY", default_value_t = 50_000)]
+    #[arg(long, env = "UNION360_MAX_COMPLEXITY", default_value_t = DEFAULT_MAX_COMPLEXITY)]
     pub max_complexity: usize,
 
     /// Whether schema introspection is allowed (GraphiQL needs it).
@@ -90,8 +103,26 @@ pub struct ServerSettings {
     pub introspection: bool,
 
     /// Seconds to let in-flight requests finish on shutdown.
-    #[arg(long, env = "UNION360_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    #[arg(long, env = "UNION360_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    /// Every server setting at its default (the environment is not read).
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            wechat_api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
+            wechat_token_endpoint: TokenEndpoint::Stable,
+            freshness_ttl_secs: DEFAULT_FRESHNESS_TTL_SECS,
+            refresh_budget_ms: DEFAULT_REFRESH_BUDGET_MS,
+            body_limit: DEFAULT_BODY_LIMIT,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_complexity: DEFAULT_MAX_COMPLEXITY,
+            introspection: true,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+        }
+    }
 }
 
 /// Everything `union360 serve` needs.
@@ -111,18 +142,7 @@ impl Settings {
                 database_url: database_url.into(),
                 master_key: None,
             },
-            server: ServerSettings {
-                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-                wechat_api_base: "https://api.weixin.qq.com".to_owned(),
-                wechat_token_endpoint: TokenEndpoint::Stable,
-                freshness_ttl_secs: 86_400,
-                refresh_budget_ms: 800,
-                body_limit: 2 * 1024 * 1024,
-                max_depth: 16,
-                max_complexity: 50_000,
-                introspection: true,
-                shutdown_grace_secs: 10,
-            },
+            server: ServerSettings::default(),
         }
     }
 

@@ -50,7 +50,7 @@ impl Application {
         crate::metrics::install();
         let store = store::connect(&url)
             .await
-            .with_context(|| format!("connecting to the database ({})", redact(&url)))?;
+            .with_context(|| format!("connecting to the database ({})", store::redact(&url)))?;
         let applied = store::migrate(&store.db)
             .await
             .context("applying database migrations")?;
@@ -138,37 +138,4 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
-}
-
-/// A database URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_redacted_from_database_urls() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            super::redact("postgres://postgres@127.0.0.1/test"),
-            "postgres://postgres@127.0.0.1/test"
-        );
-        assert_eq!(
-            super::redact("sqlite://u.db?mode=rwc"),
-            "sqlite://u.db?mode=rwc"
-        );
-    }
 }

@@ -1,13 +1,18 @@
-//! The application state shared by every request.
+//! The application state: the composition root that hands each service to
+//! the HTTP and GraphQL layers.
+//!
+//! Services never see it: [`AppState::new`] builds each from explicit parts
+//! (a connection, the WeChat client, the apps service, a clock, its own
+//! settings), and only `http` and `graphql` read them back from here.
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-use crate::apps::AppCache;
+use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
-use crate::refresh::Refresher;
+use crate::refresh::{RefreshSettings, Refresher};
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::wechat::WechatClient;
@@ -16,27 +21,19 @@ use crate::wechat::WechatClient;
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
 
-/// What [`AppState`] holds.
 #[derive(Debug)]
-pub struct Inner {
-    /// The database.
-    pub store: Store,
-    /// The key that seals secrets at rest.
-    pub master_key: MasterKey,
-    /// The settings the server was built with.
-    pub settings: Settings,
-    /// The WeChat API client.
-    pub wechat: WechatClient,
-    /// Refreshes in flight (process-wide single flight).
-    pub refresher: Refresher,
-    /// The registered apps, kept in memory.
-    pub apps: AppCache,
-    /// The time source of freshness, tokens and breakers.
-    pub clock: Clock,
+struct Inner {
+    store: Store,
+    master_key: MasterKey,
+    settings: Settings,
+    wechat: Arc<WechatClient>,
+    apps: Apps,
+    refresher: Refresher,
+    clock: Clock,
 }
 
 impl AppState {
-    /// Wraps the parts into a shared state.
+    /// Builds the services over the parts.
     pub fn new(
         store: Store,
         master_key: MasterKey,
@@ -44,13 +41,25 @@ impl AppState {
         wechat: WechatClient,
         clock: Clock,
     ) -> Self {
+        let wechat = Arc::new(wechat);
+        let apps = Apps::new(store.db.clone(), master_key.clone(), clock.clone());
+        let refresher = Refresher::new(
+            store.db.clone(),
+            wechat.clone(),
+            apps.clone(),
+            clock.clone(),
+            RefreshSettings {
+                default_ttl: settings.freshness_ttl(),
+                budget: settings.refresh_budget(),
+            },
+        );
         Self(Arc::new(Inner {
             store,
             master_key,
             settings,
             wechat,
-            refresher: Refresher::default(),
-            apps: AppCache::default(),
+            apps,
+            refresher,
             clock,
         }))
     }
@@ -60,13 +69,13 @@ impl AppState {
         self.0.clock.now()
     }
 
-    /// Refreshes in flight.
+    /// The refresh service.
     pub fn refresher(&self) -> &Refresher {
         &self.0.refresher
     }
 
-    /// The registered apps, kept in memory.
-    pub fn apps(&self) -> &AppCache {
+    /// The apps service.
+    pub fn apps(&self) -> &Apps {
         &self.0.apps
     }
 

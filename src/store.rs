@@ -6,6 +6,7 @@
 //! writer) with a busy timeout, and write transactions start `IMMEDIATE`
 //! so that concurrent writers queue instead of failing on lock upgrade.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,10 +43,7 @@ pub async fn connect(url: &str) -> Result<Store, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     // Every connection to an in-memory SQLite database is a database of its
     // own: keep one, or migrations and reads would not meet.
-    let in_memory = matches!(
-        crate::crypto::sqlite_path(url),
-        crate::crypto::SqliteLocation::Memory
-    );
+    let in_memory = sqlite_location(url) == SqliteLocation::Memory;
     options
         .max_connections(if in_memory { 1 } else { 16 })
         .min_connections(1)
@@ -91,4 +89,78 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         _ => TransactionOptions::default(),
     };
     db.begin_with_options(options).await
+}
+
+/// Where a database URL puts a SQLite database.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SqliteLocation {
+    /// Not a SQLite URL.
+    NotSqlite,
+    /// An in-memory database.
+    Memory,
+    /// A database file.
+    File(PathBuf),
+}
+
+/// Finds the SQLite file of a `sqlite:` URL.
+pub fn sqlite_location(database_url: &str) -> SqliteLocation {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+        return SqliteLocation::NotSqlite;
+    };
+    let rest = rest.trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        SqliteLocation::Memory
+    } else {
+        SqliteLocation::File(PathBuf::from(path))
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redact("sqlite://u.db?mode=rwc"), "sqlite://u.db?mode=rwc");
+    }
+
+    #[test]
+    fn sqlite_urls_locate_their_file() {
+        assert_eq!(
+            sqlite_location("sqlite://union360.db?mode=rwc"),
+            SqliteLocation::File("union360.db".into())
+        );
+        assert_eq!(
+            sqlite_location("sqlite:///var/lib/u.db"),
+            SqliteLocation::File("/var/lib/u.db".into())
+        );
+        assert_eq!(sqlite_location("sqlite::memory:"), SqliteLocation::Memory);
+        assert_eq!(
+            sqlite_location("postgres://postgres@127.0.0.1/x"),
+            SqliteLocation::NotSqlite
+        );
+    }
 }

@@ -26,6 +26,9 @@ pub struct Model {
     pub unionid_conflict: Option<String>,
     /// When the conflicting UnionID was last reported.
     pub unionid_conflict_at: Option<DateTimeUtc>,
+    /// Whether the openid belongs to a snapshot-page virtual user
+    /// (`is_snapshotuser`): such an account never creates or joins a person.
+    pub snapshot_user: bool,
     /// Whether the user follows the (official account) app; `None` when unknown.
     pub subscribed: Option<bool>,
     /// Last follow time.

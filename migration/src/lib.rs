@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_identity;
 mod m20261124_000002_access_token;
 mod m20261124_000003_refresh_lease;
+mod m20261201_000004_snapshot_user;
 
 /// The ordered list of union360 migrations.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_identity::Migration),
             Box::new(m20261124_000002_access_token::Migration),
             Box::new(m20261124_000003_refresh_lease::Migration),
+            Box::new(m20261201_000004_snapshot_user::Migration),
         ]
     }
 }

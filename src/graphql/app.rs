@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 use entity::app;
 use secrecy::SecretString;
 
+use super::context::ContextExt;
+use super::enums::AppKind;
 use super::error::{ApiResult, ResultExt};
 use crate::apps::{self, NewApp};
-use crate::domain::{AppId, AppKind};
-use crate::state::AppState;
+use crate::domain::AppId;
 
 /// A stored app as the API shows it.
 pub struct App(pub(crate) app::Model);
@@ -24,7 +25,7 @@ impl App {
 
     /// What kind of app this is.
     async fn kind(&self) -> Option<AppKind> {
-        apps::kind_of(&self.0)
+        apps::kind_of(&self.0).map(AppKind::from)
     }
 
     /// The display name given at registration.
@@ -67,16 +68,14 @@ impl AppQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The WeChat appid (`wx…`).")] appid: String,
     ) -> ApiResult<Option<App>> {
-        let state = ctx.data::<AppState>()?;
         let appid = AppId::parse(appid).api()?;
-        let found = apps::find(state.db(), &appid).await.api()?;
+        let found = ctx.state()?.apps().find(&appid).await.api()?;
         Ok(found.map(App))
     }
 
     /// Every registered app, in registration order.
     async fn apps(&self, ctx: &Context<'_>) -> ApiResult<Vec<App>> {
-        let state = ctx.data::<AppState>()?;
-        let all = apps::list(state.db()).await.api()?;
+        let all = ctx.state()?.apps().list().await.api()?;
         Ok(all.into_iter().map(App).collect())
     }
 }
@@ -116,25 +115,21 @@ impl AppMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The app and its secrets.")] input: RegisterAppInput,
     ) -> ApiResult<App> {
-        let state = ctx.data::<AppState>()?;
         let new = NewApp {
             appid: AppId::parse(input.appid).api()?,
-            kind: input.kind,
+            kind: input.kind.into(),
             name: input.name,
             secret: SecretString::from(input.secret),
             callback_token: input.callback_token.map(SecretString::from),
             aes_key: input.encoding_aes_key.map(SecretString::from),
             freshness_ttl_secs: input.freshness_ttl_seconds,
         };
-        let model = apps::register(state.db(), state.master_key(), new, state.now())
-            .await
-            .api()?;
-        state.apps().invalidate();
-        tracing::info!(app.appid = %model.appid, app.kind = %model.kind, "app registered");
+        let model = ctx.state()?.apps().register(new).await.api()?;
         Ok(App(model))
     }
 
     /// Sets how long an app's profiles stay fresh (null: the server's default).
+    /// Fails with NOT_FOUND when the app is not registered.
     async fn set_freshness_ttl(
         &self,
         ctx: &Context<'_>,
@@ -143,12 +138,8 @@ impl AppMutation {
             i64,
         >,
     ) -> ApiResult<App> {
-        let state = ctx.data::<AppState>()?;
         let appid = AppId::parse(appid).api()?;
-        let model = apps::set_freshness_ttl(state.db(), &appid, seconds, state.now())
-            .await
-            .api()?;
-        state.apps().invalidate();
-        Ok(App(model))
+        let apps = ctx.state()?.apps();
+        Ok(App(apps.set_freshness_ttl(&appid, seconds).await.api()?))
     }
 }

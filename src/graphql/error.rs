@@ -1,16 +1,16 @@
-//! Errors at the GraphQL edge.
+//! Errors at the GraphQL edge: every service error mapped to its
+//! [`ErrorCode`], in one place (the policy is [`crate::error`]).
 //!
-//! Every error a resolver returns carries `extensions.code`, one of
-//! `NOT_FOUND`, `BAD_USER_INPUT`, `UNAUTHENTICATED`, `FORBIDDEN`,
-//! `UPSTREAM_UNAVAILABLE` or `INTERNAL`, so clients can branch on it. An
-//! internal error is logged once here with its cause and shown only as
-//! "internal error": database messages never reach a client.
+//! An internal error is logged once here with its cause chain and shown
+//! only as "internal error": database messages never reach a client.
 
 use async_graphql::ErrorExtensions;
 
 use crate::apps::AppError;
 use crate::domain::ParseError;
-use crate::identity::IdentityError;
+use crate::error::ErrorCode;
+use crate::identity::{IdentityError, LookupError};
+use crate::refresh::RefreshError;
 
 /// An error as a client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +28,11 @@ pub enum ApiError {
 
 impl ApiError {
     /// The `extensions.code` of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound(_) => "NOT_FOUND",
-            Self::BadUserInput(_) => "BAD_USER_INPUT",
-            Self::Internal(_) => "INTERNAL",
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::BadUserInput(_) => ErrorCode::BadUserInput,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -47,7 +47,8 @@ impl ErrorExtensions for ApiError {
         if let Self::Internal(cause) = self {
             tracing::error!(error = ?cause, "request failed");
         }
-        async_graphql::Error::new(self.to_string()).extend_with(|_, e| e.set("code", self.code()))
+        let code = self.code().as_str();
+        async_graphql::Error::new(self.to_string()).extend_with(|_, e| e.set("code", code))
     }
 }
 
@@ -81,6 +82,7 @@ impl From<ParseError> for ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
+            AppError::NotRegistered(_) => Self::NotFound(e.to_string()),
             AppError::Invalid(_) | AppError::Duplicate(_) => Self::BadUserInput(e.to_string()),
             AppError::Crypto(e) => Self::internal(e),
             AppError::Db(e) => Self::internal(e),
@@ -91,11 +93,59 @@ impl From<AppError> for ApiError {
 impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         match e {
+            IdentityError::UnknownApps(_) => Self::NotFound(e.to_string()),
+            IdentityError::TooMany(_)
+            | IdentityError::DuplicateRow { .. }
+            | IdentityError::InvalidRow { .. } => Self::BadUserInput(e.to_string()),
             IdentityError::Db(e) => Self::internal(e),
-            other => Self::BadUserInput(other.to_string()),
+        }
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::NotRegistered(_) | LookupError::NoSuchAccount { .. } => {
+                Self::NotFound(e.to_string())
+            }
+            LookupError::Db(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::Lookup(e) => e.into(),
+            other => Self::internal(other),
         }
     }
 }
 
 /// The result type of resolvers.
 pub type ApiResult<T> = Result<T, async_graphql::Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AppId;
+
+    #[test]
+    fn an_unregistered_app_is_not_found_wherever_it_is_named() {
+        let appid = || AppId::parse("wx0000000000000001").expect("valid appid");
+        let codes = [
+            ApiError::from(AppError::NotRegistered(appid())).code(),
+            ApiError::from(LookupError::NotRegistered(appid())).code(),
+            ApiError::from(IdentityError::UnknownApps(vec![appid().to_string()])).code(),
+            ApiError::from(RefreshError::Lookup(LookupError::NotRegistered(appid()))).code(),
+        ];
+        assert!(codes.iter().all(|c| *c == ErrorCode::NotFound), "{codes:?}");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let error = ApiError::from(sea_orm::DbErr::Custom("secret table name".to_owned()));
+        assert_eq!(error.code(), ErrorCode::Internal);
+        assert_eq!(error.to_string(), "internal error");
+    }
+}

@@ -3,13 +3,23 @@
 //! One module per domain (`app`, `person`, `account`), each with its own
 //! query and mutation objects, merged here into one schema. Resolvers are
 //! thin: they parse arguments into domain types, call a service and convert
-//! the result. Every type, field and argument is documented, because the
-//! descriptions are what partner teams read in `schema.graphql`.
+//! the result; no SQL is built here. Every type, field and argument is
+//! documented, because the descriptions are what partner teams read in
+//! `schema.graphql`.
+//!
+//! - [`context`]: the per-request context and how resolvers reach the state;
+//! - [`batch`]: rows fetched together and their relations, loaded at once;
+//! - [`round`]: one refresh for all the stale accounts of a query;
+//! - [`page`]: Relay connections and cursors;
+//! - [`enums`]: the GraphQL faces of the domain's enums;
+//! - [`error`]: service errors mapped to `extensions.code`.
 
 pub mod account;
 pub mod app;
+pub mod batch;
+pub mod context;
+pub mod enums;
 pub mod error;
-pub mod loaders;
 pub mod page;
 pub mod person;
 pub mod round;
@@ -56,7 +66,7 @@ impl OutputType for Query {
 
 impl ContainerType for Query {
     async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
-        round::resolve_root(ctx, self.0.resolve_field(ctx)).await
+        context::resolve_root(ctx, self.0.resolve_field(ctx)).await
     }
 }
 

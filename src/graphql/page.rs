@@ -1,19 +1,16 @@
-//! Relay-style pagination with opaque keyset cursors.
+//! Relay-style connections with opaque keyset cursors.
 //!
-//! A cursor encodes the kind of list and the row id it points after; pages
-//! are `WHERE id > cursor ORDER BY id LIMIT first + 1`, so inserts never
-//! shift a page (new rows have higher ids and appear at the end) and deep
-//! pages cost the same as the first. `totalCount` is only counted when a
-//! client asks for it.
+//! A cursor encodes the kind of list and the row id it points after; the
+//! read service reads the page after it (keyset pages, so inserts never
+//! shift a page and deep pages cost the same as the first). `totalCount` is
+//! only counted when a client asks for it.
 
 use async_graphql::SimpleObject;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-};
 
 use super::error::ApiError;
+use crate::identity::PageRequest;
 
 /// Page size when `first` is not given.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -49,6 +46,14 @@ impl PageArgs {
         let after = after.map(|c| decode_cursor(kind, c)).transpose()?;
         Ok(Self { first, after })
     }
+
+    /// The page to ask the read service for.
+    pub fn request(self) -> PageRequest {
+        PageRequest {
+            first: self.first,
+            after: self.after,
+        }
+    }
 }
 
 /// Encodes a cursor for row `id` of a list of `kind`.
@@ -81,27 +86,6 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-/// Fetches one page of `select` in `id` order; returns the rows and whether more follow.
-pub async fn fetch<E, C>(
-    db: &C,
-    select: Select<E>,
-    id: E::Column,
-    args: PageArgs,
-) -> Result<(Vec<E::Model>, bool), DbErr>
-where
-    E: EntityTrait,
-    C: ConnectionTrait,
-{
-    let mut select = select.order_by_asc(id).limit(args.first as u64 + 1);
-    if let Some(after) = args.after {
-        select = select.filter(id.gt(after));
-    }
-    let mut rows = select.all(db).await?;
-    let has_next = rows.len() > args.first;
-    rows.truncate(args.first);
-    Ok((rows, has_next))
-}
-
 /// Builds a page info from the ids of a page.
 pub fn page_info(kind: &str, ids: &[i64], has_next: bool, args: PageArgs) -> PageInfo {
     PageInfo {
@@ -112,14 +96,47 @@ pub fn page_info(kind: &str, ids: &[i64], has_next: bool, args: PageArgs) -> Pag
     }
 }
 
-/// Declares a connection type and its edge type for a node type.
+/// Declares a connection type and its edge type for a node type, over a
+/// page of `$entity` rows of the list `$kind` (the cursors' prefix).
 macro_rules! connection {
-    ($conn:ident, $edge:ident, $node:ty, $entity:path, $what:literal) => {
+    ($conn:ident, $edge:ident, $node:ty, $entity:path, $what:literal, $kind:literal) => {
         #[doc = concat!("A page of ", $what, ".")]
         pub struct $conn {
-            pub(crate) edges: Vec<$edge>,
-            pub(crate) page_info: $crate::graphql::page::PageInfo,
-            pub(crate) total: sea_orm::Select<$entity>,
+            edges: Vec<$edge>,
+            page_info: $crate::graphql::page::PageInfo,
+            total: $crate::identity::read::Total<$entity>,
+        }
+
+        impl $conn {
+            /// The kind of list, as its cursors name it.
+            pub const KIND: &'static str = $kind;
+
+            /// The connection over `page`, read as `args` asked, with its
+            /// rows wrapped as nodes by `wrap` (in order).
+            pub fn new(
+                page: $crate::identity::Page<$entity>,
+                args: $crate::graphql::page::PageArgs,
+                wrap: impl FnOnce(
+                    Vec<<$entity as sea_orm::EntityTrait>::Model>,
+                ) -> Vec<$node>,
+            ) -> Self {
+                let ids: Vec<i64> = page.rows.iter().map(|r| r.id).collect();
+                let page_info =
+                    $crate::graphql::page::page_info(Self::KIND, &ids, page.has_next, args);
+                let edges = ids
+                    .iter()
+                    .zip(wrap(page.rows))
+                    .map(|(id, node)| $edge {
+                        cursor: $crate::graphql::page::encode_cursor(Self::KIND, *id),
+                        node,
+                    })
+                    .collect();
+                Self {
+                    edges,
+                    page_info,
+                    total: page.total,
+                }
+            }
         }
 
         #[doc = concat!("A page of ", $what, ".")]
@@ -145,10 +162,9 @@ macro_rules! connection {
                 &self,
                 ctx: &async_graphql::Context<'_>,
             ) -> $crate::graphql::error::ApiResult<u64> {
-                use sea_orm::PaginatorTrait;
-                let state = ctx.data::<$crate::state::AppState>()?;
+                use $crate::graphql::context::ContextExt;
                 use $crate::graphql::error::ResultExt;
-                self.total.clone().count(state.db()).await.api()
+                self.total.count(ctx.state()?.db()).await.api()
             }
         }
 

@@ -6,13 +6,14 @@
 //! one per root field.
 //!
 //! Every root field of a query has a [`Ticket`] (by its response key), and
-//! the rows its resolver fetches (a [`Siblings`] group) join the request's
-//! [`Round`]. A root field *arrives* the first time it reads a profile, and
+//! the rows its resolver fetches (a [`Group`], in practice the batch loader's
+//! `Siblings`) join the request's [`Round`]. A root field *arrives* the first time it reads a profile, and
 //! in any case when it finishes, with or without an error: the root query
-//! type ([`super::Query`]) reports each finished resolution, argument errors
+//! type (`super::Query`) reports each finished resolution, argument errors
 //! included. A profile read waits until every root field of the operation
 //! has arrived; the first reader then refreshes the stale accounts of every
-//! group at once, and all readers share the outcome. Rows a group loads after
+//! group at once (the refresh service's [`Refresher::refresh_read`]), and all
+//! readers share the outcome. Rows a group loads after
 //! the round (deeper in its selection) are refreshed by the group itself.
 //!
 //! The number of root fields is counted from the operation before anything
@@ -24,17 +25,24 @@
 //! request's refresh budget, like the refresh itself.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
-use async_graphql::parser::types::{FragmentDefinition, OperationType, Selection, SelectionSet};
-use async_graphql::{Context, Name, OutputType, Positioned, QueryPathSegment, ServerResult, Value};
-use sea_orm::DbErr;
+use async_graphql::parser::types::{FragmentDefinition, Selection, SelectionSet};
+use async_graphql::{Context, Name, Positioned};
+use entity::account;
 use tokio::sync::{OnceCell, watch};
+use tokio::time::Instant;
 
-use super::loaders::{Refreshed, RequestCache, Siblings};
-use crate::state::AppState;
+use crate::apps::AppsById;
+use crate::refresh::{RefreshError, RefreshPolicy, Refreshed, Refresher};
+
+/// Rows fetched together that take part in a round: the accounts known so
+/// far, each with the policy it was read under.
+pub trait Group: Send + Sync {
+    /// The member accounts known so far.
+    fn members(&self) -> Vec<(account::Model, RefreshPolicy)>;
+}
 
 /// The request-wide refresh of one query.
 #[derive(Default)]
@@ -47,7 +55,7 @@ pub struct Round {
     /// How many root fields have arrived.
     arrived: watch::Sender<usize>,
     /// The groups of rows fetched under the round's tickets.
-    groups: Mutex<Vec<Weak<Siblings>>>,
+    groups: Mutex<Vec<Weak<dyn Group>>>,
     /// Whether a reader stopped waiting for the other root fields.
     gave_up: AtomicBool,
     outcome: OnceCell<Refreshed>,
@@ -61,14 +69,14 @@ struct Progress {
 
 impl Round {
     /// Adds a group of rows to the round (unless it has already run).
-    pub(super) fn register(&self, group: &Arc<Siblings>) {
+    pub(super) fn register(&self, group: Weak<dyn Group>) {
         if self.outcome.initialized() {
             return;
         }
         self.groups
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(group));
+            .push(group);
     }
 
     fn roots(&self, ctx: &Context<'_>) -> &HashMap<String, usize> {
@@ -78,7 +86,7 @@ impl Round {
             root_fields(
                 &env.operation.node.selection_set.node,
                 &env.fragments,
-                &super::Query::type_name(),
+                &ctx.schema_env.registry.query_type,
                 &mut roots,
             );
             roots
@@ -95,7 +103,7 @@ impl Round {
 
     /// One resolution of root field `key` finished: the field has arrived
     /// once all its resolutions have.
-    fn finished(&self, ctx: &Context<'_>, key: &str) {
+    pub(super) fn finished(&self, ctx: &Context<'_>, key: &str) {
         let resolutions = self.roots(ctx).get(key).copied().unwrap_or(1);
         let done = {
             let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -108,26 +116,28 @@ impl Round {
         }
     }
 
-    /// The outcome of the round, once every root field has arrived. Arrives
-    /// for `ticket` first: its root field is reading a profile.
+    /// The outcome of the round, once every root field has arrived (or the
+    /// request's `deadline` passed). Arrives for `ticket` first: its root
+    /// field is reading a profile. The first reader refreshes the groups'
+    /// accounts with `refresher`; `apps` is the request's copy of the apps.
     pub(super) async fn outcome(
         &self,
         ctx: &Context<'_>,
         ticket: &Ticket,
-    ) -> Result<&Refreshed, DbErr> {
+        refresher: &Refresher,
+        apps: &Arc<AppsById>,
+        deadline: Instant,
+    ) -> Result<&Refreshed, RefreshError> {
         self.arrive(&ticket.key);
         if let Some(outcome) = self.outcome.get() {
             return Ok(outcome);
         }
         let expected = self.roots(ctx).len();
-        let state = ctx.data_unchecked::<AppState>();
-        let cache = ctx.data_unchecked::<RequestCache>();
         let mut arrivals = self.arrived.subscribe();
         // Every root field arrives at the latest when it finishes, so this
         // waits for real work only; the request's budget bounds it, as it
         // bounds the refresh: a slow root field (or a miscount) must never
         // hold a read beyond it.
-        let deadline = cache.deadline(state.settings().refresh_budget());
         let incomplete = tokio::time::timeout_at(deadline, arrivals.wait_for(|n| *n >= expected))
             .await
             .is_err();
@@ -143,7 +153,7 @@ impl Round {
             .get_or_try_init(|| async {
                 // Copied, not taken: if this reader is dropped mid-refresh,
                 // the next one starts the round with every group.
-                let groups: Vec<Arc<Siblings>> = self
+                let groups: Vec<Arc<dyn Group>> = self
                     .groups
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -151,7 +161,7 @@ impl Round {
                     .filter_map(Weak::upgrade)
                     .collect();
                 let members = groups.iter().flat_map(|g| g.members()).collect();
-                super::loaders::refresh_members(state, cache, members).await
+                refresher.refresh_read(members, apps, deadline).await
             })
             .await
     }
@@ -166,40 +176,39 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// The ticket of the root field with response `key` in `round`.
+    pub(super) fn new(round: Arc<Round>, key: &str) -> Self {
+        Self {
+            round,
+            key: Arc::from(key),
+        }
+    }
+
     /// The round this ticket belongs to.
     pub(super) fn round(&self) -> &Arc<Round> {
         &self.round
     }
-}
 
-/// The ticket of the root field `ctx` belongs to, in a query (mutations run
-/// their root fields one after the other and have no round).
-pub(super) fn ticket(ctx: &Context<'_>) -> Option<Ticket> {
-    if ctx.query_env.operation.node.ty != OperationType::Query {
-        return None;
+    /// The root field's response key.
+    pub(super) fn key(&self) -> &str {
+        &self.key
     }
-    let cache = ctx.data_opt::<RequestCache>()?;
-    let key = root_key(ctx)?;
-    takes_part(root_name(ctx)?).then(|| Ticket {
-        round: cache.round().clone(),
-        key: Arc::from(key),
-    })
 }
 
 /// The response key of the root field `ctx` belongs to.
-fn root_key<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
+pub(super) fn root_key<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
     let mut node = ctx.path_node.as_ref()?;
     while let Some(parent) = node.parent {
         node = parent;
     }
     match node.segment {
-        QueryPathSegment::Name(key) => Some(key),
-        QueryPathSegment::Index(_) => None,
+        async_graphql::QueryPathSegment::Name(key) => Some(key),
+        async_graphql::QueryPathSegment::Index(_) => None,
     }
 }
 
 /// The name of the root field being resolved, when `ctx` is a root field's.
-fn root_name<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
+pub(super) fn root_name<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
     let root = ctx.path_node.as_ref()?;
     root.parent
         .is_none()
@@ -208,7 +217,7 @@ fn root_name<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
 
 /// Whether a root field named `name` takes part in the round (is waited
 /// for): every field but introspection's.
-fn takes_part(name: &str) -> bool {
+pub(super) fn takes_part(name: &str) -> bool {
     !name.starts_with("__")
 }
 
@@ -251,20 +260,6 @@ fn root_fields(
             }
         }
     }
-}
-
-/// Resolves one root field of a query (`resolution`: its whole resolution,
-/// arguments included), and counts it finished when it is done, whether it
-/// succeeded or not.
-pub(super) async fn resolve_root<F>(ctx: &Context<'_>, resolution: F) -> ServerResult<Option<Value>>
-where
-    F: Future<Output = ServerResult<Option<Value>>>,
-{
-    let resolved = resolution.await;
-    if let Some(ticket) = ticket(ctx) {
-        ticket.round.finished(ctx, &ticket.key);
-    }
-    resolved
 }
 
 #[cfg(test)]

@@ -25,20 +25,10 @@ use serde_json::{Map, Value, json};
 
 use super::playground;
 use crate::graphql::ApiSchema;
-use crate::graphql::loaders::RequestCache;
-use crate::state::AppState;
+use crate::graphql::context::RequestContext;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
-
-/// The state of the GraphQL endpoint: the schema and the application state.
-#[derive(Clone)]
-pub struct GraphqlState {
-    /// The executable schema.
-    pub schema: ApiSchema,
-    /// The application state (for request-scoped loaders).
-    pub app: AppState,
-}
 
 /// The response media type a client accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +190,7 @@ impl Params {
 
 /// `GET /graphql`: the playground for browsers, queries for everyone else.
 pub async fn get(
-    State(state): State<GraphqlState>,
+    State(schema): State<ApiSchema>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -208,7 +198,7 @@ pub async fn get(
         Negotiated::Html => playground::page(),
         Negotiated::NotAcceptable => not_acceptable(),
         Negotiated::Media(media) => match Params::from_query_string(raw.as_deref()) {
-            Ok(params) => execute(&state, media, params, true).await,
+            Ok(params) => execute(&schema, media, params, true).await,
             Err(message) => request_error(media, &message),
         },
     };
@@ -220,7 +210,7 @@ pub async fn get(
 }
 
 /// `POST /graphql`: a JSON-encoded GraphQL request.
-pub async fn post(State(state): State<GraphqlState>, headers: HeaderMap, bytes: Bytes) -> Response {
+pub async fn post(State(schema): State<ApiSchema>, headers: HeaderMap, bytes: Bytes) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -248,7 +238,7 @@ pub async fn post(State(state): State<GraphqlState>, headers: HeaderMap, bytes: 
         }
     };
     match Params::from_json(value) {
-        Ok(params) => execute(&state, media, params, false).await,
+        Ok(params) => execute(&schema, media, params, false).await,
         Err(message) => request_error(media, &message),
     }
 }
@@ -282,7 +272,7 @@ fn operation_type(document: &DocumentOperations, name: Option<&str>) -> Option<O
     }
 }
 
-async fn execute(state: &GraphqlState, media: Media, params: Params, is_get: bool) -> Response {
+async fn execute(schema: &ApiSchema, media: Media, params: Params, is_get: bool) -> Response {
     let document = match async_graphql::parser::parse_query(&params.query) {
         Ok(document) => document,
         Err(e) => {
@@ -309,7 +299,7 @@ async fn execute(state: &GraphqlState, media: Media, params: Params, is_get: boo
         return response;
     }
 
-    let mut request = async_graphql::Request::new(params.query).data(RequestCache::default());
+    let mut request = async_graphql::Request::new(params.query).data(RequestContext::default());
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
@@ -323,7 +313,7 @@ async fn execute(state: &GraphqlState, media: Media, params: Params, is_get: boo
             }
         }
     }
-    let response = state.schema.execute(request).await;
+    let response = schema.execute(request).await;
     // A response whose errors carry no path and which produced no data never
     // started executing: the document did not validate (or a variable did not
     // coerce, or a limit was exceeded). That is a request error.

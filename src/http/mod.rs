@@ -22,14 +22,10 @@ use crate::state::AppState;
 
 /// Builds the router of the whole service.
 pub fn router(state: AppState) -> Router {
-    let graphql_state = graphql::GraphqlState {
-        schema: crate::graphql::build_schema(state.clone()),
-        app: state.clone(),
-    };
     let body_limit = state.settings().server.body_limit;
     let graphql_routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .with_state(graphql_state);
+        .with_state(crate::graphql::build_schema(state.clone()));
     let health_routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -10,20 +10,26 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+
+use crate::clock::Clock;
 
 /// How long a lease holds when its holder never releases it.
 const LEASE: chrono::Duration = chrono::Duration::seconds(10);
 /// How often a waiting instance looks for the other's result.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Claims leases on `ids` for `holder`; returns the ids won.
-pub async fn claim(db: &DatabaseConnection, ids: &[i64], holder: &str) -> Result<Vec<i64>, DbErr> {
+/// Claims leases on `ids` for `holder`, as of `clock`; returns the ids won.
+pub async fn claim(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    ids: &[i64],
+    holder: &str,
+) -> Result<Vec<i64>, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres || ids.is_empty() {
         return Ok(ids.to_vec());
     }
-    let now = Utc::now();
+    let now = clock.now();
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -61,8 +67,8 @@ pub async fn release(db: &DatabaseConnection, ids: &[i64], holder: &str) -> Resu
 }
 
 /// Waits until the leases on `ids` are gone (their refresh landed, or their
-/// holder died and they expired), at most one lease period.
-pub async fn wait_for(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
+/// holder died and they expired by `clock`), at most one lease period.
+pub async fn wait_for(db: &DatabaseConnection, clock: &Clock, ids: &[i64]) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -74,7 +80,7 @@ pub async fn wait_for(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr>
                 "SELECT count(*) AS held FROM refresh_lease WHERE account_id = ANY($1::bigint[]) AND expires_at > $2",
                 [
                     id_array(ids),
-                    Utc::now().into(),
+                    clock.now().into(),
                 ],
             ))
             .await?

@@ -117,6 +117,7 @@ async fn an_empty_value_never_blanks_another_sources_value() {
             appid: AppId::parse(OA).unwrap(),
             openid: OpenId::parse("o").unwrap(),
             unionid: None,
+            snapshot_user: false,
             profile: Profile {
                 nickname: Some(String::new()),
                 avatar_url: Some(String::new()),
@@ -178,23 +179,34 @@ async fn a_call_with_one_bad_row_writes_nothing() {
     for backend in backends() {
         let app = spawn_app(backend).await;
         app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+        // An app that is not registered is NOT_FOUND wherever it is named;
+        // a row that breaks a rule is BAD_USER_INPUT.
         let rows = [
-            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": "wx9999999999999999", "openid": "b" }]),
-            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "a" }]),
-            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "" }]),
-            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "b", "language": "x".repeat(33) }]),
+            (
+                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": "wx9999999999999999", "openid": "b" }]),
+                "NOT_FOUND",
+            ),
+            (
+                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "a" }]),
+                "BAD_USER_INPUT",
+            ),
+            (
+                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "" }]),
+                "BAD_USER_INPUT",
+            ),
+            (
+                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "b", "language": "x".repeat(33) }]),
+                "BAD_USER_INPUT",
+            ),
         ];
-        for rows in rows {
+        for (rows, code) in rows {
             let body = app
                 .graphql(
                     "mutation($rows: [AccountInput!]!) { upsertAccounts(input: $rows) { created } }",
                     json!({ "rows": rows }),
                 )
                 .await;
-            assert_eq!(
-                body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-                "{body}"
-            );
+            assert_eq!(body["errors"][0]["extensions"]["code"], code, "{body}");
         }
         assert_eq!(
             account::Entity::find().count(app.state.db()).await.unwrap(),

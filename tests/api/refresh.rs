@@ -643,7 +643,8 @@ async fn one_invalid_openid_leaves_the_others_refreshed_and_is_marked() {
     // The refused openid is not tried again on every read (each try splits
     // a batch into several calls): a later read calls WeChat no more. (Past
     // the moment any just-refreshed account counts as done.)
-    tokio::time::sleep(union360::refresh::RECENT + Duration::from_millis(100)).await;
+    tokio::time::sleep(union360::refresh::RECENT.to_std().unwrap() + Duration::from_millis(100))
+        .await;
     let calls = batchget_calls(&app);
     let again = app.data(PAGE, json!({})).await;
     assert_eq!(batchget_calls(&app), calls);

@@ -51,15 +51,7 @@ pub fn renew_at(fetched_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> DateTim
     expires_at - REFRESH_AHEAD.min(lifetime / 2)
 }
 
-/// Which WeChat endpoint issues tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum TokenEndpoint {
-    /// `POST /cgi-bin/stable_token`: the same token for every caller until it nears expiry (recommended).
-    #[default]
-    Stable,
-    /// `GET /cgi-bin/token`: a new token per call, invalidating the previous one after 5 minutes.
-    Classic,
-}
+pub use crate::domain::TokenEndpoint;
 
 /// An app's credentials.
 #[derive(Clone)]

@@ -1,0 +1,280 @@
+//! The apps service: registering WeChat apps, reading them back, and
+//! opening their secrets for the WeChat client.
+//!
+//! Secrets are write-only: they are validated, sealed with the master key
+//! and stored; nothing here returns them to a caller other than the WeChat
+//! client's credentials, and they are never logged. The registered apps are
+//! also kept in memory ([`cache`]); every change made through [`Apps`]
+//! refreshes that copy.
+
+pub mod cache;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use entity::app;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set, SqlErr,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use cache::{AppCache, AppsById, CACHE_MAX_AGE};
+
+use crate::clock::Clock;
+use crate::crypto::{CryptoError, MasterKey};
+use crate::domain::{AppId, AppKind};
+use crate::wechat::AppCredentials;
+
+/// Why an app could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A field is invalid; the message says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The appid is registered already.
+    #[error("app {0} is already registered")]
+    Duplicate(String),
+    /// No app has this appid.
+    #[error("app {0} is not registered")]
+    NotRegistered(AppId),
+    /// Sealing a secret failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A new app as an operator describes it.
+#[derive(Debug)]
+pub struct NewApp {
+    /// The appid.
+    pub appid: AppId,
+    /// The app's kind.
+    pub kind: AppKind,
+    /// A display name.
+    pub name: String,
+    /// The app secret (AppSecret).
+    pub secret: SecretString,
+    /// Official accounts: the callback token configured in the WeChat console.
+    pub callback_token: Option<SecretString>,
+    /// Official accounts: the 43-character EncodingAESKey.
+    pub aes_key: Option<SecretString>,
+    /// Freshness TTL of this app's profiles in seconds (`None`: the server's default).
+    pub freshness_ttl_secs: Option<i64>,
+}
+
+/// The shortest freshness TTL an app may have (refreshing more often than
+/// this would spend WeChat quota for nothing).
+pub const MIN_TTL_SECS: i64 = 60;
+
+fn check_ttl(seconds: Option<i64>) -> Result<(), AppError> {
+    match seconds {
+        Some(s) if s < MIN_TTL_SECS => Err(AppError::Invalid(format!(
+            "the freshness TTL must be at least {MIN_TTL_SECS} seconds"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The associated data under which an app's secret of `field` is sealed.
+pub fn seal_purpose(field: &str, appid: &str) -> String {
+    format!("app.{field}:{appid}")
+}
+
+impl NewApp {
+    fn validate(&self) -> Result<(), AppError> {
+        check_ttl(self.freshness_ttl_secs)?;
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(AppError::Invalid(
+                "name must be 1 to 100 characters".to_owned(),
+            ));
+        }
+        let secret = self.secret.expose_secret();
+        if secret.is_empty() || secret.len() > 128 || secret.trim() != secret {
+            return Err(AppError::Invalid(
+                "secret must be 1 to 128 characters without surrounding white space".to_owned(),
+            ));
+        }
+        if self.kind != AppKind::OfficialAccount
+            && (self.callback_token.is_some() || self.aes_key.is_some())
+        {
+            return Err(AppError::Invalid(
+                "only official accounts have a callback token and EncodingAESKey".to_owned(),
+            ));
+        }
+        if let Some(token) = &self.callback_token {
+            let token = token.expose_secret();
+            if !(3..=32).contains(&token.len()) || !token.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(AppError::Invalid(
+                    "callback token must be 3 to 32 letters or digits".to_owned(),
+                ));
+            }
+        }
+        if let Some(key) = &self.aes_key
+            && crate::crypto::decode_encoding_aes_key(key.expose_secret()).is_none()
+        {
+            return Err(AppError::Invalid(
+                "EncodingAESKey must be the 43 base64 characters shown in the WeChat console"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The apps service: a cheap handle on the database, the master key, the
+/// clock and the in-memory copy of the apps.
+#[derive(Clone, Debug)]
+pub struct Apps(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    db: DatabaseConnection,
+    key: MasterKey,
+    clock: Clock,
+    cache: AppCache,
+}
+
+impl Apps {
+    /// The service over `db`, sealing with `key` and reading time from `clock`.
+    pub fn new(db: DatabaseConnection, key: MasterKey, clock: Clock) -> Self {
+        let cache = AppCache::new(clock.clone());
+        Self(Arc::new(Inner {
+            db,
+            key,
+            clock,
+            cache,
+        }))
+    }
+
+    /// Registers an app, sealing its secrets.
+    #[tracing::instrument(name = "apps.register", skip_all, fields(app.appid = %new.appid, app.kind = %new.kind))]
+    pub async fn register(&self, new: NewApp) -> Result<app::Model, AppError> {
+        let model = insert(&self.0.db, &self.0.key, new, self.0.clock.now()).await?;
+        self.0.cache.invalidate();
+        tracing::info!("app registered");
+        Ok(model)
+    }
+
+    /// Sets an app's freshness TTL (`None`: the server's default).
+    #[tracing::instrument(name = "apps.set_freshness_ttl", skip_all, fields(app.appid = %appid))]
+    pub async fn set_freshness_ttl(
+        &self,
+        appid: &AppId,
+        seconds: Option<i64>,
+    ) -> Result<app::Model, AppError> {
+        check_ttl(seconds)?;
+        let app = self
+            .find(appid)
+            .await?
+            .ok_or_else(|| AppError::NotRegistered(appid.clone()))?;
+        let mut active: app::ActiveModel = app.into();
+        active.freshness_ttl_secs = Set(seconds);
+        active.updated_at = Set(self.0.clock.now());
+        let model = active.update(&self.0.db).await?;
+        self.0.cache.invalidate();
+        Ok(model)
+    }
+
+    /// Every app, in registration order, as stored.
+    pub async fn list(&self) -> Result<Vec<app::Model>, DbErr> {
+        list(&self.0.db).await
+    }
+
+    /// One app by appid, as stored.
+    pub async fn find(&self, appid: &AppId) -> Result<Option<app::Model>, DbErr> {
+        app::Entity::find()
+            .filter(app::Column::Appid.eq(appid.as_str()))
+            .one(&self.0.db)
+            .await
+    }
+
+    /// Every app by id, from memory ([`AppCache::get`]).
+    pub async fn all(&self) -> Result<Arc<AppsById>, DbErr> {
+        self.0.cache.get(&self.0.db).await
+    }
+
+    /// The apps, including every one of `ids` that is registered ([`AppCache::covering`]).
+    pub async fn covering(
+        &self,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<Arc<AppsById>, DbErr> {
+        self.0.cache.covering(&self.0.db, ids).await
+    }
+
+    /// One app by appid, from memory ([`AppCache::by_appid`]).
+    pub async fn by_appid(&self, appid: &AppId) -> Result<Option<app::Model>, DbErr> {
+        self.0.cache.by_appid(&self.0.db, appid).await
+    }
+
+    /// The credentials the WeChat client needs for `app` (its secret, opened).
+    pub fn credentials(&self, app: &app::Model) -> Result<AppCredentials, CryptoError> {
+        let secret = self
+            .0
+            .key
+            .open(&seal_purpose("secret", &app.appid), &app.secret_sealed)?;
+        Ok(AppCredentials {
+            appid: app.appid.clone(),
+            secret,
+        })
+    }
+}
+
+/// Every app, in registration order, as stored (listing needs no master key).
+pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<app::Model>, DbErr> {
+    app::Entity::find()
+        .order_by_asc(app::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Inserts an app, sealing its secrets.
+async fn insert<C: ConnectionTrait>(
+    db: &C,
+    key: &MasterKey,
+    new: NewApp,
+    now: DateTime<Utc>,
+) -> Result<app::Model, AppError> {
+    new.validate()?;
+    let appid = new.appid.as_str();
+    let seal = |field: &str, value: &SecretString| {
+        key.seal(&seal_purpose(field, appid), value.expose_secret())
+    };
+    let model = app::ActiveModel {
+        appid: Set(appid.to_owned()),
+        kind: Set(new.kind.as_str().to_owned()),
+        name: Set(new.name.trim().to_owned()),
+        secret_sealed: Set(seal("secret", &new.secret)?),
+        callback_token_sealed: Set(new
+            .callback_token
+            .as_ref()
+            .map(|t| seal("callback_token", t))
+            .transpose()?),
+        aes_key_sealed: Set(new
+            .aes_key
+            .as_ref()
+            .map(|k| seal("aes_key", k))
+            .transpose()?),
+        aes_key_previous_sealed: Set(None),
+        freshness_ttl_secs: Set(new.freshness_ttl_secs),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    match model.insert(db).await {
+        Ok(model) => Ok(model),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(AppError::Duplicate(appid.to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The kind of a stored app; `None` for a kind this version does not know (written by a newer one).
+pub fn kind_of(model: &app::Model) -> Option<AppKind> {
+    model.kind.parse().ok()
+}

@@ -1,0 +1,12 @@
+//! `union360 migrate`: apply pending database migrations and exit.
+
+use crate::settings::DatabaseSettings;
+use crate::store;
+
+/// Applies the pending migrations and says how many.
+pub(super) async fn run(database: DatabaseSettings) -> anyhow::Result<()> {
+    let store = store::connect(&database.database_url).await?;
+    let applied = store::migrate(&store.db).await?;
+    println!("{applied} migration(s) applied");
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The `union360` command line: one file per command, a thin `main`.
+//!
+//! `serve` is the default. Every flag has an environment twin, and a `.env`
+//! file in the working directory is read first when present.
+
+mod app;
+pub mod bench;
+mod migrate;
+mod schema;
+mod serve;
+mod simulator;
+
+use clap::{Parser, Subcommand};
+
+pub use app::AppCommand;
+pub use simulator::SimulatorArgs;
+
+use crate::settings::{DatabaseSettings, ServerSettings};
+
+/// union360: the customer-360 identity graph for companies on WeChat.
+#[derive(Debug, Parser)]
+#[command(name = "union360", version, about, long_about = None)]
+pub struct Cli {
+    /// Database and key settings (shared by every subcommand).
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the GraphQL server (applies pending migrations first).
+    Serve(ServerSettings),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Register and list WeChat apps.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Run the WeChat simulator alone: a local WeChat sandbox with a `/_sim` control plane.
+    Simulator(SimulatorArgs),
+    /// Run the benchmark harness (server, SQLite and simulator in one process).
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve::run(cli.database, serve::from_environment()).await,
+        Some(Command::Serve(server)) => serve::run(cli.database, server).await,
+        Some(Command::Migrate) => migrate::run(cli.database).await,
+        Some(Command::Schema) => {
+            schema::run();
+            Ok(())
+        }
+        Some(Command::App(command)) => app::run(cli.database, command).await,
+        Some(Command::Simulator(args)) => simulator::run(args).await,
+        Some(Command::Bench(args)) => bench::run(args).await,
+    }
+}

@@ -1,0 +1,69 @@
+//! The error policy: which error type belongs where, what reaches a client,
+//! and what is logged.
+//!
+//! # Which type where
+//!
+//! 1. **What union360 talks to** has its own `thiserror` enum, in its own
+//!    terms: [`crate::wechat::WechatError`] (transport, `Api { errcode,
+//!    errmsg }`, decode, breakers) for the WeChat API,
+//!    [`crate::crypto::CryptoError`] for keys and sealed values, and
+//!    `sea_orm::DbErr` for the database. [`crate::domain::ParseError`] says
+//!    why a value from outside is not a valid identifier.
+//! 2. **Each service** returns its own enum naming the conditions a caller
+//!    can act on, and wraps the errors below it with `#[from]` so the cause
+//!    chain survives: [`crate::apps::AppError`],
+//!    [`crate::identity::IdentityError`], [`crate::identity::LookupError`],
+//!    [`crate::refresh::RefreshError`]. A service never flattens an error
+//!    into a string or into another service's type.
+//! 3. **The GraphQL edge** (`graphql::error`) maps every service error to one
+//!    [`ErrorCode`], in one place, and every error a resolver returns carries
+//!    it as `extensions.code`. `anyhow` is for start-up, the command line and
+//!    the benchmark harness only, where a person reads the chain.
+//!
+//! # What a client sees
+//!
+//! The same condition has the same code everywhere:
+//!
+//! | condition | code |
+//! |---|---|
+//! | an app or account the request names does not exist | `NOT_FOUND` |
+//! | input that does not parse or breaks a rule (a malformed id, a page too large, a cursor of another list, the same account twice, too many rows, a TTL too short, an appid taken) | `BAD_USER_INPUT` |
+//! | anything else (the database, a sealed value, a bug) | `INTERNAL`, with the message "internal error" |
+//!
+//! A lookup that finds nothing where nothing is a valid answer (`person`,
+//! `account` for a registered app, `app`) is `null`, not an error. WeChat
+//! failures are never errors of a read: the stored profile is served with its
+//! `refreshError`, and `refreshAccounts` counts them. Database messages,
+//! paths and secrets never reach a client.
+//!
+//! # What is logged
+//!
+//! An error is logged once, where it is handled: an `INTERNAL` error by the
+//! GraphQL edge with its cause chain; a WeChat failure by the refresh service
+//! where it records it on the accounts (`wechat.errcode`); a failed
+//! background refresh by the task that ran it; start-up and command-line
+//! errors by `main`. Client errors (`NOT_FOUND`, `BAD_USER_INPUT`) are not
+//! logged: they are the client's to handle. Never a secret or a raw token:
+//! secrets are `SecretString`, tokens are logged by fingerprint.
+
+/// The `extensions.code` of an error a client receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The input is invalid; the message says how.
+    BadUserInput,
+    /// Something failed inside; the cause is logged, not shown.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as clients see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "NOT_FOUND",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}

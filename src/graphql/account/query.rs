@@ -1,0 +1,84 @@
+//! Queries about accounts.
+
+use async_graphql::{Context, InputObject, Object};
+use chrono::{DateTime, Utc};
+
+use super::object::{Account, AccountConnection};
+use crate::domain::{AppId, OpenId};
+use crate::graphql::context::{ContextExt, ticket};
+use crate::graphql::enums::RefreshPolicy;
+use crate::graphql::error::{ApiResult, ResultExt};
+use crate::graphql::page::PageArgs;
+use crate::identity::read;
+
+/// Narrows a list of accounts. All given conditions must hold.
+#[derive(InputObject, Default)]
+pub struct AccountFilter {
+    /// true: only accounts with a known UnionID; false: only unlinked ones.
+    pub has_unionid: Option<bool>,
+    /// true: only users who follow the app; false: only those known not to.
+    pub following: Option<bool>,
+    /// Only accounts changed at or after this time.
+    pub updated_since: Option<DateTime<Utc>>,
+}
+
+/// Queries about accounts.
+#[derive(Default)]
+pub struct AccountQuery;
+
+#[Object]
+impl AccountQuery {
+    /// One account by app and openid, or null when union360 does not know it.
+    /// Fails with NOT_FOUND when the app is not registered.
+    async fn account(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The appid of the app that issued the openid.")] appid: String,
+        #[graphql(desc = "The OpenID within that app.")] openid: String,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
+    ) -> ApiResult<Option<Account>> {
+        let state = ctx.state()?;
+        let appid = AppId::parse(appid).api()?;
+        let openid = OpenId::parse(openid).api()?;
+        let found = read::account(state.db(), state.apps(), &appid, &openid)
+            .await
+            .api()?;
+        let policy = refresh.unwrap_or_default().into();
+        Ok(Account::batch(found.into_iter().collect(), policy, ticket(ctx)).pop())
+    }
+
+    /// The accounts of one app, in the order union360 first saw them.
+    async fn accounts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The appid whose accounts to list.")] appid: String,
+        #[graphql(desc = "Page size (default 20, at most 100).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after (`pageInfo.endCursor` of the previous page).")]
+        after: Option<String>,
+        #[graphql(desc = "Conditions the accounts must meet.")] filter: Option<AccountFilter>,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
+    ) -> ApiResult<AccountConnection> {
+        let state = ctx.state()?;
+        let args = PageArgs::parse(AccountConnection::KIND, first, after.as_deref()).api()?;
+        let appid = AppId::parse(appid).api()?;
+        let filter = filter.unwrap_or_default();
+        let filter = read::AccountFilter {
+            has_unionid: filter.has_unionid,
+            following: filter.following,
+            updated_since: filter.updated_since,
+        };
+        let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
+            .await
+            .api()?;
+        let policy = refresh.unwrap_or_default().into();
+        Ok(AccountConnection::new(page, args, |rows| {
+            Account::batch(rows, policy, ticket(ctx))
+        }))
+    }
+}

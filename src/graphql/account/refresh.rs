@@ -1,0 +1,74 @@
+//! `refreshAccounts`: an operator's refresh of given accounts, now.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject};
+
+use super::object::Account;
+use crate::domain::{AppId, OpenId};
+use crate::graphql::context::ContextExt;
+use crate::graphql::error::{ApiResult, ResultExt};
+use crate::identity::{IdentityError, MAX_UPSERT_BATCH};
+use crate::refresh::RefreshPolicy;
+
+/// One account by app and openid.
+#[derive(InputObject)]
+pub struct AccountKey {
+    /// The appid.
+    pub appid: String,
+    /// The openid within that app.
+    pub openid: String,
+}
+
+/// What `refreshAccounts` did.
+#[derive(SimpleObject)]
+pub struct RefreshAccountsPayload {
+    /// Accounts fetched from WeChat and written.
+    pub fetched: i32,
+    /// Accounts whose fetch failed; each carries its `refreshError`, and its stored profile is kept.
+    pub failed: i32,
+    /// Accounts WeChat refused as invalid openids (errcode 40003).
+    pub invalid: i32,
+    /// Accounts of apps that are not official accounts, which have nothing to fetch.
+    pub skipped: i32,
+    /// The accounts as stored after the refresh, in the order asked.
+    pub accounts: Vec<Account>,
+}
+
+/// Operator mutations of accounts.
+#[derive(Default)]
+pub struct RefreshMutation;
+
+#[Object]
+impl RefreshMutation {
+    /// Fetches the given accounts from WeChat now, fresh or not (at most 1,000;
+    /// batched by app in calls of 100). A WeChat failure does not fail the
+    /// mutation: it is counted and recorded on each account. An unregistered
+    /// app or an unknown account fails the call with NOT_FOUND.
+    async fn refresh_accounts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The accounts to refresh.")] keys: Vec<AccountKey>,
+    ) -> ApiResult<RefreshAccountsPayload> {
+        if keys.len() > MAX_UPSERT_BATCH {
+            return Err(IdentityError::TooMany(keys.len())).api();
+        }
+        let keys = keys
+            .into_iter()
+            .map(|k| Ok((AppId::parse(k.appid)?, OpenId::parse(k.openid)?)))
+            .collect::<Result<Vec<_>, crate::domain::ParseError>>()
+            .api()?;
+        let (report, accounts) = ctx
+            .state()?
+            .refresher()
+            .refresh_accounts(&keys)
+            .await
+            .api()?;
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(RefreshAccountsPayload {
+            fetched: count(report.fetched),
+            failed: count(report.failed),
+            invalid: count(report.invalid),
+            skipped: count(report.skipped),
+            accounts: Account::batch(accounts, RefreshPolicy::CacheOnly, None),
+        })
+    }
+}

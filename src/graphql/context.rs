@@ -1,0 +1,99 @@
+//! The per-request context of a GraphQL request, and how resolvers reach
+//! the application state.
+//!
+//! [`RequestContext`] lives as long as one request: its copy of the apps
+//! (read once, from the process's in-memory copy), its refresh [`Round`] and
+//! its refresh deadline. [`ContextExt`] gives resolvers the application state
+//! and the request context with coded errors, never a bare `ctx.data()?`.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Context, ErrorExtensions, ServerResult, Value};
+use entity::app;
+use sea_orm::DbErr;
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use super::error::{ApiError, ApiResult};
+use super::round::{self, Round, Ticket};
+use crate::apps::{Apps, AppsById};
+use crate::state::AppState;
+
+/// What one GraphQL request shares between its resolvers.
+#[derive(Default)]
+pub struct RequestContext {
+    apps: OnceCell<Arc<AppsById>>,
+    round: Arc<Round>,
+    deadline: OnceLock<Instant>,
+}
+
+impl RequestContext {
+    /// Every app by id, as the request first saw them (from the process's
+    /// in-memory copy).
+    pub async fn apps(&self, apps: &Apps) -> Result<&Arc<AppsById>, DbErr> {
+        self.apps.get_or_try_init(|| apps.all()).await
+    }
+
+    /// App `id`; one registered since the request's copy was taken is
+    /// found by reloading the apps.
+    pub async fn app(&self, apps: &Apps, id: i64) -> Result<Option<app::Model>, DbErr> {
+        if let Some(app) = self.apps(apps).await?.get(&id) {
+            return Ok(Some(app.clone()));
+        }
+        Ok(apps.covering([id]).await?.get(&id).cloned())
+    }
+
+    /// When the request's refresh budget runs out: `budget` after it first
+    /// waited for a refresh (or for its round to gather).
+    pub fn deadline(&self, budget: Duration) -> Instant {
+        *self.deadline.get_or_init(|| Instant::now() + budget)
+    }
+}
+
+/// The application state and the request context, from a resolver.
+pub trait ContextExt {
+    /// The application state.
+    fn state(&self) -> ApiResult<&AppState>;
+    /// The request's context.
+    fn request(&self) -> ApiResult<&RequestContext>;
+}
+
+impl ContextExt for Context<'_> {
+    fn state(&self) -> ApiResult<&AppState> {
+        self.data_opt::<AppState>()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no application state")).extend())
+    }
+
+    fn request(&self) -> ApiResult<&RequestContext> {
+        self.data_opt::<RequestContext>()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no request context")).extend())
+    }
+}
+
+/// The ticket of the root field `ctx` belongs to, in a query (mutations run
+/// their root fields one after the other and have no round).
+pub fn ticket(ctx: &Context<'_>) -> Option<Ticket> {
+    if ctx.query_env.operation.node.ty != OperationType::Query {
+        return None;
+    }
+    let request = ctx.data_opt::<RequestContext>()?;
+    let key = round::root_key(ctx)?;
+    round::takes_part(round::root_name(ctx)?).then(|| Ticket::new(request.round.clone(), key))
+}
+
+/// Resolves one root field of a query (`resolution`: its whole resolution,
+/// arguments included), and counts it finished in the request's round when
+/// it is done, whether it succeeded or not.
+pub async fn resolve_root<F>(ctx: &Context<'_>, resolution: F) -> ServerResult<Option<Value>>
+where
+    F: Future<Output = ServerResult<Option<Value>>>,
+{
+    let resolved = resolution.await;
+    if let Some(ticket) = ticket(ctx) {
+        ticket.round().finished(ctx, ticket.key());
+    }
+    resolved
+}

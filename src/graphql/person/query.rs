@@ -1,0 +1,80 @@
+//! Queries about people.
+
+use async_graphql::{Context, InputObject, Object};
+use chrono::{DateTime, Utc};
+
+use super::object::{Person, PersonConnection};
+use crate::domain::{AppId, UnionId};
+use crate::graphql::context::{ContextExt, ticket};
+use crate::graphql::enums::RefreshPolicy;
+use crate::graphql::error::{ApiResult, ResultExt};
+use crate::graphql::page::PageArgs;
+use crate::identity::read;
+
+/// Narrows a list of people. All given conditions must hold.
+#[derive(InputObject, Default)]
+pub struct PeopleFilter {
+    /// Only people who follow this official account (by appid).
+    pub follows_app: Option<String>,
+    /// Only people with an account in this app (by appid), following or not.
+    pub in_app: Option<String>,
+    /// Only people changed at or after this time.
+    pub updated_since: Option<DateTime<Utc>>,
+}
+
+impl PeopleFilter {
+    fn parse(self) -> Result<read::PeopleFilter, crate::domain::ParseError> {
+        Ok(read::PeopleFilter {
+            follows_app: self.follows_app.map(AppId::parse).transpose()?,
+            in_app: self.in_app.map(AppId::parse).transpose()?,
+            updated_since: self.updated_since,
+        })
+    }
+}
+
+/// Queries about people.
+#[derive(Default)]
+pub struct PersonQuery;
+
+#[Object]
+impl PersonQuery {
+    /// One person by UnionID, or null when union360 has not seen it.
+    async fn person(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The WeChat UnionID.")] unionid: String,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
+    ) -> ApiResult<Option<Person>> {
+        let unionid = UnionId::parse(unionid).api()?;
+        let found = read::person(ctx.state()?.db(), &unionid).await.api()?;
+        let policy = refresh.unwrap_or_default().into();
+        Ok(Person::batch(found.into_iter().collect(), policy, ticket(ctx)).pop())
+    }
+
+    /// Everyone union360 knows by UnionID, in the order first seen.
+    async fn people(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size (default 20, at most 100).")] first: Option<i32>,
+        #[graphql(desc = "Cursor to continue after (`pageInfo.endCursor` of the previous page).")]
+        after: Option<String>,
+        #[graphql(desc = "Conditions the people must meet.")] filter: Option<PeopleFilter>,
+        #[graphql(
+            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
+        )]
+        refresh: Option<RefreshPolicy>,
+    ) -> ApiResult<PersonConnection> {
+        let args = PageArgs::parse(PersonConnection::KIND, first, after.as_deref()).api()?;
+        let filter = filter.unwrap_or_default().parse().api()?;
+        let page = read::people(ctx.state()?.db(), &filter, args.request())
+            .await
+            .api()?;
+        let policy = refresh.unwrap_or_default().into();
+        Ok(PersonConnection::new(page, args, |rows| {
+            Person::batch(rows, policy, ticket(ctx))
+        }))
+    }
+}

@@ -1,0 +1,342 @@
+//! Applying one reported row to its stored account: the link (rules 2, 3
+//! and 4), the profile merge (rule 5) and the follow status, noting every
+//! change for the history.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::account;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, IntoActiveModel, ModelTrait, Set, Value};
+
+use super::history::Change;
+use super::merge::{self, Decision};
+use super::types::{AccountUpsert, Follow, Outcome};
+use crate::domain::ProfileSource;
+
+/// Applies `row` to `model` (created by this call or not); returns the
+/// outcome, the changes to record, and the account as written.
+pub(super) async fn apply_row<C: ConnectionTrait>(
+    txn: &C,
+    row: &AccountUpsert,
+    created: bool,
+    model: account::Model,
+    persons: &HashMap<String, (i64, bool)>,
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<(Outcome, Vec<Change>, account::Model), DbErr> {
+    // Only rows whose values change are written here; freshness-only rows are
+    // written by the caller in one statement.
+    let mut changes = Vec::new();
+    let mut active = model.clone().into_active_model();
+    let Link { linked, conflict } =
+        apply_link(&model, &mut active, row, persons, now, &mut changes);
+
+    apply_profile(&model, &mut active, row, source, &mut changes);
+
+    let changed = !changes.is_empty();
+    let account = if changed || conflict {
+        if row.refreshed {
+            // Freshness is metadata, not a change of the account: no history row.
+            active.refreshed_at = Set(Some(now));
+            active.refresh_error_code = Set(None);
+            active.refresh_error_message = Set(None);
+            active.refresh_error_at = Set(None);
+        }
+        if changed {
+            active.updated_at = Set(now);
+        }
+        active.update(txn).await?
+    } else if row.refreshed {
+        // Written by the caller, with every other freshness-only row, in one statement.
+        account::Model {
+            refreshed_at: Some(now),
+            refresh_error_code: None,
+            refresh_error_message: None,
+            refresh_error_at: None,
+            ..model
+        }
+    } else {
+        model
+    };
+    let outcome = match (created, linked, conflict, changed) {
+        (true, ..) => Outcome::Created,
+        (_, _, true, _) => Outcome::RefusedUnionidConflict,
+        (_, true, ..) => Outcome::Linked,
+        (.., true) => Outcome::Updated,
+        _ => Outcome::Unchanged,
+    };
+    Ok((outcome, changes, account))
+}
+
+/// What applying a row did to the account's link to a person.
+#[derive(Default)]
+struct Link {
+    /// The account is linked to a person now and was not before.
+    linked: bool,
+    /// The row's UnionID differs from the account's (rule 3).
+    conflict: bool,
+}
+
+/// Applies the row's UnionID and snapshot mark to the account's link:
+/// rule 2 (a UnionID links the account to its person), rule 3 (a different
+/// UnionID is recorded, not applied) and rule 4 (a snapshot-page virtual
+/// user never creates or joins a person).
+fn apply_link(
+    model: &account::Model,
+    active: &mut account::ActiveModel,
+    row: &AccountUpsert,
+    persons: &HashMap<String, (i64, bool)>,
+    now: DateTime<Utc>,
+    changes: &mut Vec<Change>,
+) -> Link {
+    if row.snapshot_user && !model.snapshot_user {
+        if model.person_id.is_none() {
+            active.snapshot_user = Set(true);
+            changes.push(Change {
+                field: "snapshot_user",
+                old: Some(false.to_string()),
+                new: Some(true.to_string()),
+            });
+        } else {
+            tracing::warn!(
+                account.id = model.id,
+                "an account linked to a person reported as a snapshot-page user; the link is kept"
+            );
+        }
+    }
+    if row.snapshot_user || model.snapshot_user {
+        if row.unionid.is_some() {
+            tracing::debug!(
+                account.id = model.id,
+                "UnionID of a snapshot-page user ignored"
+            );
+        }
+        return Link::default();
+    }
+    let Some(reported) = &row.unionid else {
+        return Link::default();
+    };
+    match &model.unionid {
+        Some(own) if own != reported.as_str() => {
+            // Rule 3: the account keeps its UnionID and its link; the
+            // conflict is recorded (once per distinct value) and the rest
+            // of the row still applies.
+            if model.unionid_conflict.as_deref() != Some(reported.as_str()) {
+                tracing::warn!(
+                    account.id = model.id,
+                    account.unionid = %own,
+                    reported.unionid = %reported,
+                    "conflicting UnionID reported; recorded, not applied"
+                );
+                active.unionid_conflict = Set(Some(reported.to_string()));
+                changes.push(Change {
+                    field: "unionid_conflict",
+                    old: model.unionid_conflict.clone(),
+                    new: Some(reported.to_string()),
+                });
+            }
+            active.unionid_conflict_at = Set(Some(now));
+            Link {
+                linked: false,
+                conflict: true,
+            }
+        }
+        _ => {
+            let Some(&(person_id, _)) = persons.get(reported.as_str()) else {
+                return Link::default();
+            };
+            if model.unionid.is_none() {
+                active.unionid = Set(Some(reported.to_string()));
+                changes.push(Change {
+                    field: "unionid",
+                    old: None,
+                    new: Some(reported.to_string()),
+                });
+            }
+            let linked = model.person_id != Some(person_id);
+            if linked {
+                active.person_id = Set(Some(person_id));
+                changes.push(Change {
+                    field: "person_id",
+                    old: model.person_id.map(|id| id.to_string()),
+                    new: Some(person_id.to_string()),
+                });
+            }
+            Link {
+                linked,
+                conflict: false,
+            }
+        }
+    }
+}
+
+/// The profile columns: the name recorded in the history, the value column
+/// and the column naming the value's source.
+const PROFILE_COLUMNS: [(&str, account::Column, account::Column); 7] = [
+    (
+        "nickname",
+        account::Column::Nickname,
+        account::Column::NicknameSource,
+    ),
+    (
+        "avatar_url",
+        account::Column::AvatarUrl,
+        account::Column::AvatarUrlSource,
+    ),
+    ("sex", account::Column::Sex, account::Column::SexSource),
+    (
+        "language",
+        account::Column::Language,
+        account::Column::LanguageSource,
+    ),
+    ("city", account::Column::City, account::Column::CitySource),
+    (
+        "province",
+        account::Column::Province,
+        account::Column::ProvinceSource,
+    ),
+    (
+        "country",
+        account::Column::Country,
+        account::Column::CountrySource,
+    ),
+];
+
+/// A profile value as text: sex 0 (unknown) counts as empty.
+fn as_text(value: Value) -> Option<String> {
+    match value {
+        Value::String(s) => s,
+        Value::Int(Some(0)) | Value::Int(None) => None,
+        Value::Int(Some(code)) => Some(code.to_string()),
+        _ => None,
+    }
+}
+
+/// Text back into the column's type.
+fn from_text(column: account::Column, text: Option<String>) -> Value {
+    match column {
+        account::Column::Sex => Value::Int(text.and_then(|t| t.parse().ok())),
+        _ => Value::String(text),
+    }
+}
+
+/// Merges the row's profile into `active`, noting each change.
+fn apply_profile(
+    model: &account::Model,
+    active: &mut account::ActiveModel,
+    row: &AccountUpsert,
+    source: ProfileSource,
+    changes: &mut Vec<Change>,
+) {
+    let p = &row.profile;
+    // Incoming values in the order of PROFILE_COLUMNS; sex 0 is an empty value.
+    let incoming = [
+        p.nickname.clone(),
+        p.avatar_url.clone(),
+        p.sex
+            .map(|code| as_text(Value::Int(Some(code))).unwrap_or_default()),
+        p.language.clone(),
+        p.city.clone(),
+        p.province.clone(),
+        p.country.clone(),
+    ];
+    for ((field, column, source_column), incoming) in PROFILE_COLUMNS.into_iter().zip(incoming) {
+        let stored = as_text(model.get(column));
+        let stored_source = as_text(model.get(source_column));
+        let decision = merge::decide(
+            stored.as_deref(),
+            stored_source.as_deref(),
+            incoming.as_deref(),
+            source,
+        );
+        let Decision::Set(value) = decision else {
+            continue;
+        };
+        let value_source = value.as_ref().map(|_| source.as_str().to_owned());
+        changes.push(Change {
+            field,
+            old: stored,
+            new: value.clone(),
+        });
+        active.set(column, from_text(column, value));
+        active.set(source_column, Value::String(value_source));
+    }
+    apply_follow(model, active, &row.follow, changes);
+}
+
+/// Applies reported follow values that differ from the stored ones.
+fn apply_follow(
+    model: &account::Model,
+    active: &mut account::ActiveModel,
+    follow: &Follow,
+    changes: &mut Vec<Change>,
+) {
+    let remark = follow
+        .remark
+        .as_ref()
+        .map(|r| Value::String(Some(r.clone()).filter(|r| !r.is_empty())));
+    let tags = follow
+        .tag_ids
+        .as_ref()
+        .map(|t| Value::Json(Some(Box::new(serde_json::json!(t)))));
+    let reported: [(&'static str, account::Column, Option<Value>); 7] = [
+        (
+            "subscribed",
+            account::Column::Subscribed,
+            follow.subscribed.map(|v| Value::Bool(Some(v))),
+        ),
+        (
+            "subscribe_time",
+            account::Column::SubscribeTime,
+            follow
+                .subscribe_time
+                .map(|v| Value::ChronoDateTimeUtc(Some(v))),
+        ),
+        (
+            "subscribe_scene",
+            account::Column::SubscribeScene,
+            follow
+                .subscribe_scene
+                .clone()
+                .map(|v| Value::String(Some(v))),
+        ),
+        (
+            "qr_scene",
+            account::Column::QrScene,
+            follow.qr_scene.map(|v| Value::BigInt(Some(v))),
+        ),
+        (
+            "qr_scene_str",
+            account::Column::QrSceneStr,
+            follow.qr_scene_str.clone().map(|v| Value::String(Some(v))),
+        ),
+        ("remark", account::Column::Remark, remark),
+        ("tag_ids", account::Column::TagIds, tags),
+    ];
+    for (field, column, value) in reported {
+        let Some(value) = value else { continue };
+        let stored = model.get(column);
+        if stored == value {
+            continue;
+        }
+        changes.push(Change {
+            field,
+            old: display(&stored),
+            new: display(&value),
+        });
+        active.set(column, value);
+    }
+}
+
+/// A stored value as history text.
+fn display(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.map(|b| b.to_string()),
+        Value::Int(i) => i.map(|i| i.to_string()),
+        Value::BigInt(i) => i.map(|i| i.to_string()),
+        Value::ChronoDateTimeUtc(t) => t.map(|t| t.to_rfc3339()),
+        Value::Json(j) => j.as_ref().map(|j| j.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,145 @@
+//! Accounts and persons that exist, locked, before a call changes them.
+//!
+//! Accounts are inserted when absent and then read back locked (`FOR
+//! UPDATE` on PostgreSQL), in key order; persons are inserted with an
+//! insert-or-get under the unique UnionID constraint, in UnionID order, so
+//! that concurrent discoveries of one UnionID make one person and concurrent
+//! calls take their locks in one order and cannot deadlock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use entity::{account, person};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TryInsertResult,
+};
+
+/// Rows per bulk statement (well under SQLite's bound-parameter limit).
+pub(super) const CHUNK: usize = 500;
+
+/// `(app_id, openid) IN keys`, as one condition per app.
+pub(crate) fn account_keys(keys: &[(i64, &str)]) -> Condition {
+    let mut by_app: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for (app_id, openid) in keys {
+        by_app.entry(*app_id).or_default().push(openid);
+    }
+    by_app
+        .into_iter()
+        .fold(Condition::any(), |any, (app_id, openids)| {
+            any.add(
+                Condition::all()
+                    .add(account::Column::AppId.eq(app_id))
+                    .add(account::Column::Openid.is_in(openids)),
+            )
+        })
+}
+
+/// Reads the accounts of `keys` locked (`FOR UPDATE` on PostgreSQL, in key order).
+async fn locked_accounts<C: ConnectionTrait>(
+    txn: &C,
+    keys: &[(i64, &str)],
+) -> Result<Vec<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account_keys(keys))
+        .order_by_asc(account::Column::AppId)
+        .order_by_asc(account::Column::Openid)
+        .lock_exclusive()
+        .all(txn)
+        .await
+}
+
+/// Inserts the accounts that are absent, then returns all of them locked, by key,
+/// with whether this call created each.
+pub(super) async fn insert_or_get_accounts<C: ConnectionTrait>(
+    txn: &C,
+    keys: &[(i64, &str)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<(i64, String), (bool, account::Model)>, DbErr> {
+    let mut all = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK) {
+        for model in locked_accounts(txn, chunk).await? {
+            all.insert((model.app_id, model.openid.clone()), (false, model));
+        }
+        let missing: Vec<(i64, &str)> = chunk
+            .iter()
+            .filter(|(app_id, openid)| !all.contains_key(&(*app_id, (*openid).to_owned())))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let skeletons = missing.iter().map(|(app_id, openid)| account::ActiveModel {
+            app_id: Set(*app_id),
+            openid: Set((*openid).to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        });
+        let inserted = account::Entity::insert_many(skeletons)
+            .on_conflict_do_nothing_on([account::Column::AppId, account::Column::Openid])
+            .exec_with_returning_many(txn)
+            .await?;
+        let created: BTreeSet<i64> = match inserted {
+            TryInsertResult::Inserted(models) => models.iter().map(|m| m.id).collect(),
+            TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
+        };
+        // Read back locked: the rows this call created, and any a concurrent
+        // call created first (which it then waited for).
+        for model in locked_accounts(txn, &missing).await? {
+            let was_created = created.contains(&model.id);
+            all.insert((model.app_id, model.openid.clone()), (was_created, model));
+        }
+    }
+    Ok(all)
+}
+
+/// Creates the persons that do not exist yet and returns all of them by UnionID,
+/// with whether this call created each.
+pub(super) async fn insert_or_get_persons<C: ConnectionTrait>(
+    txn: &C,
+    unionids: &BTreeSet<&str>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, (i64, bool)>, DbErr> {
+    let mut all = HashMap::with_capacity(unionids.len());
+    let unionids: Vec<&str> = unionids.iter().copied().collect();
+    let find = |ids: Vec<&str>| {
+        person::Entity::find()
+            .filter(person::Column::Unionid.is_in(ids))
+            .order_by_asc(person::Column::Unionid)
+            .all(txn)
+    };
+    for chunk in unionids.chunks(CHUNK) {
+        for p in find(chunk.to_vec()).await? {
+            all.insert(p.unionid, (p.id, false));
+        }
+        let missing: Vec<&str> = chunk
+            .iter()
+            .copied()
+            .filter(|u| !all.contains_key(*u))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        // Sorted, so concurrent calls take the unique-index locks in one order.
+        let rows = missing.iter().map(|unionid| person::ActiveModel {
+            unionid: Set((*unionid).to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        });
+        let inserted = person::Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([person::Column::Unionid])
+            .exec_with_returning_many(txn)
+            .await?;
+        let created: BTreeSet<i64> = match inserted {
+            TryInsertResult::Inserted(models) => models.iter().map(|m| m.id).collect(),
+            TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
+        };
+        for p in find(missing).await? {
+            let was_created = created.contains(&p.id);
+            all.insert(p.unionid, (p.id, was_created));
+        }
+    }
+    Ok(all)
+}

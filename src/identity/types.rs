@@ -1,0 +1,136 @@
+//! The identity service's vocabulary: what a source reports about an
+//! account, what an upsert did, and why a call is refused.
+
+use chrono::{DateTime, Utc};
+use entity::account;
+use sea_orm::DbErr;
+
+use crate::domain::{AppId, OpenId, UnionId};
+
+/// Most accounts one call may upsert.
+pub const MAX_UPSERT_BATCH: usize = 1000;
+
+/// Profile values as one source reports them; `None` means "not reported".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Nickname.
+    pub nickname: Option<String>,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
+    /// WeChat sex code (1 male, 2 female, 0 unknown, which counts as empty).
+    pub sex: Option<i32>,
+    /// Language.
+    pub language: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Province.
+    pub province: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+}
+
+/// One account as a source reports it.
+#[derive(Debug, Clone)]
+pub struct AccountUpsert {
+    /// The app that issued the openid.
+    pub appid: AppId,
+    /// The openid.
+    pub openid: OpenId,
+    /// The UnionID, when the source knows it.
+    pub unionid: Option<UnionId>,
+    /// Whether the openid is a snapshot-page virtual user's (`is_snapshotuser`):
+    /// the account is stored, marked, and never creates or joins a person.
+    pub snapshot_user: bool,
+    /// Profile values.
+    pub profile: Profile,
+    /// Follow status and what comes with it, as far as the source knows.
+    pub follow: Follow,
+    /// Whether this row is a fetch from WeChat: sets `refreshed_at` and clears
+    /// the last refresh error.
+    pub refreshed: bool,
+}
+
+/// Follow status of an official-account user; `None` means "not reported".
+/// These values come from WeChat (or an operator's import) and replace what
+/// is stored whenever reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Follow {
+    /// Whether the user follows the official account.
+    pub subscribed: Option<bool>,
+    /// Last follow time.
+    pub subscribe_time: Option<DateTime<Utc>>,
+    /// How the user followed (`ADD_SCENE_…`).
+    pub subscribe_scene: Option<String>,
+    /// Numeric QR scene.
+    pub qr_scene: Option<i64>,
+    /// String QR scene.
+    pub qr_scene_str: Option<String>,
+    /// Operator remark (an empty string clears it).
+    pub remark: Option<String>,
+    /// Tag ids.
+    pub tag_ids: Option<Vec<i64>>,
+}
+
+/// What an upsert did to one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The account was new.
+    Created,
+    /// The account existed and was linked to a person now.
+    Linked,
+    /// The account existed and some value changed.
+    Updated,
+    /// Nothing changed.
+    Unchanged,
+    /// The row's UnionID was refused: it differs from the account's, which
+    /// never changes. The conflict is recorded on the account; the rest of the
+    /// row (profile, follow status, freshness) applied as usual.
+    RefusedUnionidConflict,
+}
+
+/// The result for one input row.
+#[derive(Debug, Clone)]
+pub struct UpsertResult {
+    /// Position of the row in the input.
+    pub index: usize,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Whether this row's UnionID created a new person.
+    pub person_created: bool,
+    /// The account as stored after the call.
+    pub account: account::Model,
+}
+
+/// Why a call was refused as a whole (nothing was written).
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// More rows than [`MAX_UPSERT_BATCH`].
+    #[error("at most {MAX_UPSERT_BATCH} accounts per call, got {0}")]
+    TooMany(usize),
+    /// Rows name apps that are not registered.
+    #[error("unknown appid(s): {}", .0.join(", "))]
+    UnknownApps(Vec<String>),
+    /// The same account appears twice in one call.
+    #[error("account {appid}/{openid} appears more than once (rows {first} and {second})")]
+    DuplicateRow {
+        /// The appid.
+        appid: String,
+        /// The openid.
+        openid: String,
+        /// First row.
+        first: usize,
+        /// Second row.
+        second: usize,
+    },
+    /// A profile value is unacceptable.
+    #[error("row {index}: {message}")]
+    InvalidRow {
+        /// The row.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}

@@ -1,0 +1,171 @@
+//! [`upsert_accounts`]: every write to the identity graph, all or nothing.
+//!
+//! A call is one transaction. Rows are processed in a fixed order (accounts
+//! by app and openid, then persons by UnionID) so that concurrent calls on
+//! PostgreSQL take row locks in the same order and cannot deadlock; on
+//! SQLite the transaction holds the write lock from its start.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use entity::{account, app, person};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+
+use super::apply::apply_row;
+use super::history::record;
+use super::lock::{CHUNK, insert_or_get_accounts, insert_or_get_persons};
+use super::types::{AccountUpsert, IdentityError, MAX_UPSERT_BATCH, UpsertResult};
+use super::validate::validate;
+use crate::domain::ProfileSource;
+use crate::store;
+
+/// Upserts accounts reported by `source`, all or nothing, applying the identity rules.
+#[tracing::instrument(name = "identity.upsert_accounts", skip_all, fields(rows = rows.len(), source = %source))]
+pub async fn upsert_accounts(
+    db: &DatabaseConnection,
+    rows: Vec<AccountUpsert>,
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<Vec<UpsertResult>, IdentityError> {
+    if rows.len() > MAX_UPSERT_BATCH {
+        return Err(IdentityError::TooMany(rows.len()));
+    }
+    for (index, row) in rows.iter().enumerate() {
+        validate(index, row)?;
+    }
+    let apps = resolve_apps(db, &rows).await?;
+    // Sorted by (app, openid): the lock order of every call.
+    let mut order: BTreeMap<(i64, &str), usize> = BTreeMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        let key = (apps[row.appid.as_str()], row.openid.as_str());
+        if let Some(first) = order.insert(key, index) {
+            return Err(IdentityError::DuplicateRow {
+                appid: row.appid.to_string(),
+                openid: row.openid.to_string(),
+                first,
+                second: index,
+            });
+        }
+    }
+
+    let txn = store::begin_write(db).await?;
+    // Phase 1: every account exists and is locked, in key order.
+    let keys: Vec<(i64, &str)> = order.keys().copied().collect();
+    let mut found = insert_or_get_accounts(&txn, &keys, now).await?;
+    let mut stored: Vec<(usize, bool, account::Model)> = Vec::with_capacity(rows.len());
+    for (&(app_id, openid), &index) in &order {
+        let (created, model) = found
+            .remove(&(app_id, openid.to_owned()))
+            .ok_or_else(|| DbErr::RecordNotFound(format!("account {app_id}/{openid}")))?;
+        stored.push((index, created, model));
+    }
+    // Phase 2: persons for the UnionIDs that will be linked, in UnionID order.
+    let wanted: BTreeSet<&str> = stored
+        .iter()
+        .filter_map(|(index, _, model)| {
+            let row = &rows[*index];
+            // Rule 4: a snapshot-page virtual user never creates or joins a person.
+            if row.snapshot_user || model.snapshot_user {
+                return None;
+            }
+            let reported = row.unionid.as_ref()?.as_str();
+            match &model.unionid {
+                None => Some(reported),
+                Some(own) if own == reported => Some(reported),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    let persons = insert_or_get_persons(&txn, &wanted, now).await?;
+
+    // Phase 3: apply each row. Persons whose accounts changed are touched
+    // afterwards, once each and in id order, so that concurrent calls lock
+    // person rows in one order too.
+    let mut results = Vec::with_capacity(rows.len());
+    let mut touched = BTreeSet::new();
+    let mut claimed = BTreeSet::new();
+    let mut history = Vec::new();
+    let mut freshened = Vec::new();
+    for (index, created, model) in stored {
+        let row = &rows[index];
+        let (outcome, changes, account) =
+            apply_row(&txn, row, created, model, &persons, source, now).await?;
+        let changed = !changes.is_empty();
+        if !changed && row.refreshed {
+            freshened.push(account.id);
+        }
+        history.extend(changes.into_iter().map(|c| (account.id, c)));
+        if changed && let Some(person_id) = account.person_id {
+            touched.insert(person_id);
+        }
+        // A new person is credited to the first row that carried its UnionID.
+        let person_created = row.unionid.as_ref().is_some_and(|u| {
+            account.person_id.is_some()
+                && account.unionid.as_deref() == Some(u.as_str())
+                && persons.get(u.as_str()).is_some_and(|(_, created)| *created)
+                && claimed.insert(u.as_str())
+        });
+        results.push(UpsertResult {
+            index,
+            outcome,
+            person_created,
+            account,
+        });
+    }
+    if !touched.is_empty() {
+        person::Entity::update_many()
+            .col_expr(person::Column::UpdatedAt, now.into())
+            .filter(person::Column::Id.is_in(touched))
+            .exec(&txn)
+            .await?;
+    }
+    // Rows whose only news is that WeChat was asked: one statement for all.
+    for chunk in freshened.chunks(CHUNK) {
+        account::Entity::update_many()
+            .col_expr(account::Column::RefreshedAt, Expr::value(now))
+            .col_expr(
+                account::Column::RefreshErrorCode,
+                Expr::value(Option::<i32>::None),
+            )
+            .col_expr(
+                account::Column::RefreshErrorMessage,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                account::Column::RefreshErrorAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(account::Column::Id.is_in(chunk.iter().copied()))
+            .exec(&txn)
+            .await?;
+    }
+    record(&txn, history, source, now).await?;
+    txn.commit().await?;
+    results.sort_by_key(|r| r.index);
+    Ok(results)
+}
+
+async fn resolve_apps<C: ConnectionTrait>(
+    db: &C,
+    rows: &[AccountUpsert],
+) -> Result<HashMap<String, i64>, IdentityError> {
+    let appids: BTreeSet<&str> = rows.iter().map(|r| r.appid.as_str()).collect();
+    let found: HashMap<String, i64> = app::Entity::find()
+        .filter(app::Column::Appid.is_in(appids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| (a.appid, a.id))
+        .collect();
+    let unknown: Vec<String> = appids
+        .into_iter()
+        .filter(|a| !found.contains_key(*a))
+        .map(str::to_owned)
+        .collect();
+    if unknown.is_empty() {
+        Ok(found)
+    } else {
+        Err(IdentityError::UnknownApps(unknown))
+    }
+}
