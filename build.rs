@@ -10,6 +10,10 @@
 //!
 //! An install in `$OUT_DIR/graphiql-npm` is reused while its package files
 //! match the pinned ones, so incremental builds do not run npm again.
+//!
+//! It also sets `cfg(postgres_tests)` when `TEST_DATABASE_URL` is set, so
+//! the tests that need PostgreSQL run then, and are reported as ignored,
+//! with the reason, when it is not (they never pass without testing).
 
 use std::env;
 use std::fmt::Write as _;
@@ -76,6 +80,11 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=UNION360_SKIP_NPM");
+    println!("cargo:rerun-if-env-changed=TEST_DATABASE_URL");
+    println!("cargo:rustc-check-cfg=cfg(postgres_tests)");
+    if env::var("TEST_DATABASE_URL").is_ok_and(|url| !url.is_empty()) {
+        println!("cargo:rustc-cfg=postgres_tests");
+    }
 
     let (Some(manifest_dir), Some(out_dir)) =
         (env::var_os("CARGO_MANIFEST_DIR"), env::var_os("OUT_DIR"))

@@ -5,48 +5,46 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::helpers::{backends, spawn_app};
+use crate::helpers::{Backend, spawn_app};
 
 const REGISTER: &str = "mutation($input: RegisterAppInput!) {
     registerApp(input: $input) { appid kind name callbackConfigured } }";
 
-#[tokio::test]
-async fn secrets_are_sealed_at_rest_and_never_returned() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        let input = json!({
-            "appid": "wx49f0ab532d5d035a", "kind": "OFFICIAL_ACCOUNT", "name": "Main account",
-            "secret": "very-secret-appsecret", "callbackToken": "123456",
-            "encodingAesKey": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
-        });
-        let body = app.graphql(REGISTER, json!({ "input": input })).await;
-        assert_eq!(
-            body["data"]["registerApp"]["callbackConfigured"], true,
-            "{backend:?}"
-        );
-        assert!(!body.to_string().contains("very-secret"));
+on_each_backend!(secrets_are_sealed_at_rest_and_never_returned);
+async fn secrets_are_sealed_at_rest_and_never_returned(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let input = json!({
+        "appid": "wx49f0ab532d5d035a", "kind": "OFFICIAL_ACCOUNT", "name": "Main account",
+        "secret": "very-secret-appsecret", "callbackToken": "123456",
+        "encodingAesKey": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+    });
+    let body = app.graphql(REGISTER, json!({ "input": input })).await;
+    assert_eq!(
+        body["data"]["registerApp"]["callbackConfigured"], true,
+        "{backend:?}"
+    );
+    assert!(!body.to_string().contains("very-secret"));
 
-        let row = app::Entity::find()
-            .filter(app::Column::Appid.eq("wx49f0ab532d5d035a"))
-            .one(app.state.db())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!row.secret_sealed.contains("very-secret"));
-        let opened = app
-            .state
-            .master_key()
-            .open(
-                &union360::apps::seal_purpose("secret", &row.appid),
-                &row.secret_sealed,
-            )
-            .unwrap();
-        assert_eq!(opened.expose_secret(), "very-secret-appsecret");
+    let row = app::Entity::find()
+        .filter(app::Column::Appid.eq("wx49f0ab532d5d035a"))
+        .one(app.state.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!row.secret_sealed.contains("very-secret"));
+    let opened = app
+        .state
+        .master_key()
+        .open(
+            &union360::apps::seal_purpose("secret", &row.appid),
+            &row.secret_sealed,
+        )
+        .unwrap();
+    assert_eq!(opened.expose_secret(), "very-secret-appsecret");
 
-        let listed = app.data("{ apps { appid kind name } }", json!({})).await;
-        assert_eq!(listed["apps"][0]["appid"], "wx49f0ab532d5d035a");
-        assert!(!listed.to_string().contains("very-secret"));
-    }
+    let listed = app.data("{ apps { appid kind name } }", json!({})).await;
+    assert_eq!(listed["apps"][0]["appid"], "wx49f0ab532d5d035a");
+    assert!(!listed.to_string().contains("very-secret"));
 }
 
 #[tokio::test]
@@ -145,29 +143,24 @@ async fn postgres_refuses_to_start_without_a_master_key() {
     );
 }
 
-#[tokio::test]
-async fn an_app_registered_on_another_instance_is_found_at_once() {
+on_postgres!(an_app_registered_on_another_instance_is_found_at_once);
+async fn an_app_registered_on_another_instance_is_found_at_once(backend: Backend) {
     // Instances share one database only on PostgreSQL.
-    for backend in backends()
-        .into_iter()
-        .filter(|b| *b == crate::helpers::Backend::Postgres)
-    {
-        let a = spawn_app(backend).await;
-        let database = a.state.settings().database.clone();
-        let b = crate::helpers::spawn_app_with(backend, |s| s.database = database).await;
-        let accounts = "query($a: String!) { accounts(appid: $a) { totalCount nodes { appid } } }";
-        // b holds the apps in memory before the new one exists.
-        a.register_app("wx0000000000000001", "OFFICIAL_ACCOUNT")
-            .await;
-        b.data(accounts, json!({ "a": "wx0000000000000001" })).await;
-        a.register_app("wx0000000000000002", "MINI_PROGRAM").await;
-        a.upsert(json!([{ "appid": "wx0000000000000002", "openid": "o-new" }]))
-            .await;
-        let data = b.data(accounts, json!({ "a": "wx0000000000000002" })).await;
-        assert_eq!(data["accounts"]["totalCount"], 1);
-        assert_eq!(
-            data["accounts"]["nodes"][0]["appid"], "wx0000000000000002",
-            "the account's app is found too"
-        );
-    }
+    let a = spawn_app(backend).await;
+    let database = a.state.settings().database.clone();
+    let b = crate::helpers::spawn_app_with(backend, |s| s.database = database).await;
+    let accounts = "query($a: String!) { accounts(appid: $a) { totalCount nodes { appid } } }";
+    // b holds the apps in memory before the new one exists.
+    a.register_app("wx0000000000000001", "OFFICIAL_ACCOUNT")
+        .await;
+    b.data(accounts, json!({ "a": "wx0000000000000001" })).await;
+    a.register_app("wx0000000000000002", "MINI_PROGRAM").await;
+    a.upsert(json!([{ "appid": "wx0000000000000002", "openid": "o-new" }]))
+        .await;
+    let data = b.data(accounts, json!({ "a": "wx0000000000000002" })).await;
+    assert_eq!(data["accounts"]["totalCount"], 1);
+    assert_eq!(
+        data["accounts"]["nodes"][0]["appid"], "wx0000000000000002",
+        "the account's app is found too"
+    );
 }

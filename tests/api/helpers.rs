@@ -1,4 +1,7 @@
-//! `spawn_app()`: a real union360 server with its own database.
+//! `spawn_app()`: a real union360 server with its own database and its own
+//! WeChat simulator; one helper each for the simulator's control plane,
+//! its call counters and registering apps; and the macros that run a test
+//! on each database.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,24 +10,51 @@ use serde_json::{Value, json};
 use union360::clock::Clock;
 use union360::crypto::MasterKey;
 use union360::settings::Settings;
-use union360::simulator::{SimConfig, SimHandle, Simulator};
+use union360::simulator::{SimApp, SimConfig, SimHandle, Simulator};
 use union360::startup::Application;
 use union360::state::AppState;
 
-/// The databases every storage test runs on.
+/// The databases storage tests run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
 }
 
-/// SQLite always; PostgreSQL too when `TEST_DATABASE_URL` is set.
-pub fn backends() -> Vec<Backend> {
-    let mut all = vec![Backend::Sqlite];
-    if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
-        all.push(Backend::Postgres);
-    }
-    all
+/// Runs `async fn $name(backend: Backend)` as two tests: `$name::sqlite`,
+/// and `$name::postgres`, which needs `TEST_DATABASE_URL` (read when the
+/// tests are built) and is reported as ignored, with the reason, without
+/// it. Arguments after the name go to `#[tokio::test(…)]`.
+macro_rules! on_each_backend {
+    ($name:ident $(, $($flavor:tt)+)?) => {
+        mod $name {
+            #[tokio::test$(($($flavor)+))?]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test$(($($flavor)+))?]
+            #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// Runs `async fn $name(backend: Backend)` as one test on PostgreSQL only
+/// (what only several instances sharing a database can show), reported as
+/// ignored, with the reason, without `TEST_DATABASE_URL`.
+macro_rules! on_postgres {
+    ($name:ident $(, $($flavor:tt)+)?) => {
+        mod $name {
+            #[tokio::test$(($($flavor)+))?]
+            #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
 }
 
 /// A running server.
@@ -112,7 +142,8 @@ pub async fn fresh_database(backend: Backend) -> (String, tempfile::TempDir) {
 /// Creates a database of its own on the `TEST_DATABASE_URL` server and returns its URL.
 /// Databases left by earlier runs (older than an hour) are dropped on the way.
 async fn fresh_postgres_database() -> String {
-    let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let admin_url = std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL was set when the tests were built; set it to run them");
     let admin = Database::connect(&admin_url)
         .await
         .expect("connect to TEST_DATABASE_URL");
@@ -170,13 +201,34 @@ impl TestApp {
         body["data"].clone()
     }
 
-    /// Registers an app of `kind` through the API.
-    pub async fn register_app(&self, appid: &str, kind: &str) {
+    /// Registers an app of `kind` with `secret` through the API.
+    pub async fn register(&self, appid: &str, kind: &str, secret: &str) {
         self.data(
             "mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }",
-            json!({ "input": { "appid": appid, "kind": kind, "name": appid, "secret": "s3cret-value" } }),
+            json!({ "input": { "appid": appid, "kind": kind, "name": appid, "secret": secret } }),
         )
         .await;
+    }
+
+    /// Registers an app of `kind` that WeChat is never asked about.
+    pub async fn register_app(&self, appid: &str, kind: &str) {
+        self.register(appid, kind, "s3cret-value").await;
+    }
+
+    /// Registers the simulator's bound official accounts, with their real
+    /// secrets; returns their appids.
+    pub async fn register_official_accounts(&self) -> Vec<String> {
+        let mut appids = Vec::new();
+        for oa in self.sim.official_accounts() {
+            self.register(&oa.appid, "OFFICIAL_ACCOUNT", &oa.secret)
+                .await;
+            appids.push(oa.appid);
+        }
+        assert!(
+            !appids.is_empty(),
+            "the simulated world has a bound official account"
+        );
+        appids
     }
 
     /// Upserts accounts through the API and returns the payload.
@@ -190,5 +242,102 @@ impl TestApp {
         )
         .await["upsertAccounts"]
             .clone()
+    }
+}
+
+/// One person of the simulated world: unionid, and (appid, openid, following) per app.
+pub struct SimPerson {
+    pub unionid: String,
+    pub accounts: Vec<(String, String, bool)>,
+}
+
+impl SimPerson {
+    /// The (appid, openid) of the accounts this person follows among `appids`.
+    pub fn followed_in(&self, appids: &[String]) -> Vec<(String, String)> {
+        self.accounts
+            .iter()
+            .filter(|(appid, _, following)| *following && appids.contains(appid))
+            .map(|(appid, openid, _)| (appid.clone(), openid.clone()))
+            .collect()
+    }
+}
+
+/// The simulator's control plane (`/_sim`, over HTTP) and call counters.
+pub trait SimControl {
+    /// Sends a control request; returns its JSON answer (`null` when none).
+    async fn control(&self, method: reqwest::Method, path: &str, body: Value) -> Value;
+
+    /// Makes the endpoint at `path` misbehave as `fault` says (`errcode`,
+    /// `latency_ms`, `hang`, `count`, …).
+    async fn fault(&self, path: &str, mut fault: Value) {
+        fault["path"] = json!(path);
+        self.control(reqwest::Method::POST, "/_sim/faults", fault)
+            .await;
+    }
+
+    /// Zeroes the call counters.
+    async fn reset_calls(&self) {
+        self.control(reqwest::Method::DELETE, "/_sim/calls", json!({}))
+            .await;
+    }
+
+    /// Calls to the WeChat endpoint at `path` since the last reset.
+    fn calls_to(&self, path: &str) -> u64;
+
+    /// Person `index` of the simulated world.
+    async fn person(&self, index: u32) -> SimPerson;
+
+    /// The bound official accounts of the simulated world.
+    fn official_accounts(&self) -> Vec<SimApp>;
+}
+
+impl SimControl for SimHandle {
+    async fn control(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("the simulator answers")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    fn calls_to(&self, path: &str) -> u64 {
+        self.sim.calls().get(path).copied().unwrap_or(0)
+    }
+
+    async fn person(&self, index: u32) -> SimPerson {
+        let person = self
+            .control(
+                reqwest::Method::GET,
+                &format!("/_sim/people/{index}"),
+                Value::Null,
+            )
+            .await;
+        SimPerson {
+            unionid: person["unionid"].as_str().unwrap().to_owned(),
+            accounts: person["apps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["appid"].as_str().unwrap().to_owned(),
+                        a["openid"].as_str().unwrap().to_owned(),
+                        a["following"].as_bool().unwrap(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn official_accounts(&self) -> Vec<SimApp> {
+        self.sim
+            .apps()
+            .into_iter()
+            .filter(|a| a.kind == "OFFICIAL_ACCOUNT" && a.bound)
+            .collect()
     }
 }

@@ -3,257 +3,323 @@
 use entity::{account, account_history, person};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
-use union360::domain::{AppId, OpenId, ProfileSource};
-use union360::identity::{self, AccountUpsert, Follow, Profile};
+use union360::domain::{AppId, OpenId, ProfileSource, UnionId};
+use union360::identity::{self, AccountUpsert, Follow, Outcome, Profile};
 
-use crate::helpers::{backends, spawn_app};
+use crate::helpers::{Backend, spawn_app};
 
 const OA: &str = "wx00000000000000a1";
 const MP: &str = "wx00000000000000b2";
 
-#[tokio::test]
-async fn a_unionid_links_accounts_of_different_apps_to_one_person() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
-        app.register_app(MP, "MINI_PROGRAM").await;
-        let first = app
-            .upsert(json!([{ "appid": OA, "openid": "oa-1", "unionid": "u-1", "nickname": "Ann" }]))
-            .await;
-        assert_eq!(first["created"], 1);
-        assert_eq!(first["personsCreated"], 1);
-        // The same user seen by the mini program: same person, no new one.
-        let second = app
-            .upsert(json!([{ "appid": MP, "openid": "mp-1", "unionid": "u-1" }]))
-            .await;
-        assert_eq!(second["personsCreated"], 0);
-        // An account first seen without UnionID is linked when it arrives.
-        app.upsert(json!([{ "appid": OA, "openid": "oa-2" }])).await;
-        let linked = app
-            .upsert(json!([{ "appid": OA, "openid": "oa-2", "unionid": "u-2" }]))
-            .await;
-        assert_eq!(linked["results"][0]["outcome"], "LINKED", "{backend:?}");
-        // Two rows carrying one new UnionID create, and count, one person.
-        let pair = app
-            .upsert(json!([
-                { "appid": OA, "openid": "oa-3", "unionid": "u-3" },
-                { "appid": MP, "openid": "mp-3", "unionid": "u-3" }
-            ]))
-            .await;
-        assert_eq!(pair["personsCreated"], 1);
+on_each_backend!(a_unionid_links_accounts_of_different_apps_to_one_person);
+async fn a_unionid_links_accounts_of_different_apps_to_one_person(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    app.register_app(MP, "MINI_PROGRAM").await;
+    let first = app
+        .upsert(json!([{ "appid": OA, "openid": "oa-1", "unionid": "u-1", "nickname": "Ann" }]))
+        .await;
+    assert_eq!(first["created"], 1);
+    assert_eq!(first["personsCreated"], 1);
+    // The same user seen by the mini program: same person, no new one.
+    let second = app
+        .upsert(json!([{ "appid": MP, "openid": "mp-1", "unionid": "u-1" }]))
+        .await;
+    assert_eq!(second["personsCreated"], 0);
+    // An account first seen without UnionID is linked when it arrives.
+    app.upsert(json!([{ "appid": OA, "openid": "oa-2" }])).await;
+    let linked = app
+        .upsert(json!([{ "appid": OA, "openid": "oa-2", "unionid": "u-2" }]))
+        .await;
+    assert_eq!(linked["results"][0]["outcome"], "LINKED", "{backend:?}");
+    // Two rows carrying one new UnionID create, and count, one person.
+    let pair = app
+        .upsert(json!([
+            { "appid": OA, "openid": "oa-3", "unionid": "u-3" },
+            { "appid": MP, "openid": "mp-3", "unionid": "u-3" }
+        ]))
+        .await;
+    assert_eq!(pair["personsCreated"], 1);
 
-        let data = app
-            .data(
-                r#"{ person(unionid: "u-1") { unionid nickname accounts { appid openid } } }"#,
-                json!({}),
+    let data = app
+        .data(
+            r#"{ person(unionid: "u-1") { unionid nickname accounts { appid openid } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["person"]["nickname"], "Ann");
+    let accounts = data["person"]["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2);
+    let only_mp = app
+        .data(
+            r#"query($a: String) { person(unionid: "u-1") { accounts(appid: $a) { openid } } }"#,
+            json!({ "a": MP }),
+        )
+        .await;
+    assert_eq!(only_mp["person"]["accounts"], json!([{ "openid": "mp-1" }]));
+}
+
+on_each_backend!(a_conflicting_unionid_is_recorded_not_applied);
+async fn a_conflicting_unionid_is_recorded_not_applied(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    app.upsert(json!([{ "appid": OA, "openid": "o", "unionid": "u-right", "nickname": "A" }]))
+        .await;
+    let refused = app
+        .upsert(json!([
+            { "appid": OA, "openid": "o", "unionid": "u-wrong", "nickname": "B" },
+            { "appid": OA, "openid": "other", "nickname": "C" }
+        ]))
+        .await;
+    assert_eq!(refused["refused"], 1);
+    assert_eq!(refused["created"], 1, "the other row still applies");
+    let result = &refused["results"][0];
+    assert_eq!(result["outcome"], "REFUSED");
+    assert_eq!(result["reason"], "UNIONID_CONFLICT");
+    assert_eq!(result["account"]["unionid"], "u-right");
+    assert_eq!(result["account"]["unionidConflict"], "u-wrong");
+    assert_eq!(
+        result["account"]["nickname"], "B",
+        "the rest of the row applies"
+    );
+    let persons = person::Entity::find().count(app.state.db()).await.unwrap();
+    assert_eq!(
+        persons, 1,
+        "{backend:?}: no person for the conflicting UnionID"
+    );
+    // The same conflict again is not recorded twice.
+    let conflicts = || async {
+        account_history::Entity::find()
+            .filter(account_history::Column::Field.eq("unionid_conflict"))
+            .count(app.state.db())
+            .await
+            .unwrap()
+    };
+    assert_eq!(conflicts().await, 1);
+    app.upsert(json!([{ "appid": OA, "openid": "o", "unionid": "u-wrong" }]))
+        .await;
+    assert_eq!(conflicts().await, 1);
+}
+
+on_each_backend!(an_empty_value_never_blanks_another_sources_value);
+async fn an_empty_value_never_blanks_another_sources_value(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    app.upsert(json!([{ "appid": OA, "openid": "o", "nickname": "Ann", "city": "Shenzhen" }]))
+        .await;
+    // user/info since 2021: keys present, values empty.
+    let blank = AccountUpsert {
+        appid: AppId::parse(OA).unwrap(),
+        openid: OpenId::parse("o").unwrap(),
+        unionid: None,
+        snapshot_user: false,
+        profile: Profile {
+            nickname: Some(String::new()),
+            avatar_url: Some(String::new()),
+            sex: Some(0),
+            city: Some(String::new()),
+            language: Some("zh_CN".into()),
+            ..Profile::default()
+        },
+        follow: Follow {
+            subscribed: Some(true),
+            ..Follow::default()
+        },
+        refreshed: true,
+    };
+    identity::upsert_accounts(
+        app.state.db(),
+        vec![blank],
+        ProfileSource::UserInfo,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let data = app
+        .data(
+            &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ nickname city language following refreshedAt fieldSources {{ field source }} }} }}"#),
+            json!({}),
+        )
+        .await;
+    let account = &data["account"];
+    assert_eq!(account["nickname"], "Ann", "{backend:?}");
+    assert_eq!(account["city"], "Shenzhen");
+    assert_eq!(account["language"], "zh_CN");
+    assert_eq!(account["following"], true);
+    assert!(
+        account["refreshedAt"].is_string(),
+        "a WeChat fetch marks the account fresh"
+    );
+    assert!(
+        account["fieldSources"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "field": "language", "source": "USER_INFO" }))
+    );
+    // The same source may clear what it set itself.
+    app.upsert(json!([{ "appid": OA, "openid": "o", "city": "" }]))
+        .await;
+    let data = app
+        .data(
+            &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ city }} }}"#),
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["account"]["city"], json!(null));
+}
+
+on_each_backend!(a_call_with_one_bad_row_writes_nothing);
+async fn a_call_with_one_bad_row_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    // An app that is not registered is NOT_FOUND wherever it is named;
+    // a row that breaks a rule is BAD_USER_INPUT.
+    let rows = [
+        (
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": "wx9999999999999999", "openid": "b" }]),
+            "NOT_FOUND",
+        ),
+        (
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "a" }]),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "" }]),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "b", "language": "x".repeat(33) }]),
+            "BAD_USER_INPUT",
+        ),
+    ];
+    for (rows, code) in rows {
+        let body = app
+            .graphql(
+                "mutation($rows: [AccountInput!]!) { upsertAccounts(input: $rows) { created } }",
+                json!({ "rows": rows }),
             )
             .await;
-        assert_eq!(data["person"]["nickname"], "Ann");
-        let accounts = data["person"]["accounts"].as_array().unwrap();
-        assert_eq!(accounts.len(), 2);
-        let only_mp = app
-            .data(
-                r#"query($a: String) { person(unionid: "u-1") { accounts(appid: $a) { openid } } }"#,
-                json!({ "a": MP }),
-            )
-            .await;
-        assert_eq!(only_mp["person"]["accounts"], json!([{ "openid": "mp-1" }]));
+        assert_eq!(body["errors"][0]["extensions"]["code"], code, "{body}");
+    }
+    assert_eq!(
+        account::Entity::find().count(app.state.db()).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        person::Entity::find().count(app.state.db()).await.unwrap(),
+        0
+    );
+}
+
+on_each_backend!(
+    concurrent_discoveries_of_one_unionid_make_exactly_one_person,
+    flavor = "multi_thread",
+    worker_threads = 4
+);
+async fn concurrent_discoveries_of_one_unionid_make_exactly_one_person(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let appids: Vec<String> = (0..8).map(|i| format!("wx{i:016x}")).collect();
+    for appid in &appids {
+        app.register_app(appid, "MINI_PROGRAM").await;
+    }
+    for round in 0..5 {
+        let unionid = format!("u-race-{round}");
+        let calls = appids.iter().map(|appid| {
+            let rows =
+                json!([{ "appid": appid, "openid": format!("o-{round}"), "unionid": unionid }]);
+            let app = &app;
+            async move { app.upsert(rows).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        let created: i64 = results
+            .iter()
+            .map(|r| r["personsCreated"].as_i64().unwrap())
+            .sum();
+        assert_eq!(created, 1, "{backend:?} round {round}: {results:?}");
+
+        let persons = person::Entity::find()
+            .filter(person::Column::Unionid.eq(&unionid))
+            .all(app.state.db())
+            .await
+            .unwrap();
+        assert_eq!(persons.len(), 1);
+        let linked = account::Entity::find()
+            .filter(account::Column::PersonId.eq(persons[0].id))
+            .count(app.state.db())
+            .await
+            .unwrap();
+        assert_eq!(linked, appids.len() as u64);
     }
 }
 
-#[tokio::test]
-async fn a_conflicting_unionid_is_recorded_not_applied() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
-        app.upsert(json!([{ "appid": OA, "openid": "o", "unionid": "u-right", "nickname": "A" }]))
-            .await;
-        let refused = app
-            .upsert(json!([
-                { "appid": OA, "openid": "o", "unionid": "u-wrong", "nickname": "B" },
-                { "appid": OA, "openid": "other", "nickname": "C" }
-            ]))
-            .await;
-        assert_eq!(refused["refused"], 1);
-        assert_eq!(refused["created"], 1, "the other row still applies");
-        let result = &refused["results"][0];
-        assert_eq!(result["outcome"], "REFUSED");
-        assert_eq!(result["reason"], "UNIONID_CONFLICT");
-        assert_eq!(result["account"]["unionid"], "u-right");
-        assert_eq!(result["account"]["unionidConflict"], "u-wrong");
-        assert_eq!(
-            result["account"]["nickname"], "B",
-            "the rest of the row applies"
-        );
-        let persons = person::Entity::find().count(app.state.db()).await.unwrap();
-        assert_eq!(
-            persons, 1,
-            "{backend:?}: no person for the conflicting UnionID"
-        );
-        // The same conflict again is not recorded twice.
-        let conflicts = || async {
-            account_history::Entity::find()
-                .filter(account_history::Column::Field.eq("unionid_conflict"))
-                .count(app.state.db())
-                .await
-                .unwrap()
-        };
-        assert_eq!(conflicts().await, 1);
-        app.upsert(json!([{ "appid": OA, "openid": "o", "unionid": "u-wrong" }]))
-            .await;
-        assert_eq!(conflicts().await, 1);
+/// A row as sign-in reports it: `openid` with `unionid`, maybe a snapshot-page user.
+fn signed_in(openid: &str, unionid: Option<&str>, snapshot_user: bool) -> AccountUpsert {
+    AccountUpsert {
+        appid: AppId::parse(OA).unwrap(),
+        openid: OpenId::parse(openid).unwrap(),
+        unionid: unionid.map(|u| UnionId::parse(u).unwrap()),
+        snapshot_user,
+        profile: Profile {
+            nickname: Some("Visitor".into()),
+            ..Profile::default()
+        },
+        follow: Follow::default(),
+        refreshed: false,
     }
 }
 
-#[tokio::test]
-async fn an_empty_value_never_blanks_another_sources_value() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
-        app.upsert(json!([{ "appid": OA, "openid": "o", "nickname": "Ann", "city": "Shenzhen" }]))
-            .await;
-        // user/info since 2021: keys present, values empty.
-        let blank = AccountUpsert {
-            appid: AppId::parse(OA).unwrap(),
-            openid: OpenId::parse("o").unwrap(),
-            unionid: None,
-            snapshot_user: false,
-            profile: Profile {
-                nickname: Some(String::new()),
-                avatar_url: Some(String::new()),
-                sex: Some(0),
-                city: Some(String::new()),
-                language: Some("zh_CN".into()),
-                ..Profile::default()
-            },
-            follow: Follow {
-                subscribed: Some(true),
-                ..Follow::default()
-            },
-            refreshed: true,
-        };
+on_each_backend!(a_snapshot_page_user_never_creates_or_joins_a_person);
+async fn a_snapshot_page_user_never_creates_or_joins_a_person(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    app.upsert(json!([{ "appid": OA, "openid": "o-real", "unionid": "u-1" }]))
+        .await;
+    let upsert = |rows| {
         identity::upsert_accounts(
             app.state.db(),
-            vec![blank],
-            ProfileSource::UserInfo,
+            rows,
+            ProfileSource::SnsUserinfo,
             chrono::Utc::now(),
         )
+    };
+    // Identity rule 4: stored as an account, marked, linked to nobody, even
+    // with the UnionID of an existing person or a new one.
+    let results = upsert(vec![
+        signed_in("o-snap-1", Some("u-1"), true),
+        signed_in("o-snap-2", Some("u-new"), true),
+    ])
+    .await
+    .unwrap();
+    for result in &results {
+        assert_eq!(result.outcome, Outcome::Created, "{backend:?}");
+        assert!(!result.person_created);
+        assert!(result.account.snapshot_user);
+        assert_eq!(result.account.person_id, None);
+        assert_eq!(result.account.unionid, None);
+        assert_eq!(result.account.nickname.as_deref(), Some("Visitor"));
+    }
+    // The mark stays: a later report of the same openid with a UnionID
+    // does not link it either.
+    let later = upsert(vec![signed_in("o-snap-1", Some("u-1"), false)])
         .await
         .unwrap();
-        let data = app
-            .data(
-                &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ nickname city language following refreshedAt fieldSources {{ field source }} }} }}"#),
-                json!({}),
-            )
-            .await;
-        let account = &data["account"];
-        assert_eq!(account["nickname"], "Ann", "{backend:?}");
-        assert_eq!(account["city"], "Shenzhen");
-        assert_eq!(account["language"], "zh_CN");
-        assert_eq!(account["following"], true);
-        assert!(
-            account["refreshedAt"].is_string(),
-            "a WeChat fetch marks the account fresh"
-        );
-        assert!(
-            account["fieldSources"]
-                .as_array()
-                .unwrap()
-                .contains(&json!({ "field": "language", "source": "USER_INFO" }))
-        );
-        // The same source may clear what it set itself.
-        app.upsert(json!([{ "appid": OA, "openid": "o", "city": "" }]))
-            .await;
-        let data = app
-            .data(
-                &format!(r#"{{ account(appid: "{OA}", openid: "o") {{ city }} }}"#),
-                json!({}),
-            )
-            .await;
-        assert_eq!(data["account"]["city"], json!(null));
-    }
-}
-
-#[tokio::test]
-async fn a_call_with_one_bad_row_writes_nothing() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
-        // An app that is not registered is NOT_FOUND wherever it is named;
-        // a row that breaks a rule is BAD_USER_INPUT.
-        let rows = [
-            (
-                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": "wx9999999999999999", "openid": "b" }]),
-                "NOT_FOUND",
-            ),
-            (
-                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "a" }]),
-                "BAD_USER_INPUT",
-            ),
-            (
-                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "" }]),
-                "BAD_USER_INPUT",
-            ),
-            (
-                json!([{ "appid": OA, "openid": "a", "unionid": "u" }, { "appid": OA, "openid": "b", "language": "x".repeat(33) }]),
-                "BAD_USER_INPUT",
-            ),
-        ];
-        for (rows, code) in rows {
-            let body = app
-                .graphql(
-                    "mutation($rows: [AccountInput!]!) { upsertAccounts(input: $rows) { created } }",
-                    json!({ "rows": rows }),
-                )
-                .await;
-            assert_eq!(body["errors"][0]["extensions"]["code"], code, "{body}");
-        }
-        assert_eq!(
-            account::Entity::find().count(app.state.db()).await.unwrap(),
-            0
-        );
-        assert_eq!(
-            person::Entity::find().count(app.state.db()).await.unwrap(),
-            0
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_discoveries_of_one_unionid_make_exactly_one_person() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        let appids: Vec<String> = (0..8).map(|i| format!("wx{i:016x}")).collect();
-        for appid in &appids {
-            app.register_app(appid, "MINI_PROGRAM").await;
-        }
-        for round in 0..5 {
-            let unionid = format!("u-race-{round}");
-            let calls = appids.iter().map(|appid| {
-                let rows =
-                    json!([{ "appid": appid, "openid": format!("o-{round}"), "unionid": unionid }]);
-                let app = &app;
-                async move { app.upsert(rows).await }
-            });
-            let results = futures::future::join_all(calls).await;
-            let created: i64 = results
-                .iter()
-                .map(|r| r["personsCreated"].as_i64().unwrap())
-                .sum();
-            assert_eq!(created, 1, "{backend:?} round {round}: {results:?}");
-
-            let persons = person::Entity::find()
-                .filter(person::Column::Unionid.eq(&unionid))
-                .all(app.state.db())
-                .await
-                .unwrap();
-            assert_eq!(persons.len(), 1);
-            let linked = account::Entity::find()
-                .filter(account::Column::PersonId.eq(persons[0].id))
-                .count(app.state.db())
-                .await
-                .unwrap();
-            assert_eq!(linked, appids.len() as u64);
-        }
-    }
+    assert_eq!(later[0].account.person_id, None, "{backend:?}");
+    assert!(later[0].account.snapshot_user);
+    assert_eq!(
+        person::Entity::find().count(app.state.db()).await.unwrap(),
+        1,
+        "{backend:?}: only the real user's person"
+    );
+    let linked = account::Entity::find()
+        .filter(account::Column::PersonId.is_not_null())
+        .count(app.state.db())
+        .await
+        .unwrap();
+    assert_eq!(linked, 1, "{backend:?}: only the real user's account");
+    // A real account reported as a snapshot user keeps its link.
+    let real = upsert(vec![signed_in("o-real", Some("u-1"), true)])
+        .await
+        .unwrap();
+    assert!(real[0].account.person_id.is_some());
+    assert!(!real[0].account.snapshot_user);
 }

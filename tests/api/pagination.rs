@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, backends, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app};
 
 const OA: &str = "wx00000000000000a1";
 const MP: &str = "wx00000000000000b2";
@@ -24,39 +24,39 @@ async fn page(app: &TestApp, first: i64, after: Value) -> (Vec<String>, Value) {
     (ids, data["people"].clone())
 }
 
-#[tokio::test]
-async fn pages_are_stable_under_inserts() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
-        let rows: Vec<Value> = (0..25)
-            .map(|i| json!({ "appid": OA, "openid": format!("o{i:02}"), "unionid": format!("u{i:02}") }))
-            .collect();
-        app.upsert(json!(rows)).await;
+on_each_backend!(pages_are_stable_under_inserts);
+async fn pages_are_stable_under_inserts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    let rows: Vec<Value> = (0..25)
+        .map(
+            |i| json!({ "appid": OA, "openid": format!("o{i:02}"), "unionid": format!("u{i:02}") }),
+        )
+        .collect();
+    app.upsert(json!(rows)).await;
 
-        let (first, info) = page(&app, 10, Value::Null).await;
-        assert_eq!(first.len(), 10);
-        assert_eq!(info["totalCount"], 25);
-        assert_eq!(info["pageInfo"]["hasNextPage"], true);
-        assert_eq!(info["pageInfo"]["hasPreviousPage"], false);
-        // Someone new arrives between two pages: the next page is unaffected.
-        app.upsert(json!([{ "appid": OA, "openid": "late", "unionid": "u-late" }]))
-            .await;
-        let (second, info) = page(&app, 10, info["pageInfo"]["endCursor"].clone()).await;
-        assert_eq!(
-            second.first().map(String::as_str),
-            Some("u10"),
-            "{backend:?}"
-        );
-        let (third, info) = page(&app, 10, info["pageInfo"]["endCursor"].clone()).await;
-        assert_eq!(third.len(), 6);
-        assert_eq!(third.last().map(String::as_str), Some("u-late"));
-        assert_eq!(info["pageInfo"]["hasNextPage"], false);
-        let mut all = [first, second, third].concat();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), 26, "no person seen twice or skipped");
-    }
+    let (first, info) = page(&app, 10, Value::Null).await;
+    assert_eq!(first.len(), 10);
+    assert_eq!(info["totalCount"], 25);
+    assert_eq!(info["pageInfo"]["hasNextPage"], true);
+    assert_eq!(info["pageInfo"]["hasPreviousPage"], false);
+    // Someone new arrives between two pages: the next page is unaffected.
+    app.upsert(json!([{ "appid": OA, "openid": "late", "unionid": "u-late" }]))
+        .await;
+    let (second, info) = page(&app, 10, info["pageInfo"]["endCursor"].clone()).await;
+    assert_eq!(
+        second.first().map(String::as_str),
+        Some("u10"),
+        "{backend:?}"
+    );
+    let (third, info) = page(&app, 10, info["pageInfo"]["endCursor"].clone()).await;
+    assert_eq!(third.len(), 6);
+    assert_eq!(third.last().map(String::as_str), Some("u-late"));
+    assert_eq!(info["pageInfo"]["hasNextPage"], false);
+    let mut all = [first, second, third].concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 26, "no person seen twice or skipped");
 }
 
 #[tokio::test]
@@ -81,69 +81,69 @@ async fn cursors_of_another_list_are_refused() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
 }
 
-#[tokio::test]
-async fn filters_select_followers_members_and_unlinked_accounts() {
-    for backend in backends() {
-        let app = spawn_app(backend).await;
-        app.register_app(OA, "OFFICIAL_ACCOUNT").await;
-        app.register_app(MP, "MINI_PROGRAM").await;
-        app.upsert(json!([
-            { "appid": OA, "openid": "a1", "unionid": "ua", "following": true },
-            { "appid": OA, "openid": "b1", "unionid": "ub", "following": false },
-            { "appid": MP, "openid": "c2", "unionid": "uc" },
-            { "appid": MP, "openid": "a2", "unionid": "ua" },
-            { "appid": OA, "openid": "d1", "following": true },
-        ]))
-        .await;
-        let people = |filter: Value| {
-            let app = &app;
-            async move {
-                let data = app
-                    .data(
-                        "query($f: PeopleFilter) { people(filter: $f) { totalCount nodes { unionid } } }",
-                        json!({ "f": filter }),
-                    )
-                    .await;
-                let mut ids: Vec<String> = data["people"]["nodes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|n| n["unionid"].as_str().unwrap().to_owned())
-                    .collect();
-                ids.sort();
-                assert_eq!(data["people"]["totalCount"], ids.len());
-                ids
-            }
-        };
-        assert_eq!(
-            people(json!({ "followsApp": OA })).await,
-            ["ua"],
-            "{backend:?}"
-        );
-        assert_eq!(people(json!({ "inApp": OA })).await, ["ua", "ub"]);
-        assert_eq!(
-            people(json!({ "inApp": MP, "followsApp": OA })).await,
-            ["ua"]
-        );
-        assert_eq!(
-            people(json!({ "updatedSince": "2999-01-01T00:00:00Z" })).await,
-            Vec::<String>::new()
-        );
-        assert_eq!(people(json!({})).await.len(), 3);
+on_each_backend!(filters_select_followers_members_and_unlinked_accounts);
+async fn filters_select_followers_members_and_unlinked_accounts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    app.register_app(MP, "MINI_PROGRAM").await;
+    app.upsert(json!([
+        { "appid": OA, "openid": "a1", "unionid": "ua", "following": true },
+        { "appid": OA, "openid": "b1", "unionid": "ub", "following": false },
+        { "appid": MP, "openid": "c2", "unionid": "uc" },
+        { "appid": MP, "openid": "a2", "unionid": "ua" },
+        { "appid": OA, "openid": "d1", "following": true },
+    ]))
+    .await;
+    let people = |filter: Value| {
+        let app = &app;
+        async move {
+            let data = app
+                .data(
+                    "query($f: PeopleFilter) { people(filter: $f) { totalCount nodes { unionid } } }",
+                    json!({ "f": filter }),
+                )
+                .await;
+            let mut ids: Vec<String> = data["people"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["unionid"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            assert_eq!(data["people"]["totalCount"], ids.len());
+            ids
+        }
+    };
+    assert_eq!(
+        people(json!({ "followsApp": OA })).await,
+        ["ua"],
+        "{backend:?}"
+    );
+    assert_eq!(people(json!({ "inApp": OA })).await, ["ua", "ub"]);
+    assert_eq!(
+        people(json!({ "inApp": MP, "followsApp": OA })).await,
+        ["ua"]
+    );
+    assert_eq!(
+        people(json!({ "updatedSince": "2999-01-01T00:00:00Z" })).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(people(json!({})).await.len(), 3);
 
-        let unlinked = app
-            .data(
-                &format!(r#"{{ accounts(appid: "{OA}", filter: {{ hasUnionid: false }}) {{ nodes {{ openid }} }} }}"#),
-                json!({}),
-            )
-            .await;
-        assert_eq!(unlinked["accounts"]["nodes"], json!([{ "openid": "d1" }]));
-        let followers = app
-            .data(
-                &format!(r#"{{ accounts(appid: "{OA}", filter: {{ following: true }}) {{ totalCount }} }}"#),
-                json!({}),
-            )
-            .await;
-        assert_eq!(followers["accounts"]["totalCount"], 2);
-    }
+    let unlinked = app
+        .data(
+            &format!(r#"{{ accounts(appid: "{OA}", filter: {{ hasUnionid: false }}) {{ nodes {{ openid }} }} }}"#),
+            json!({}),
+        )
+        .await;
+    assert_eq!(unlinked["accounts"]["nodes"], json!([{ "openid": "d1" }]));
+    let followers = app
+        .data(
+            &format!(
+                r#"{{ accounts(appid: "{OA}", filter: {{ following: true }}) {{ totalCount }} }}"#
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(followers["accounts"]["totalCount"], 2);
 }

@@ -9,7 +9,11 @@ use union360::clock::Clock;
 use union360::settings::Settings;
 use union360::simulator::{KindMix, SimConfig};
 
-use crate::helpers::{Backend, TestApp, backends, spawn_app_in, spawn_app_with};
+use union360::wechat::client::api;
+
+use crate::helpers::{
+    Backend, SimControl, SimPerson, TestApp, spawn_app_in, spawn_app_with, spawn_app_with_clock,
+};
 
 const REFRESH: &str = "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) {
     fetched failed invalid skipped
@@ -23,98 +27,18 @@ async fn setup_with(
     adjust: impl FnOnce(&mut Settings),
 ) -> (TestApp, Vec<String>) {
     let app = spawn_app_with(backend, adjust).await;
-    let appids = register_official_accounts(&app).await;
+    let appids = app.register_official_accounts().await;
     (app, appids)
 }
 
-/// Registers the simulator's bound official accounts; their appids.
-async fn register_official_accounts(app: &TestApp) -> Vec<String> {
-    let mut appids = Vec::new();
-    for oa in app
-        .sim
-        .sim
-        .apps()
-        .into_iter()
-        .filter(|a| a.kind == "OFFICIAL_ACCOUNT" && a.bound)
-    {
-        app.data(
-            "mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }",
-            json!({ "input": { "appid": oa.appid, "kind": "OFFICIAL_ACCOUNT", "name": "OA", "secret": oa.secret } }),
-        )
-        .await;
-        appids.push(oa.appid);
-    }
-    assert!(
-        !appids.is_empty(),
-        "the simulated world has a bound official account"
-    );
-    appids
+/// Makes the simulator's `user/info/batchget` misbehave as `fault` says.
+async fn batchget_fault(app: &TestApp, fault: Value) {
+    app.sim.fault(api::BATCHGET, fault).await;
 }
 
-/// One person of the simulated world: unionid, and (appid, openid, following) per app.
-struct SimPerson {
-    unionid: String,
-    accounts: Vec<(String, String, bool)>,
-}
-
-impl SimPerson {
-    /// The (appid, openid) of the accounts this person follows among `appids`.
-    fn followed_in(&self, appids: &[String]) -> Vec<(String, String)> {
-        self.accounts
-            .iter()
-            .filter(|(appid, _, following)| *following && appids.contains(appid))
-            .map(|(appid, openid, _)| (appid.clone(), openid.clone()))
-            .collect()
-    }
-}
-
-async fn sim_person(app: &TestApp, index: u32) -> SimPerson {
-    let person: Value = reqwest::get(format!("{}/_sim/people/{index}", app.sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    SimPerson {
-        unionid: person["unionid"].as_str().unwrap().to_owned(),
-        accounts: person["apps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| {
-                (
-                    a["appid"].as_str().unwrap().to_owned(),
-                    a["openid"].as_str().unwrap().to_owned(),
-                    a["following"].as_bool().unwrap(),
-                )
-            })
-            .collect(),
-    }
-}
-
-async fn sim_control(app: &TestApp, method: reqwest::Method, path: &str, body: Value) {
-    reqwest::Client::new()
-        .request(method, format!("{}{path}", app.sim.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-}
-
-/// Makes the simulator's `user/info/batchget` misbehave as `fault` says
-/// (`latency_ms`, `hang`, `errcode`, …).
-async fn batchget_fault(app: &TestApp, mut fault: Value) {
-    fault["path"] = json!("/cgi-bin/user/info/batchget");
-    sim_control(app, reqwest::Method::POST, "/_sim/faults", fault).await;
-}
-
+/// Calls to `user/info/batchget` since the last reset.
 fn batchget_calls(app: &TestApp) -> u64 {
-    app.sim
-        .sim
-        .calls()
-        .get("/cgi-bin/user/info/batchget")
-        .copied()
-        .unwrap_or(0)
+    app.sim.calls_to(api::BATCHGET)
 }
 
 /// Imports, for the first `n` people, their followed accounts in `appids`
@@ -123,7 +47,7 @@ async fn import(app: &TestApp, appids: &[String], n: u32) -> Vec<(String, usize)
     let mut rows = Vec::new();
     let mut per_app: Vec<(String, usize)> = appids.iter().map(|a| (a.clone(), 0)).collect();
     for i in 0..n {
-        let person = sim_person(app, i).await;
+        let person = app.sim.person(i).await;
         for (appid, openid, following) in person.accounts {
             if let (true, Some(slot)) = (following, per_app.iter_mut().find(|(a, _)| *a == appid)) {
                 slot.1 += 1;
@@ -137,110 +61,108 @@ async fn import(app: &TestApp, appids: &[String], n: u32) -> Vec<(String, usize)
     per_app
 }
 
-#[tokio::test]
-async fn refresh_accounts_links_unionids_marks_followers_and_batches_by_100() {
-    for backend in backends() {
-        let (app, appids) = setup_with(backend, |_| {}).await;
-        let appid = &appids[0];
-        let mut followers = Vec::new();
-        let mut subscriptions = Vec::new();
-        for i in 0..300 {
-            let person: Value = reqwest::get(format!("{}/_sim/people/{i}", app.sim.base_url()))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let account = person["apps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["appid"] == appid.as_str() && a["following"] == true);
-            if let Some(account) = account {
-                followers.push((
-                    account["openid"].as_str().unwrap().to_owned(),
-                    person["unionid"].as_str().unwrap().to_owned(),
-                ));
-                subscriptions.push(account["subscription"].clone());
-            }
-        }
-        assert!(followers.len() > 100, "the world has enough followers");
-        // Known to the CRM by openid only, with a nickname from sign-in.
-        let rows: Vec<Value> = followers
-            .iter()
-            .map(|(openid, _)| json!({ "appid": appid, "openid": openid, "nickname": "From sign-in" }))
-            .collect();
-        app.upsert(json!(rows)).await;
-        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
-
-        let keys: Vec<Value> = followers
-            .iter()
-            .map(|(openid, _)| json!({ "appid": appid, "openid": openid }))
-            .collect();
-        let data = app.data(REFRESH, json!({ "keys": keys })).await;
-        let payload = &data["refreshAccounts"];
-        assert_eq!(
-            payload["fetched"],
-            followers.len(),
-            "{backend:?}: {payload}"
-        );
-        assert_eq!(payload["failed"], 0);
-        assert_eq!(batchget_calls(&app), followers.len().div_ceil(100) as u64);
-        for ((account, (_, unionid)), subscription) in payload["accounts"]
+on_each_backend!(refresh_accounts_links_unionids_marks_followers_and_batches_by_100);
+async fn refresh_accounts_links_unionids_marks_followers_and_batches_by_100(backend: Backend) {
+    let (app, appids) = setup_with(backend, |_| {}).await;
+    let appid = &appids[0];
+    let mut followers = Vec::new();
+    let mut subscriptions = Vec::new();
+    for i in 0..300 {
+        let person = app
+            .sim
+            .control(
+                reqwest::Method::GET,
+                &format!("/_sim/people/{i}"),
+                Value::Null,
+            )
+            .await;
+        let account = person["apps"]
             .as_array()
             .unwrap()
             .iter()
-            .zip(&followers)
-            .zip(&subscriptions)
-        {
-            assert_eq!(account["unionid"], unionid.as_str());
-            // The follow as WeChat reported it.
-            let followed_at = chrono::DateTime::parse_from_rfc3339(
-                account["followedAt"].as_str().expect("followedAt"),
-            )
-            .unwrap();
-            assert_eq!(followed_at.timestamp(), subscription["subscribe_time"]);
-            assert_eq!(account["followScene"], subscription["subscribe_scene"]);
-            assert_eq!(account["tagIds"], subscription["tagid_list"]);
-            let qr_scene = &subscription["qr_scene"];
-            if qr_scene == 0 {
-                assert!(account["qrScene"].is_null(), "{account}");
-            } else {
-                assert_eq!(&account["qrScene"], qr_scene);
-            }
-            assert_eq!(account["person"]["unionid"], unionid.as_str());
-            assert_eq!(account["following"], true);
-            assert_eq!(account["stale"], false);
-            assert_eq!(
-                account["nickname"], "From sign-in",
-                "user/info's blank nickname erased nothing"
-            );
+            .find(|a| a["appid"] == appid.as_str() && a["following"] == true);
+        if let Some(account) = account {
+            followers.push((
+                account["openid"].as_str().unwrap().to_owned(),
+                person["unionid"].as_str().unwrap().to_owned(),
+            ));
+            subscriptions.push(account["subscription"].clone());
         }
+    }
+    assert!(followers.len() > 100, "the world has enough followers");
+    // Known to the CRM by openid only, with a nickname from sign-in.
+    let rows: Vec<Value> = followers
+        .iter()
+        .map(|(openid, _)| json!({ "appid": appid, "openid": openid, "nickname": "From sign-in" }))
+        .collect();
+    app.upsert(json!(rows)).await;
+    app.sim.reset_calls().await;
+
+    let keys: Vec<Value> = followers
+        .iter()
+        .map(|(openid, _)| json!({ "appid": appid, "openid": openid }))
+        .collect();
+    let data = app.data(REFRESH, json!({ "keys": keys })).await;
+    let payload = &data["refreshAccounts"];
+    assert_eq!(
+        payload["fetched"],
+        followers.len(),
+        "{backend:?}: {payload}"
+    );
+    assert_eq!(payload["failed"], 0);
+    assert_eq!(batchget_calls(&app), followers.len().div_ceil(100) as u64);
+    for ((account, (_, unionid)), subscription) in payload["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&followers)
+        .zip(&subscriptions)
+    {
+        assert_eq!(account["unionid"], unionid.as_str());
+        // The follow as WeChat reported it.
+        let followed_at = chrono::DateTime::parse_from_rfc3339(
+            account["followedAt"].as_str().expect("followedAt"),
+        )
+        .unwrap();
+        assert_eq!(followed_at.timestamp(), subscription["subscribe_time"]);
+        assert_eq!(account["followScene"], subscription["subscribe_scene"]);
+        assert_eq!(account["tagIds"], subscription["tagid_list"]);
+        let qr_scene = &subscription["qr_scene"];
+        if qr_scene == 0 {
+            assert!(account["qrScene"].is_null(), "{account}");
+        } else {
+            assert_eq!(&account["qrScene"], qr_scene);
+        }
+        assert_eq!(account["person"]["unionid"], unionid.as_str());
+        assert_eq!(account["following"], true);
+        assert_eq!(account["stale"], false);
+        assert_eq!(
+            account["nickname"], "From sign-in",
+            "user/info's blank nickname erased nothing"
+        );
     }
 }
 
 const PAGE: &str = "query($refresh: RefreshPolicy) { people(first: 100, refresh: $refresh) {
     nodes { unionid accounts { appid openid nickname stale refreshedAt refreshError { code message } } } } }";
 
-#[tokio::test]
-async fn a_query_refreshes_its_stale_accounts_in_one_batch_per_app_and_100() {
-    for backend in backends() {
-        let (app, appids) = setup_with(backend, |_| {}).await;
-        let per_app = import(&app, &appids, 100).await;
-        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
-        let data = app.data(PAGE, json!({})).await;
-        let expected: u64 = per_app.iter().map(|(_, n)| n.div_ceil(100) as u64).sum();
-        assert_eq!(batchget_calls(&app), expected, "{backend:?}: {per_app:?}");
-        for person in data["people"]["nodes"].as_array().unwrap() {
-            for account in person["accounts"].as_array().unwrap() {
-                assert_eq!(account["stale"], false, "{account}");
-                assert_eq!(account["nickname"], "From sign-in");
-            }
+on_each_backend!(a_query_refreshes_its_stale_accounts_in_one_batch_per_app_and_100);
+async fn a_query_refreshes_its_stale_accounts_in_one_batch_per_app_and_100(backend: Backend) {
+    let (app, appids) = setup_with(backend, |_| {}).await;
+    let per_app = import(&app, &appids, 100).await;
+    app.sim.reset_calls().await;
+    let data = app.data(PAGE, json!({})).await;
+    let expected: u64 = per_app.iter().map(|(_, n)| n.div_ceil(100) as u64).sum();
+    assert_eq!(batchget_calls(&app), expected, "{backend:?}: {per_app:?}");
+    for person in data["people"]["nodes"].as_array().unwrap() {
+        for account in person["accounts"].as_array().unwrap() {
+            assert_eq!(account["stale"], false, "{account}");
+            assert_eq!(account["nickname"], "From sign-in");
         }
-        // Fresh now: reading again calls WeChat no more.
-        app.data(PAGE, json!({})).await;
-        assert_eq!(batchget_calls(&app), expected);
     }
+    // Fresh now: reading again calls WeChat no more.
+    app.data(PAGE, json!({})).await;
+    assert_eq!(batchget_calls(&app), expected);
 }
 
 /// Root fields of every kind, with aliases, fragments, a skipped field,
@@ -259,76 +181,62 @@ const MANY_ROOTS: &str = "query($u0: String!, $u1: String!, $u2: String!, $u3: S
 }
 fragment More on Query { p2: person(unionid: $u2) { accounts { openid nickname stale } } }";
 
-#[tokio::test]
-async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together() {
-    for backend in backends() {
-        let (app, appids) = setup_with(backend, |_| {}).await;
-        import(&app, &appids, 16).await;
-        let people: Vec<SimPerson> =
-            futures::future::join_all((0..16).map(|i| sim_person(&app, i)))
-                .await
-                .into_iter()
-                .filter(|p| !p.followed_in(&appids).is_empty())
-                .collect();
-        assert!(people.len() >= 5, "enough imported people");
-        let (a, o) = people[4].followed_in(&appids).remove(0);
-        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
-        let body = app
-            .graphql(
-                MANY_ROOTS,
-                json!({
-                    "u0": people[0].unionid, "u1": people[1].unionid, "u2": people[2].unionid,
-                    "u3": people[3].unionid, "a": a, "o": o, "yes": true, "bad": "2026-02-30T00:00:00Z",
-                }),
-            )
-            .await;
-        // Two root fields fail on their own; the others answer.
-        let failed: Vec<&str> = body["errors"]
-            .as_array()
-            .expect("the failing root fields report errors")
-            .iter()
-            .map(|e| e["path"][0].as_str().unwrap())
-            .collect();
-        assert_eq!(failed.len(), 2, "{body:#}");
-        assert!(failed.contains(&"unknownApp") && failed.contains(&"badArgument"));
-        let data = &body["data"];
-        assert!(data.get("skipped").is_none());
-        // Every stale account read, whichever root field read it, came from
-        // one batchget per app involved (each well under 100 accounts).
-        let mut involved: std::collections::BTreeSet<String> = people[..3]
-            .iter()
-            .flat_map(|p| p.followed_in(&appids))
-            .map(|(appid, _)| appid)
-            .collect();
-        involved.insert(a.clone());
-        assert_eq!(
-            batchget_calls(&app),
-            involved.len() as u64,
-            "{backend:?}: {data:#}"
-        );
-        for account in data["p0"]["accounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(data["p2"]["accounts"].as_array().unwrap())
-            .chain(data["page"]["nodes"].as_array().unwrap())
-            .chain([&data["one"]])
-        {
-            assert_eq!(account["stale"], false, "{account}");
-        }
-        assert!(data["p1"]["oldestRefreshedAt"].is_string(), "{data:#}");
-        // The round gathered every root field: it never gave up waiting (in any test).
-        let metrics = reqwest::get(format!("{}/metrics", app.address))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            !metrics.contains("union360_refresh_round_incomplete_total"),
-            "{metrics}"
-        );
+on_each_backend!(one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together);
+async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together(backend: Backend) {
+    let (app, appids) = setup_with(backend, |_| {}).await;
+    import(&app, &appids, 16).await;
+    let people: Vec<SimPerson> = futures::future::join_all((0..16).map(|i| app.sim.person(i)))
+        .await
+        .into_iter()
+        .filter(|p| !p.followed_in(&appids).is_empty())
+        .collect();
+    assert!(people.len() >= 5, "enough imported people");
+    let (a, o) = people[4].followed_in(&appids).remove(0);
+    app.sim.reset_calls().await;
+    let body = app
+        .graphql(
+            MANY_ROOTS,
+            json!({
+                "u0": people[0].unionid, "u1": people[1].unionid, "u2": people[2].unionid,
+                "u3": people[3].unionid, "a": a, "o": o, "yes": true, "bad": "2026-02-30T00:00:00Z",
+            }),
+        )
+        .await;
+    // Two root fields fail on their own; the others answer.
+    let failed: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("the failing root fields report errors")
+        .iter()
+        .map(|e| e["path"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2, "{body:#}");
+    assert!(failed.contains(&"unknownApp") && failed.contains(&"badArgument"));
+    let data = &body["data"];
+    assert!(data.get("skipped").is_none());
+    // Every stale account read, whichever root field read it, came from
+    // one batchget per app involved (each well under 100 accounts).
+    let mut involved: std::collections::BTreeSet<String> = people[..3]
+        .iter()
+        .flat_map(|p| p.followed_in(&appids))
+        .map(|(appid, _)| appid)
+        .collect();
+    involved.insert(a.clone());
+    assert_eq!(
+        batchget_calls(&app),
+        involved.len() as u64,
+        "{backend:?}: {data:#}"
+    );
+    for account in data["p0"]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(data["p2"]["accounts"].as_array().unwrap())
+        .chain(data["page"]["nodes"].as_array().unwrap())
+        .chain([&data["one"]])
+    {
+        assert_eq!(account["stale"], false, "{account}");
     }
+    assert!(data["p1"]["oldestRefreshedAt"].is_string(), "{data:#}");
 }
 
 #[tokio::test]
@@ -359,101 +267,103 @@ fn official_accounts_world(people: u32) -> SimConfig {
     }
 }
 
-#[tokio::test]
-async fn stale_accounts_over_several_apps_and_root_fields_cost_one_call_per_app_and_100() {
-    for backend in backends() {
-        let world = official_accounts_world(400);
-        let app = spawn_app_in(backend, Clock::system(), world, |_| {}).await;
-        let appids = register_official_accounts(&app).await;
-        import(&app, &appids, 300).await;
-        // Three pages of people, read by three root fields of one query.
-        let pages = "query($p2: String, $p3: String, $refresh: RefreshPolicy) {
-            p1: people(first: 100, refresh: $refresh) { pageInfo { endCursor } nodes { accounts { appid stale } } }
-            p2: people(first: 100, after: $p2, refresh: $refresh) { pageInfo { endCursor } nodes { accounts { appid stale } } }
-            p3: people(first: 100, after: $p3, refresh: $refresh) { nodes { accounts { appid stale } } } }";
-        let first = app.data(pages, json!({ "refresh": "CACHE_ONLY" })).await;
-        let p2 = first["p1"]["pageInfo"]["endCursor"].clone();
-        let second = app
-            .data(pages, json!({ "p2": p2, "refresh": "CACHE_ONLY" }))
-            .await;
-        let p3 = second["p2"]["pageInfo"]["endCursor"].clone();
-        sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
-        let data = app.data(pages, json!({ "p2": p2, "p3": p3 })).await;
-        let mut per_app: std::collections::BTreeMap<String, usize> = Default::default();
-        for page in ["p1", "p2", "p3"] {
-            for person in data[page]["nodes"].as_array().unwrap() {
-                for account in person["accounts"].as_array().unwrap() {
-                    assert_eq!(account["stale"], false, "{account}");
-                    *per_app
-                        .entry(account["appid"].as_str().unwrap().to_owned())
-                        .or_default() += 1;
-                }
+on_each_backend!(stale_accounts_over_several_apps_and_root_fields_cost_one_call_per_app_and_100);
+async fn stale_accounts_over_several_apps_and_root_fields_cost_one_call_per_app_and_100(
+    backend: Backend,
+) {
+    let world = official_accounts_world(400);
+    let app = spawn_app_in(backend, Clock::system(), world, |_| {}).await;
+    let appids = app.register_official_accounts().await;
+    import(&app, &appids, 300).await;
+    // Three pages of people, read by three root fields of one query.
+    let pages = "query($p2: String, $p3: String, $refresh: RefreshPolicy) {
+        p1: people(first: 100, refresh: $refresh) { pageInfo { endCursor } nodes { accounts { appid stale } } }
+        p2: people(first: 100, after: $p2, refresh: $refresh) { pageInfo { endCursor } nodes { accounts { appid stale } } }
+        p3: people(first: 100, after: $p3, refresh: $refresh) { nodes { accounts { appid stale } } } }";
+    let first = app.data(pages, json!({ "refresh": "CACHE_ONLY" })).await;
+    let p2 = first["p1"]["pageInfo"]["endCursor"].clone();
+    let second = app
+        .data(pages, json!({ "p2": p2, "refresh": "CACHE_ONLY" }))
+        .await;
+    let p3 = second["p2"]["pageInfo"]["endCursor"].clone();
+    app.sim.reset_calls().await;
+    let data = app.data(pages, json!({ "p2": p2, "p3": p3 })).await;
+    let mut per_app: std::collections::BTreeMap<String, usize> = Default::default();
+    for page in ["p1", "p2", "p3"] {
+        for person in data[page]["nodes"].as_array().unwrap() {
+            for account in person["accounts"].as_array().unwrap() {
+                assert_eq!(account["stale"], false, "{account}");
+                *per_app
+                    .entry(account["appid"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
             }
         }
-        let expected: u64 = per_app.values().map(|n| n.div_ceil(100) as u64).sum();
-        assert!(
-            per_app.len() == appids.len() && expected > per_app.len() as u64,
-            "the accounts span every app, some app with more than 100: {per_app:?}"
-        );
-        assert_eq!(batchget_calls(&app), expected, "{backend:?}: {per_app:?}");
     }
+    let expected: u64 = per_app.values().map(|n| n.div_ceil(100) as u64).sum();
+    assert!(
+        per_app.len() == appids.len() && expected > per_app.len() as u64,
+        "the accounts span every app, some app with more than 100: {per_app:?}"
+    );
+    assert_eq!(batchget_calls(&app), expected, "{backend:?}: {per_app:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_refreshes_that_discover_one_unionid_create_one_person() {
-    for backend in backends() {
-        let world = official_accounts_world(200);
-        let app = spawn_app_in(backend, Clock::system(), world, |_| {}).await;
-        let appids = register_official_accounts(&app).await;
-        let mut found = None;
-        for i in 0..200 {
-            let person = sim_person(&app, i).await;
-            let followed = person.followed_in(&appids);
-            if followed.len() >= 2 {
-                found = Some((person.unionid, followed));
-                break;
-            }
+on_each_backend!(
+    concurrent_refreshes_that_discover_one_unionid_create_one_person,
+    flavor = "multi_thread",
+    worker_threads = 4
+);
+async fn concurrent_refreshes_that_discover_one_unionid_create_one_person(backend: Backend) {
+    let world = official_accounts_world(200);
+    let app = spawn_app_in(backend, Clock::system(), world, |_| {}).await;
+    let appids = app.register_official_accounts().await;
+    let mut found = None;
+    for i in 0..200 {
+        let person = app.sim.person(i).await;
+        let followed = person.followed_in(&appids);
+        if followed.len() >= 2 {
+            found = Some((person.unionid, followed));
+            break;
         }
-        let (unionid, followed) = found.expect("someone follows two official accounts");
-        let [(a, oa), (b, ob)] = [followed[0].clone(), followed[1].clone()];
-        // Known by openid only: no UnionID, no person yet.
-        app.upsert(json!([{ "appid": a, "openid": oa }, { "appid": b, "openid": ob }]))
-            .await;
-        // WeChat takes its time, so both fetches land together.
-        batchget_fault(&app, json!({ "latency_ms": 200 })).await;
-        let query = "query($a: String!, $o: String!) { account(appid: $a, openid: $o) { unionid person { unionid } } }";
-        let (first, second) = futures::join!(
-            app.data(query, json!({ "a": a, "o": oa })),
-            app.data(query, json!({ "a": b, "o": ob })),
-        );
-        for data in [&first, &second] {
-            assert_eq!(data["account"]["unionid"], unionid.as_str(), "{backend:?}");
-            assert_eq!(data["account"]["person"]["unionid"], unionid.as_str());
-        }
-        use sea_orm::{ColumnTrait, QueryFilter};
-        let persons = entity::person::Entity::find()
-            .filter(entity::person::Column::Unionid.eq(unionid.as_str()))
-            .all(app.state.db())
-            .await
-            .unwrap();
-        assert_eq!(persons.len(), 1, "{backend:?}: one person for one UnionID");
-        let linked = entity::account::Entity::find()
-            .filter(entity::account::Column::PersonId.eq(persons[0].id))
-            .count(app.state.db())
-            .await
-            .unwrap();
-        assert_eq!(linked, 2, "{backend:?}: both accounts linked to it");
     }
+    let (unionid, followed) = found.expect("someone follows two official accounts");
+    let [(a, oa), (b, ob)] = [followed[0].clone(), followed[1].clone()];
+    // Known by openid only: no UnionID, no person yet.
+    app.upsert(json!([{ "appid": a, "openid": oa }, { "appid": b, "openid": ob }]))
+        .await;
+    // WeChat takes its time, so both fetches land together.
+    batchget_fault(&app, json!({ "latency_ms": 200 })).await;
+    let query = "query($a: String!, $o: String!) { account(appid: $a, openid: $o) { unionid person { unionid } } }";
+    let (first, second) = futures::join!(
+        app.data(query, json!({ "a": a, "o": oa })),
+        app.data(query, json!({ "a": b, "o": ob })),
+    );
+    for data in [&first, &second] {
+        assert_eq!(data["account"]["unionid"], unionid.as_str(), "{backend:?}");
+        assert_eq!(data["account"]["person"]["unionid"], unionid.as_str());
+    }
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let persons = entity::person::Entity::find()
+        .filter(entity::person::Column::Unionid.eq(unionid.as_str()))
+        .all(app.state.db())
+        .await
+        .unwrap();
+    assert_eq!(persons.len(), 1, "{backend:?}: one person for one UnionID");
+    let linked = entity::account::Entity::find()
+        .filter(entity::account::Column::PersonId.eq(persons[0].id))
+        .count(app.state.db())
+        .await
+        .unwrap();
+    assert_eq!(linked, 2, "{backend:?}: both accounts linked to it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_queries_for_one_stale_person_share_one_call_per_app() {
     let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
     let per_app = import(&app, &appids, 1).await;
-    let unionid = sim_person(&app, 0).await.unionid;
+    let unionid = app.sim.person(0).await.unionid;
     let apps_involved = per_app.iter().filter(|(_, n)| *n > 0).count() as u64;
     assert!(apps_involved > 0);
-    sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    app.sim.reset_calls().await;
     // WeChat takes its time, so the requests overlap the first one's fetch.
     batchget_fault(&app, json!({ "latency_ms": 300 })).await;
     let query = "query($u: String!) { person(unionid: $u) { accounts { nickname stale } } }";
@@ -497,57 +407,55 @@ async fn when_wechat_hangs_reads_answer_within_the_budget_from_the_store() {
     }
 }
 
-#[tokio::test]
-async fn waiting_for_the_other_root_fields_counts_against_the_budget() {
+on_postgres!(waiting_for_the_other_root_fields_counts_against_the_budget);
+async fn waiting_for_the_other_root_fields_counts_against_the_budget(backend: Backend) {
     use sea_orm::{ConnectionTrait, TransactionTrait};
     // A root field held back by a table lock: PostgreSQL only.
-    for backend in backends().into_iter().filter(|b| *b == Backend::Postgres) {
-        let budget = Duration::from_secs(2);
-        let (app, appids) = setup_with(backend, |s| {
-            s.server.refresh_budget_ms = budget.as_millis() as u64;
-        })
+    let budget = Duration::from_secs(2);
+    let (app, appids) = setup_with(backend, |s| {
+        s.server.refresh_budget_ms = budget.as_millis() as u64;
+    })
+    .await;
+    import(&app, &appids, 10).await;
+    let person = app.sim.person(0).await;
+    let (a, o) = person
+        .followed_in(&appids)
+        .into_iter()
+        .next()
+        .expect("person 0 follows a registered official account");
+    batchget_fault(&app, json!({ "hang": true })).await;
+    // `slow` cannot read the people for half the budget.
+    let lock = app.state.db().begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE person IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(budget / 2).await;
+        lock.commit().await.unwrap();
+    });
+    let started = Instant::now();
+    let data = app
+        .data(
+            "query($a: String!, $o: String!) {
+                one: account(appid: $a, openid: $o) { nickname stale refreshError { message } }
+                slow: people(first: 1) { nodes { unionid } } }",
+            json!({ "a": a, "o": o }),
+        )
         .await;
-        import(&app, &appids, 10).await;
-        let person = sim_person(&app, 0).await;
-        let (a, o) = person
-            .followed_in(&appids)
-            .into_iter()
-            .next()
-            .expect("person 0 follows a registered official account");
-        batchget_fault(&app, json!({ "hang": true })).await;
-        // `slow` cannot read the people for half the budget.
-        let lock = app.state.db().begin().await.unwrap();
-        lock.execute_unprepared("LOCK TABLE person IN ACCESS EXCLUSIVE MODE")
-            .await
-            .unwrap();
-        let release = tokio::spawn(async move {
-            tokio::time::sleep(budget / 2).await;
-            lock.commit().await.unwrap();
-        });
-        let started = Instant::now();
-        let data = app
-            .data(
-                "query($a: String!, $o: String!) {
-                    one: account(appid: $a, openid: $o) { nickname stale refreshError { message } }
-                    slow: people(first: 1) { nodes { unionid } } }",
-                json!({ "a": a, "o": o }),
-            )
-            .await;
-        let elapsed = started.elapsed();
-        release.await.unwrap();
-        assert!(
-            data["one"]["refreshError"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("budget")),
-            "{data:#}"
-        );
-        // One budget in all: the wait for `slow` and the refresh share it
-        // (waiting, then a whole budget more, would take 1.5 budgets).
-        assert!(
-            elapsed < budget.mul_f64(1.35),
-            "the read took {elapsed:?} with a {budget:?} budget"
-        );
-    }
+    let elapsed = started.elapsed();
+    release.await.unwrap();
+    assert!(
+        data["one"]["refreshError"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("budget")),
+        "{data:#}"
+    );
+    // One budget in all: the wait for `slow` and the refresh share it
+    // (waiting, then a whole budget more, would take 1.5 budgets).
+    assert!(
+        elapsed < budget.mul_f64(1.35),
+        "the read took {elapsed:?} with a {budget:?} budget"
+    );
 }
 
 #[tokio::test]
@@ -573,7 +481,7 @@ async fn when_wechat_fails_the_store_is_kept_and_the_error_recorded() {
 async fn cache_only_never_calls_wechat_and_force_always_does() {
     let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
     import(&app, &appids, 20).await;
-    sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    app.sim.reset_calls().await;
     let cached = app.data(PAGE, json!({ "refresh": "CACHE_ONLY" })).await;
     assert_eq!(batchget_calls(&app), 0);
     assert!(cached["people"]["nodes"][0]["accounts"][0]["refreshedAt"].is_null());
@@ -586,39 +494,43 @@ async fn cache_only_never_calls_wechat_and_force_always_does() {
     assert_eq!(batchget_calls(&app), 2 * after_first, "force: called again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_on_one_postgres_database_make_one_call_per_account_set() {
+on_postgres!(
+    two_instances_on_one_postgres_database_make_one_call_per_account_set,
+    flavor = "multi_thread",
+    worker_threads = 4
+);
+async fn two_instances_on_one_postgres_database_make_one_call_per_account_set(backend: Backend) {
     // Instances coordinate through PostgreSQL; SQLite serves one instance.
-    for backend in backends().into_iter().filter(|b| *b == Backend::Postgres) {
-        let (a, appids) = setup_with(backend, |_| {}).await;
-        let per_app = import(&a, &appids, 100).await;
-        let database = a.state.settings().database.clone();
-        let wechat = a.sim.base_url();
-        let b = spawn_app_with(backend, |s| {
-            s.database = database;
-            s.server.wechat_api_base = wechat;
-        })
-        .await;
-        sim_control(&a, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
-        let reads = (0..6).map(|i| {
-            let instance = if i % 2 == 0 { &a } else { &b };
-            instance.data(PAGE, json!({}))
-        });
-        for data in futures::future::join_all(reads).await {
-            assert!(
-                data["people"]["nodes"]
-                    .as_array()
-                    .is_some_and(|n| !n.is_empty())
-            );
-        }
-        let expected: u64 = per_app.iter().map(|(_, n)| n.div_ceil(100) as u64).sum();
-        assert_eq!(batchget_calls(&a), expected, "{per_app:?}");
+    let (a, appids) = setup_with(backend, |_| {}).await;
+    let per_app = import(&a, &appids, 100).await;
+    let database = a.state.settings().database.clone();
+    let wechat = a.sim.base_url();
+    let b = spawn_app_with(backend, |s| {
+        s.database = database;
+        s.server.wechat_api_base = wechat;
+    })
+    .await;
+    a.sim.reset_calls().await;
+    let reads = (0..6).map(|i| {
+        let instance = if i % 2 == 0 { &a } else { &b };
+        instance.data(PAGE, json!({}))
+    });
+    for data in futures::future::join_all(reads).await {
+        assert!(
+            data["people"]["nodes"]
+                .as_array()
+                .is_some_and(|n| !n.is_empty())
+        );
     }
+    let expected: u64 = per_app.iter().map(|(_, n)| n.div_ceil(100) as u64).sum();
+    assert_eq!(batchget_calls(&a), expected, "{per_app:?}");
 }
 
 #[tokio::test]
 async fn one_invalid_openid_leaves_the_others_refreshed_and_is_marked() {
-    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    let clock = Clock::manual(chrono::Utc::now());
+    let app = spawn_app_with_clock(Backend::Sqlite, clock.clone(), |_| {}).await;
+    let appids = app.register_official_accounts().await;
     import(&app, &appids[..1], 120).await;
     app.upsert(json!([{ "appid": appids[0], "openid": "o_not_of_this_app_at_all_000", "unionid": "u-ghost" }]))
         .await;
@@ -643,8 +555,7 @@ async fn one_invalid_openid_leaves_the_others_refreshed_and_is_marked() {
     // The refused openid is not tried again on every read (each try splits
     // a batch into several calls): a later read calls WeChat no more. (Past
     // the moment any just-refreshed account counts as done.)
-    tokio::time::sleep(union360::refresh::RECENT.to_std().unwrap() + Duration::from_millis(100))
-        .await;
+    clock.advance(union360::refresh::RECENT + chrono::Duration::milliseconds(100));
     let calls = batchget_calls(&app);
     let again = app.data(PAGE, json!({})).await;
     assert_eq!(batchget_calls(&app), calls);
@@ -662,63 +573,36 @@ async fn a_token_invalidated_mid_flight_costs_one_retry_and_the_query_succeeds()
     .await;
     import(&app, &appids, 20).await;
     app.data(PAGE, json!({ "refresh": "FORCE" })).await;
-    sim_control(
-        &app,
-        reqwest::Method::POST,
-        "/_sim/tokens/invalidate",
-        json!({}),
-    )
-    .await;
-    sim_control(&app, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    app.sim
+        .control(reqwest::Method::POST, "/_sim/tokens/invalidate", json!({}))
+        .await;
+    app.sim.reset_calls().await;
     let data = app.data(PAGE, json!({ "refresh": "FORCE" })).await;
     for person in data["people"]["nodes"].as_array().unwrap() {
         for account in person["accounts"].as_array().unwrap() {
             assert_eq!(account["stale"], false, "{account}");
         }
     }
-    let calls = app.sim.sim.calls();
-    let apps_involved = calls.get("/cgi-bin/token").copied().unwrap_or(0);
+    let apps_involved = app.sim.calls_to(api::TOKEN);
     assert!(apps_involved >= 1);
     assert_eq!(
-        calls
-            .get("/cgi-bin/user/info/batchget")
-            .copied()
-            .unwrap_or(0),
+        batchget_calls(&app),
         2 * apps_involved,
         "per app: the rejected call and one retry"
     );
 }
 
 #[tokio::test]
-async fn refreshes_and_wechat_calls_show_in_the_metrics() {
-    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
-    import(&app, &appids, 10).await;
-    app.data(PAGE, json!({})).await;
-    let response = reqwest::get(format!("{}/metrics", app.address))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
-    for metric in [
-        "union360_refresh_requested_total",
-        "union360_refresh_fetched_total",
-        "union360_wechat_request_duration_seconds_bucket",
-        "union360_wechat_token_fetches_total",
-        "union360_sql_statements",
-    ] {
-        assert!(text.contains(metric), "{metric} missing from:\n{text}");
-    }
-}
-
-#[tokio::test]
 async fn the_freshness_ttl_is_set_per_app_or_server_wide() {
-    let (app, appids) = setup_with(Backend::Sqlite, |_| {}).await;
+    let clock = Clock::manual(chrono::Utc::now());
+    let app = spawn_app_with_clock(Backend::Sqlite, clock.clone(), |_| {}).await;
+    let appids = app.register_official_accounts().await;
     import(&app, &appids[..1], 5).await;
     // Fetched two minutes ago.
     entity::account::Entity::update_many()
         .col_expr(
             entity::account::Column::RefreshedAt,
-            sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::minutes(2)),
+            sea_orm::sea_query::Expr::value(clock.now() - chrono::Duration::minutes(2)),
         )
         .exec(app.state.db())
         .await
@@ -740,21 +624,10 @@ async fn the_freshness_ttl_is_set_per_app_or_server_wide() {
 
 #[tokio::test]
 async fn profiles_go_stale_when_the_clock_passes_their_ttl() {
-    let clock = union360::clock::Clock::manual(chrono::Utc::now());
-    let app = crate::helpers::spawn_app_with_clock(Backend::Sqlite, clock.clone(), |_| {}).await;
-    let oa = app
-        .sim
-        .sim
-        .apps()
-        .into_iter()
-        .find(|a| a.kind == "OFFICIAL_ACCOUNT" && a.bound)
-        .unwrap();
-    app.data(
-        "mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }",
-        json!({ "input": { "appid": oa.appid, "kind": "OFFICIAL_ACCOUNT", "name": "OA", "secret": oa.secret } }),
-    )
-    .await;
-    import(&app, std::slice::from_ref(&oa.appid), 10).await;
+    let clock = Clock::manual(chrono::Utc::now());
+    let app = spawn_app_with_clock(Backend::Sqlite, clock.clone(), |_| {}).await;
+    let appids = app.register_official_accounts().await;
+    import(&app, &appids[..1], 10).await;
     app.data(PAGE, json!({})).await;
     let stale = || async {
         let data = app.data(PAGE, json!({ "refresh": "CACHE_ONLY" })).await;

@@ -13,7 +13,7 @@ use union360::wechat::{
     AppCredentials, ClientConfig, ErrorClass, TokenEndpoint, TokenStore, WechatClient, WechatError,
 };
 
-use crate::helpers::{Backend, backends, fresh_database};
+use crate::helpers::{Backend, SimControl, fresh_database};
 
 async fn sim(people: u32) -> SimHandle {
     Simulator::spawn(SimConfig {
@@ -52,22 +52,6 @@ async fn token_store(backend: Backend) -> (TokenStore, tempfile::TempDir, String
     (TokenStore { db: store.db, key }, dir, url)
 }
 
-async fn control(sim: &SimHandle, method: reqwest::Method, path: &str, body: Value) -> Value {
-    reqwest::Client::new()
-        .request(method, format!("{}{path}", sim.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap_or(Value::Null)
-}
-
-fn calls(sim: &SimHandle, path: &str) -> u64 {
-    sim.sim.calls().get(path).copied().unwrap_or(0)
-}
-
 async fn followers_of(client: &WechatClient, app: &AppCredentials) -> Vec<String> {
     let mut all = Vec::new();
     let mut pages = std::pin::pin!(client.followers(app));
@@ -98,11 +82,15 @@ async fn profiles_followers_and_quota_are_read_with_one_token() {
     assert_eq!(batch.users.len(), followers.len());
     assert!(batch.invalid.is_empty() && batch.malformed.is_empty());
     let chunks = followers.len().div_ceil(100) as u64;
-    assert_eq!(calls(&sim, api::BATCHGET), chunks);
+    assert_eq!(sim.calls_to(api::BATCHGET), chunks);
 
     let quota = client.quota(&app, api::USER_INFO).await.unwrap();
     assert!(quota.daily_limit > 0 && quota.used >= 1);
-    assert_eq!(calls(&sim, api::STABLE_TOKEN), 1, "one token for all of it");
+    assert_eq!(
+        sim.calls_to(api::STABLE_TOKEN),
+        1,
+        "one token for all of it"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +103,7 @@ async fn the_last_follower_page_ends_the_stream_on_every_end_shape() {
     assert_eq!(followers.len(), total);
     let pages = total.div_ceil(10_000) as u64;
     // The pages themselves, the probe above, and at most the empty page after the last.
-    assert!(calls(&sim, api::USER_GET) <= pages + 2);
+    assert!(sim.calls_to(api::USER_GET) <= pages + 2);
 }
 
 #[tokio::test]
@@ -142,7 +130,7 @@ async fn a_hundred_concurrent_calls_on_a_cold_token_fetch_it_once() {
     let client = Arc::new(client(&sim, None, Clock::system()));
     let openid = followers_of(&client, &app).await[0].clone();
     let fresh = Arc::new(self::client(&sim, None, Clock::system()));
-    control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    sim.reset_calls().await;
     let calls_made = (0..100).map(|_| {
         let (client, app, openid) = (fresh.clone(), app.clone(), openid.clone());
         tokio::spawn(async move { client.user_info(&app, &openid).await })
@@ -150,40 +138,42 @@ async fn a_hundred_concurrent_calls_on_a_cold_token_fetch_it_once() {
     for call in futures::future::join_all(calls_made).await {
         call.unwrap().unwrap();
     }
-    assert_eq!(calls(&sim, api::STABLE_TOKEN), 1);
+    assert_eq!(sim.calls_to(api::STABLE_TOKEN), 1);
     assert_eq!(fresh.tokens().fetches(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_sharing_a_database_fetch_one_token_between_them() {
+on_postgres!(
+    two_instances_sharing_a_database_fetch_one_token_between_them,
+    flavor = "multi_thread",
+    worker_threads = 4
+);
+async fn two_instances_sharing_a_database_fetch_one_token_between_them(backend: Backend) {
     // Instances share tokens through PostgreSQL (SQLite serves one instance).
-    for backend in backends().into_iter().filter(|b| *b == Backend::Postgres) {
-        let sim = sim(100).await;
-        let app = official_account(&sim);
-        let (store, _dir, _url) = token_store(backend).await;
-        let a = Arc::new(client(&sim, Some(store.clone()), Clock::system()));
-        let b = Arc::new(client(&sim, Some(store), Clock::system()));
-        let calls_made = (0..20).map(|i| {
-            let (client, app) = (if i % 2 == 0 { a.clone() } else { b.clone() }, app.clone());
-            tokio::spawn(async move {
-                client
-                    .access_token(&app)
-                    .await
-                    .map(|t| t.secret().to_owned())
-            })
-        });
-        let tokens: Vec<String> = futures::future::join_all(calls_made)
-            .await
-            .into_iter()
-            .map(|r| r.unwrap().unwrap())
-            .collect();
-        assert!(
-            tokens.windows(2).all(|w| w[0] == w[1]),
-            "{backend:?}: one token"
-        );
-        assert_eq!(calls(&sim, api::STABLE_TOKEN), 1, "{backend:?}");
-        assert_eq!(a.tokens().fetches() + b.tokens().fetches(), 1);
-    }
+    let sim = sim(100).await;
+    let app = official_account(&sim);
+    let (store, _dir, _url) = token_store(backend).await;
+    let a = Arc::new(client(&sim, Some(store.clone()), Clock::system()));
+    let b = Arc::new(client(&sim, Some(store), Clock::system()));
+    let calls_made = (0..20).map(|i| {
+        let (client, app) = (if i % 2 == 0 { a.clone() } else { b.clone() }, app.clone());
+        tokio::spawn(async move {
+            client
+                .access_token(&app)
+                .await
+                .map(|t| t.secret().to_owned())
+        })
+    });
+    let tokens: Vec<String> = futures::future::join_all(calls_made)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] == w[1]),
+        "{backend:?}: one token"
+    );
+    assert_eq!(sim.calls_to(api::STABLE_TOKEN), 1, "{backend:?}");
+    assert_eq!(a.tokens().fetches() + b.tokens().fetches(), 1);
 }
 
 #[tokio::test]
@@ -195,22 +185,17 @@ async fn a_token_invalidated_mid_flight_costs_one_retry() {
         config.token_endpoint = endpoint;
         let client = WechatClient::new(config, None, Clock::system()).unwrap();
         let openid = followers_of(&client, &app).await[0].clone();
-        control(
-            &sim,
-            reqwest::Method::POST,
-            "/_sim/tokens/invalidate",
-            json!({}),
-        )
-        .await;
-        control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+        sim.control(reqwest::Method::POST, "/_sim/tokens/invalidate", json!({}))
+            .await;
+        sim.reset_calls().await;
         client.user_info(&app, &openid).await.unwrap();
         let token_path = match endpoint {
             TokenEndpoint::Stable => api::STABLE_TOKEN,
             TokenEndpoint::Classic => api::TOKEN,
         };
-        assert_eq!(calls(&sim, token_path), 1, "{endpoint:?}");
+        assert_eq!(sim.calls_to(token_path), 1, "{endpoint:?}");
         assert_eq!(
-            calls(&sim, api::USER_INFO),
+            sim.calls_to(api::USER_INFO),
             2,
             "{endpoint:?}: the failed call and one retry"
         );
@@ -223,33 +208,32 @@ async fn a_token_that_keeps_failing_is_not_retried_in_a_loop() {
     let app = official_account(&sim);
     let client = client(&sim, None, Clock::system());
     let openid = followers_of(&client, &app).await[0].clone();
-    control(
-        &sim,
+    sim.control(
         reqwest::Method::POST,
         "/_sim/faults",
         json!({ "path": api::USER_INFO, "errcode": 40001 }),
     )
     .await;
-    control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    sim.reset_calls().await;
     let error = client.user_info(&app, &openid).await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::TokenInvalid);
     // stable_token hands back the same token, so there is nothing to retry with.
-    assert_eq!(calls(&sim, api::USER_INFO), 1);
-    assert_eq!(calls(&sim, api::STABLE_TOKEN), 1);
+    assert_eq!(sim.calls_to(api::USER_INFO), 1);
+    assert_eq!(sim.calls_to(api::STABLE_TOKEN), 1);
 
     // With /cgi-bin/token a new token comes, and is tried once.
     let mut config = ClientConfig::new(sim.base_url());
     config.token_endpoint = TokenEndpoint::Classic;
     let classic = WechatClient::new(config, None, Clock::system()).unwrap();
-    control(&sim, reqwest::Method::DELETE, "/_sim/calls", json!({})).await;
+    sim.reset_calls().await;
     let error = classic.user_info(&app, &openid).await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::TokenInvalid);
     assert_eq!(
-        calls(&sim, api::USER_INFO),
+        sim.calls_to(api::USER_INFO),
         2,
         "the failed call and one retry, no loop"
     );
-    assert_eq!(calls(&sim, api::TOKEN), 2);
+    assert_eq!(sim.calls_to(api::TOKEN), 2);
 }
 
 #[tokio::test]
@@ -259,8 +243,7 @@ async fn daily_quota_exhaustion_stops_calls_until_the_quota_resets() {
     let clock = Clock::manual("2026-11-24T04:00:00Z".parse().unwrap());
     let client = client(&sim, None, clock.clone());
     let openid = followers_of(&client, &app).await[0].clone();
-    control(
-        &sim,
+    sim.control(
         reqwest::Method::POST,
         "/_sim/quota/exhaust",
         json!({ "appid": app.appid, "path": api::USER_INFO }),
@@ -268,7 +251,7 @@ async fn daily_quota_exhaustion_stops_calls_until_the_quota_resets() {
     .await;
     let first = client.user_info(&app, &openid).await.unwrap_err();
     assert_eq!(first.errcode(), Some(45009));
-    let before = calls(&sim, api::USER_INFO);
+    let before = sim.calls_to(api::USER_INFO);
     for _ in 0..5 {
         let error = client.user_info(&app, &openid).await.unwrap_err();
         assert!(
@@ -277,7 +260,7 @@ async fn daily_quota_exhaustion_stops_calls_until_the_quota_resets() {
         );
     }
     assert_eq!(
-        calls(&sim, api::USER_INFO),
+        sim.calls_to(api::USER_INFO),
         before,
         "no call while the breaker is open"
     );
@@ -293,8 +276,7 @@ async fn transient_failures_are_retried_and_hangs_time_out() {
     let app = official_account(&sim);
     let client = client(&sim, None, Clock::system());
     let openid = followers_of(&client, &app).await[0].clone();
-    control(
-        &sim,
+    sim.control(
         reqwest::Method::POST,
         "/_sim/faults",
         json!({ "path": api::USER_INFO, "errcode": -1, "count": 1 }),
@@ -302,9 +284,9 @@ async fn transient_failures_are_retried_and_hangs_time_out() {
     .await;
     client.user_info(&app, &openid).await.unwrap();
 
-    control(&sim, reqwest::Method::DELETE, "/_sim/faults", json!({})).await;
-    control(
-        &sim,
+    sim.control(reqwest::Method::DELETE, "/_sim/faults", json!({}))
+        .await;
+    sim.control(
         reqwest::Method::POST,
         "/_sim/faults",
         json!({ "path": api::USER_INFO, "hang": true }),
@@ -352,7 +334,7 @@ async fn sign_in_codes_are_exchanged_once_and_snapshot_users_are_flagged() {
     let mint = |appid: &str, body: Value| {
         let mut body = body;
         body["appid"] = json!(appid);
-        control(&sim, reqwest::Method::POST, "/_sim/codes", body)
+        sim.control(reqwest::Method::POST, "/_sim/codes", body)
     };
 
     let code = mint(
@@ -419,8 +401,7 @@ async fn callers_waiting_on_a_failed_token_fetch_share_its_error() {
     let sim = sim(100).await;
     let app = official_account(&sim);
     let client = Arc::new(client(&sim, None, Clock::system()));
-    control(
-        &sim,
+    sim.control(
         reqwest::Method::POST,
         "/_sim/faults",
         json!({ "path": api::STABLE_TOKEN, "errcode": 40164, "latency_ms": 200 }),
@@ -435,7 +416,7 @@ async fn callers_waiting_on_a_failed_token_fetch_share_its_error() {
         assert_eq!(error.errcode(), Some(40164), "{error}");
     }
     assert_eq!(
-        calls(&sim, api::STABLE_TOKEN),
+        sim.calls_to(api::STABLE_TOKEN),
         1,
         "one fetch, its failure shared"
     );

@@ -1,0 +1,110 @@
+//! `GET /metrics` against exact counts.
+//!
+//! The Prometheus recorder is process-wide, so these assertions live in a
+//! test binary of their own, with one server in it: no other test can bump
+//! a counter they read, and every count can be asserted exactly.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on unexpected responses"
+)]
+
+#[path = "api/helpers.rs"]
+#[macro_use]
+#[expect(
+    dead_code,
+    unused_macros,
+    reason = "the helpers also serve the api test binary"
+)]
+mod helpers;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use union360::wechat::client::api;
+
+use helpers::{Backend, SimControl, spawn_app};
+
+/// The samples of a Prometheus text page, by series (name and labels as printed).
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn refreshes_and_wechat_calls_are_counted_exactly() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let appids = app.register_official_accounts().await;
+    // Followed accounts of the first people, with their UnionIDs: all stale.
+    let mut rows = Vec::new();
+    for i in 0..30 {
+        let person = app.sim.person(i).await;
+        for (appid, openid) in person.followed_in(&appids) {
+            rows.push(json!({ "appid": appid, "openid": openid, "unionid": person.unionid }));
+        }
+    }
+    assert!(!rows.is_empty(), "someone follows a registered account");
+    app.upsert(json!(rows)).await;
+
+    // Two root fields that read the same people: one refresh round.
+    let query = "{ a: people(first: 100) { nodes { accounts { stale } } }
+                   b: people(first: 100) { nodes { nickname } } }";
+    let data = app.data(query, Value::Null).await;
+    assert!(!data.to_string().contains("\"stale\":true"), "{data}");
+
+    let text = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let samples = samples(&text);
+    let get = |series: &str| samples.get(series).copied();
+    let accounts = rows.len() as f64;
+    assert_eq!(
+        get("union360_refresh_requested_total"),
+        Some(accounts),
+        "{text}"
+    );
+    assert_eq!(
+        get("union360_refresh_fetched_total"),
+        Some(accounts),
+        "{text}"
+    );
+    let batchget = format!(
+        "union360_wechat_request_duration_seconds_count{{api=\"{}\",outcome=\"ok\"}}",
+        api::BATCHGET
+    );
+    assert_eq!(
+        get(&batchget),
+        Some(app.sim.calls_to(api::BATCHGET) as f64),
+        "{text}"
+    );
+    let tokens = format!(
+        "union360_wechat_token_fetches_total{{api=\"{}\"}}",
+        api::STABLE_TOKEN
+    );
+    assert_eq!(
+        get(&tokens),
+        Some(app.sim.calls_to(api::STABLE_TOKEN) as f64),
+        "{text}"
+    );
+    assert_eq!(
+        get("union360_sql_statements"),
+        Some(app.state.store().statements.get() as f64),
+        "{text}"
+    );
+    // Nothing failed, missed its budget, or left the round waiting.
+    for absent in [
+        "union360_refresh_failed_total",
+        "union360_refresh_served_stale_total",
+        "union360_refresh_round_incomplete_total",
+    ] {
+        assert!(!text.contains(absent), "{absent} in:\n{text}");
+    }
+}
