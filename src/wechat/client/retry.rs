@@ -69,10 +69,10 @@ impl WechatClient {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Value, WechatError> {
         let policy = self.config.retry;
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut attempt = 1;
         loop {
-            let timer = std::time::Instant::now();
+            let timer = tokio::time::Instant::now();
             let result = self.send(build()).await;
             let outcome = result
                 .as_ref()

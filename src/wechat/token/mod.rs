@@ -41,7 +41,7 @@ pub const REFRESH_AHEAD: Duration = Duration::minutes(5);
 
 /// After a failed fetch, how long before the next attempt (callers keep a
 /// still-valid token meanwhile, or get the failure).
-const RENEW_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+const RENEW_RETRY_AFTER: Duration = Duration::seconds(10);
 
 /// When a token fetched at `fetched_at` and valid until `expires_at` is due
 /// for renewal: 5 minutes before expiry, or halfway for short-lived tokens
@@ -112,12 +112,17 @@ pub struct TokenManager {
     flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     failures: std::sync::Mutex<HashMap<String, Failure>>,
     fetches: AtomicU64,
+    /// Numbers the fetch attempts in the order they end.
+    attempts: AtomicU64,
 }
 
 /// The last failed fetch of an app's token, shared with the callers that waited for it.
 #[derive(Debug, Clone)]
 struct Failure {
-    at: std::time::Instant,
+    /// When it failed, by the manager's clock.
+    at: DateTime<Utc>,
+    /// The number of the attempt that failed (in the order attempts end).
+    attempt: u64,
     errcode: Option<i64>,
     message: String,
 }
@@ -140,6 +145,7 @@ impl TokenManager {
             flights: std::sync::Mutex::default(),
             failures: std::sync::Mutex::default(),
             fetches: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
         }
     }
 
@@ -190,7 +196,7 @@ impl TokenManager {
         appid: &str,
         fetch: impl FnOnce() -> FetchFuture<'a>,
     ) -> Result<AccessToken, WechatError> {
-        let asked = std::time::Instant::now();
+        let asked = self.attempts.load(Ordering::Acquire);
         let now = self.clock.now();
         let flight = self.flight(appid);
         match self.cached(appid) {
@@ -200,7 +206,7 @@ impl TokenManager {
             Some(t) if t.expires_at > now => {
                 let failed_lately = self
                     .failure(appid)
-                    .is_some_and(|f| f.at.elapsed() < RENEW_RETRY_AFTER);
+                    .is_some_and(|f| now - f.at < RENEW_RETRY_AFTER);
                 return match flight.try_lock() {
                     Ok(guard) if !failed_lately => self.renew(appid, fetch, guard).await.or(Ok(t)),
                     _ => Ok(t),
@@ -218,7 +224,7 @@ impl TokenManager {
         // new attempts briefly: an app with a wrong secret must not cost a
         // token call per read.
         if let Some(failure) = self.failure(appid)
-            && (failure.at >= asked || failure.at.elapsed() < RENEW_RETRY_AFTER)
+            && (failure.attempt > asked || self.clock.now() - failure.at < RENEW_RETRY_AFTER)
         {
             return Err(WechatError::TokenUnavailable {
                 errcode: failure.errcode,
@@ -242,6 +248,7 @@ impl TokenManager {
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let attempt = self.attempts.fetch_add(1, Ordering::AcqRel) + 1;
         match &result {
             Ok(token) => {
                 failures.remove(appid);
@@ -253,7 +260,8 @@ impl TokenManager {
                 failures.insert(
                     appid.to_owned(),
                     Failure {
-                        at: std::time::Instant::now(),
+                        at: self.clock.now(),
+                        attempt,
                         errcode: e.errcode(),
                         message: e.to_string(),
                     },
