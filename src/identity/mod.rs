@@ -35,7 +35,7 @@ pub mod types;
 mod upsert;
 mod validate;
 
-pub use profile::BestProfile;
+pub use profile::best_profile;
 pub use read::{LookupError, Page, PageRequest};
 pub use types::{
     AccountUpsert, Follow, IdentityError, MAX_UPSERT_BATCH, Outcome, Profile, UpsertResult,

@@ -8,42 +8,23 @@
 use chrono::{DateTime, Utc};
 use entity::account;
 
+use super::types::Profile;
 use crate::domain::ProfileSource;
 
-/// The best value of each profile field across one person's accounts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BestProfile {
-    /// Nickname.
-    pub nickname: Option<String>,
-    /// Avatar URL.
-    pub avatar_url: Option<String>,
-    /// WeChat sex code (1 male, 2 female).
-    pub sex: Option<i32>,
-    /// Language.
-    pub language: Option<String>,
-    /// City.
-    pub city: Option<String>,
-    /// Province.
-    pub province: Option<String>,
-    /// Country.
-    pub country: Option<String>,
-}
-
-impl BestProfile {
-    /// The best profile of a person with `accounts`.
-    pub fn of(accounts: &[account::Model]) -> Self {
-        let text = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
-        Self {
-            nickname: best(accounts, |a| (text(&a.nickname), &a.nickname_source)),
-            avatar_url: best(accounts, |a| (text(&a.avatar_url), &a.avatar_url_source)),
-            sex: best(accounts, |a| {
-                (a.sex.filter(|s| (1..=2).contains(s)), &a.sex_source)
-            }),
-            language: best(accounts, |a| (text(&a.language), &a.language_source)),
-            city: best(accounts, |a| (text(&a.city), &a.city_source)),
-            province: best(accounts, |a| (text(&a.province), &a.province_source)),
-            country: best(accounts, |a| (text(&a.country), &a.country_source)),
-        }
+/// The best value of each profile field across one person's `accounts`
+/// (sex as its WeChat code, 1 or 2).
+pub fn best_profile(accounts: &[account::Model]) -> Profile {
+    let text = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    Profile {
+        nickname: best(accounts, |a| (text(&a.nickname), &a.nickname_source)),
+        avatar_url: best(accounts, |a| (text(&a.avatar_url), &a.avatar_url_source)),
+        sex: best(accounts, |a| {
+            (a.sex.filter(|s| (1..=2).contains(s)), &a.sex_source)
+        }),
+        language: best(accounts, |a| (text(&a.language), &a.language_source)),
+        city: best(accounts, |a| (text(&a.city), &a.city_source)),
+        province: best(accounts, |a| (text(&a.province), &a.province_source)),
+        country: best(accounts, |a| (text(&a.country), &a.country_source)),
     }
 }
 

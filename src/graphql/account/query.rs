@@ -22,6 +22,16 @@ pub struct AccountFilter {
     pub updated_since: Option<DateTime<Utc>>,
 }
 
+impl From<AccountFilter> for read::AccountFilter {
+    fn from(filter: AccountFilter) -> Self {
+        Self {
+            has_unionid: filter.has_unionid,
+            following: filter.following,
+            updated_since: filter.updated_since,
+        }
+    }
+}
+
 /// Queries about accounts.
 #[derive(Default)]
 pub struct AccountQuery;
@@ -67,12 +77,7 @@ impl AccountQuery {
         let state = ctx.state()?;
         let args = PageArgs::parse(AccountConnection::KIND, first, after.as_deref()).api()?;
         let appid = AppId::parse(appid).api()?;
-        let filter = filter.unwrap_or_default();
-        let filter = read::AccountFilter {
-            has_unionid: filter.has_unionid,
-            following: filter.following,
-            updated_since: filter.updated_since,
-        };
+        let filter = read::AccountFilter::from(filter.unwrap_or_default());
         let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
             .await
             .api()?;

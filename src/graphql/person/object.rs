@@ -14,7 +14,7 @@ use crate::graphql::enums::Sex;
 use crate::graphql::error::{ApiResult, ResultExt};
 use crate::graphql::page::connection;
 use crate::graphql::round::Ticket;
-use crate::identity::{BestProfile, profile};
+use crate::identity::{Profile, best_profile, profile};
 use crate::refresh::RefreshPolicy;
 
 /// A person, with the persons it was fetched with (for batch loading).
@@ -59,8 +59,8 @@ impl Person {
     }
 
     /// The best known profile across the accounts, as this request sees them.
-    async fn best(&self, ctx: &Context<'_>) -> ApiResult<BestProfile> {
-        Ok(BestProfile::of(&self.current_accounts(ctx).await?))
+    async fn best(&self, ctx: &Context<'_>) -> ApiResult<Profile> {
+        Ok(best_profile(&self.current_accounts(ctx).await?))
     }
 }
 
