@@ -31,7 +31,10 @@
 //! | anything else (the database, a sealed value, a bug) | `INTERNAL`, with the message "internal error" |
 //!
 //! A lookup that finds nothing where nothing is a valid answer (`person`,
-//! `account` for a registered app, `app`) is `null`, not an error. WeChat
+//! `account` for a registered app, `app`) is `null`, not an error, and a
+//! filter that names an unregistered app (`people(filter: { followsApp })`,
+//! `Person.accounts(appid:)`) matches nothing, like any filter nobody meets.
+//! WeChat
 //! failures are never errors of a read: the stored profile is served with its
 //! `refreshError`, and `refreshAccounts` counts them. Database messages,
 //! paths and secrets never reach a client.

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use secrecy::SecretString;
 
 use crate::domain::TokenEndpoint;
@@ -26,6 +27,8 @@ pub const DEFAULT_FRESHNESS_TTL_SECS: i64 = 86_400;
 pub const DEFAULT_REFRESH_BUDGET_MS: u64 = 800;
 /// The default largest request body, in bytes (2 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// Whether schema introspection is allowed by default (GraphiQL needs it).
+pub const DEFAULT_INTROSPECTION: bool = true;
 /// The default deepest GraphQL selection.
 pub const DEFAULT_MAX_DEPTH: usize = 16;
 /// The default highest GraphQL query complexity.
@@ -74,7 +77,12 @@ pub struct ServerSettings {
 
     /// Which WeChat endpoint issues access tokens: `stable` (`cgi-bin/stable_token`,
     /// safe for several instances) or `classic` (`cgi-bin/token`).
-    #[arg(long, env = "UNION360_WECHAT_TOKEN_ENDPOINT", default_value_t = TokenEndpoint::Stable)]
+    #[arg(
+        long,
+        env = "UNION360_WECHAT_TOKEN_ENDPOINT",
+        default_value_t = TokenEndpoint::Stable,
+        value_parser = PossibleValuesParser::new(["stable", "classic"]).try_map(|s| s.parse::<TokenEndpoint>()),
+    )]
     pub wechat_token_endpoint: TokenEndpoint,
 
     /// How long an account's profile stays fresh, in seconds, for apps without their own TTL.
@@ -99,7 +107,7 @@ pub struct ServerSettings {
     pub max_complexity: usize,
 
     /// Whether schema introspection is allowed (GraphiQL needs it).
-    #[arg(long, env = "UNION360_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "UNION360_INTROSPECTION", default_value_t = DEFAULT_INTROSPECTION, action = clap::ArgAction::Set)]
     pub introspection: bool,
 
     /// Seconds to let in-flight requests finish on shutdown.
@@ -119,7 +127,7 @@ impl Default for ServerSettings {
             body_limit: DEFAULT_BODY_LIMIT,
             max_depth: DEFAULT_MAX_DEPTH,
             max_complexity: DEFAULT_MAX_COMPLEXITY,
-            introspection: true,
+            introspection: DEFAULT_INTROSPECTION,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
         }
     }

@@ -62,7 +62,7 @@ impl AppCache {
     pub async fn get<C: ConnectionTrait>(&self, db: &C) -> Result<Arc<AppsById>, DbErr> {
         let asked = self.loads.load(Ordering::Acquire);
         match self.current() {
-            Some(copy) if self.clock.now() - copy.at < CACHE_MAX_AGE => Ok(copy.apps),
+            Some(copy) if self.clock.within(copy.at, CACHE_MAX_AGE) => Ok(copy.apps),
             _ => self.reload(db, asked).await,
         }
     }

@@ -142,7 +142,7 @@ impl Round {
             .await
             .is_err();
         if incomplete && !self.gave_up.swap(true, Ordering::AcqRel) {
-            metrics::counter!("union360_refresh_round_incomplete_total").increment(1);
+            refresher.note_incomplete_round();
             tracing::warn!(
                 expected,
                 arrived = *self.arrived.borrow(),

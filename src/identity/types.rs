@@ -108,7 +108,7 @@ pub enum IdentityError {
     #[error("at most {MAX_UPSERT_BATCH} accounts per call, got {0}")]
     TooMany(usize),
     /// Rows name apps that are not registered.
-    #[error("unknown appid(s): {}", .0.join(", "))]
+    #[error("{}", not_registered(.0))]
     UnknownApps(Vec<String>),
     /// The same account appears twice in one call.
     #[error("account {appid}/{openid} appears more than once (rows {first} and {second})")]
@@ -133,4 +133,13 @@ pub enum IdentityError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+/// "app X is not registered", or "apps X, Y are not registered": the words
+/// every refusal of an unregistered app uses.
+fn not_registered(appids: &[String]) -> String {
+    match appids {
+        [one] => format!("app {one} is not registered"),
+        many => format!("apps {} are not registered", many.join(", ")),
+    }
 }

@@ -16,6 +16,7 @@ use entity::account;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter};
+use tracing::Instrument;
 
 use super::{RefreshError, Refresher, lease};
 
@@ -25,6 +26,19 @@ type Flight = Shared<BoxFuture<'static, ()>>;
 /// clock: long enough to cover a request that loaded an account just before
 /// its refresh landed.
 pub const RECENT: Duration = Duration::seconds(1);
+
+/// Lands a flight's accounts when its task ends, even by a panic: they
+/// leave the in-flight map, so later reads do not wait on a dead flight.
+struct Landing {
+    refresher: Refresher,
+    ids: Vec<i64>,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        self.refresher.landed(&self.ids);
+    }
+}
 
 /// Refreshes in flight, by account id.
 pub(super) struct Flights {
@@ -84,12 +98,12 @@ impl Refresher {
         let accounts = if force {
             accounts
         } else {
-            let now = self.0.clock.now();
+            let clock = &self.0.clock;
             let mut recent = flights
                 .recent
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            recent.retain(|_, at| now - *at < RECENT);
+            recent.retain(|_, at| clock.within(*at, RECENT));
             accounts
                 .into_iter()
                 .filter(|a| {
@@ -121,14 +135,21 @@ impl Refresher {
                 .started
                 .fetch_add(new.len() as u64, Ordering::Relaxed);
             let ids: Vec<i64> = new.iter().map(|a| a.id).collect();
-            let this = self.clone();
-            let task_ids = ids.clone();
-            let task = tokio::spawn(async move {
-                if let Err(e) = this.refresh_leased(new, force).await {
-                    tracing::error!(error = ?e, "refresh could not write to the store");
+            let landing = Landing {
+                refresher: self.clone(),
+                ids: ids.clone(),
+            };
+            let span = tracing::info_span!("refresh.flight", accounts = ids.len(), force);
+            let task = tokio::spawn(
+                async move {
+                    let refresher = landing.refresher.clone();
+                    if let Err(e) = refresher.refresh_leased(new, force).await {
+                        tracing::error!(error = ?e, "refresh could not write to the store");
+                    }
+                    drop(landing);
                 }
-                this.landed(&task_ids);
-            });
+                .instrument(span),
+            );
             let flight: Flight = async move {
                 let _ = task.await;
             }

@@ -10,9 +10,6 @@ use entity::{account, app};
 use crate::apps;
 use crate::domain::AppKind;
 
-/// How long a profile stays fresh when neither the app nor the server says otherwise.
-pub const DEFAULT_TTL: Duration = Duration::hours(24);
-
 /// WeChat's errcode for an openid that is not valid for the app.
 pub const INVALID_OPENID: i64 = 40003;
 
@@ -57,6 +54,9 @@ pub fn refreshable(app: &app::Model) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The server's default TTL.
+    const DEFAULT_TTL: Duration = Duration::hours(24);
 
     fn fetched(at: Option<DateTime<Utc>>, error: Option<(i32, DateTime<Utc>)>) -> account::Model {
         let epoch = DateTime::<Utc>::UNIX_EPOCH;

@@ -24,6 +24,7 @@ mod lease;
 mod plan;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use entity::{account, app};
@@ -53,22 +54,13 @@ pub enum RefreshPolicy {
     Force,
 }
 
-/// The refresh service's settings.
+/// The refresh service's settings (their defaults are the server's, in `settings`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshSettings {
     /// How long a profile stays fresh for apps without a TTL of their own.
     pub default_ttl: chrono::Duration,
     /// How long one read may wait for its refreshes.
     pub budget: Duration,
-}
-
-impl Default for RefreshSettings {
-    fn default() -> Self {
-        Self {
-            default_ttl: freshness::DEFAULT_TTL,
-            budget: Duration::from_millis(800),
-        }
-    }
 }
 
 /// Why a refresh could not be made or written. WeChat's failures are not
@@ -105,6 +97,8 @@ struct Inner {
     clock: Clock,
     settings: RefreshSettings,
     flights: flight::Flights,
+    /// Reads whose refresh stopped waiting for the rest of the read at its budget.
+    incomplete_rounds: AtomicU64,
 }
 
 impl std::fmt::Debug for Refresher {
@@ -132,6 +126,7 @@ impl Refresher {
             clock,
             settings,
             flights: flight::Flights::default(),
+            incomplete_rounds: AtomicU64::default(),
         }))
     }
 
@@ -158,6 +153,19 @@ impl Refresher {
     /// Accounts whose refresh joined one already in flight.
     pub fn coalesced(&self) -> u64 {
         self.0.flights.coalesced()
+    }
+
+    /// Records that a read's refresh stopped waiting for the rest of the
+    /// read (its other root fields) at the read's budget: a safety bound
+    /// that should never trigger.
+    pub fn note_incomplete_round(&self) {
+        self.0.incomplete_rounds.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("union360_refresh_round_incomplete_total").increment(1);
+    }
+
+    /// How many reads' refreshes stopped waiting at their budget ([`Self::note_incomplete_round`]).
+    pub fn incomplete_rounds(&self) -> u64 {
+        self.0.incomplete_rounds.load(Ordering::Relaxed)
     }
 
     /// Fetches the accounts of `keys` from WeChat now, whatever their

@@ -237,6 +237,8 @@ async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together(
         assert_eq!(account["stale"], false, "{account}");
     }
     assert!(data["p1"]["oldestRefreshedAt"].is_string(), "{data:#}");
+    // The round gathered every root field: it never gave up waiting.
+    assert_eq!(app.state.refresher().incomplete_rounds(), 0);
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ macro_rules! assert_shape {
 #[tokio::test]
 async fn error_bodies() {
     let app = with_one_person().await;
-    let cases: [(&str, &str, Value); 5] = [
+    let cases: [(&str, &str, Value); 7] = [
         (
             "not_found_app",
             r#"{ accounts(appid: "wx0123456789abcdef") { totalCount } }"#,
@@ -61,6 +61,16 @@ async fn error_bodies() {
             "not_found_refresh_key",
             "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) { fetched } }",
             json!({ "keys": [{ "appid": OA, "openid": "o-unknown" }] }),
+        ),
+        (
+            "not_found_refresh_app",
+            "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) { fetched } }",
+            json!({ "keys": [{ "appid": "wx0123456789abcdef", "openid": "o-oa-1" }] }),
+        ),
+        (
+            "not_found_ttl_app",
+            "mutation { setFreshnessTtl(appid: \"wx0123456789abcdef\", seconds: 3600) { appid } }",
+            Value::Null,
         ),
     ];
     for (name, query, variables) in cases {

@@ -208,12 +208,7 @@ async fn a_token_that_keeps_failing_is_not_retried_in_a_loop() {
     let app = official_account(&sim);
     let client = client(&sim, None, Clock::system());
     let openid = followers_of(&client, &app).await[0].clone();
-    sim.control(
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({ "path": api::USER_INFO, "errcode": 40001 }),
-    )
-    .await;
+    sim.fault(api::USER_INFO, json!({ "errcode": 40001 })).await;
     sim.reset_calls().await;
     let error = client.user_info(&app, &openid).await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::TokenInvalid);
@@ -276,22 +271,13 @@ async fn transient_failures_are_retried_and_hangs_time_out() {
     let app = official_account(&sim);
     let client = client(&sim, None, Clock::system());
     let openid = followers_of(&client, &app).await[0].clone();
-    sim.control(
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({ "path": api::USER_INFO, "errcode": -1, "count": 1 }),
-    )
-    .await;
+    sim.fault(api::USER_INFO, json!({ "errcode": -1, "count": 1 }))
+        .await;
     client.user_info(&app, &openid).await.unwrap();
 
     sim.control(reqwest::Method::DELETE, "/_sim/faults", json!({}))
         .await;
-    sim.control(
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({ "path": api::USER_INFO, "hang": true }),
-    )
-    .await;
+    sim.fault(api::USER_INFO, json!({ "hang": true })).await;
     let started = std::time::Instant::now();
     let error = client.user_info(&app, &openid).await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::Retryable);
@@ -401,10 +387,9 @@ async fn callers_waiting_on_a_failed_token_fetch_share_its_error() {
     let sim = sim(100).await;
     let app = official_account(&sim);
     let client = Arc::new(client(&sim, None, Clock::system()));
-    sim.control(
-        reqwest::Method::POST,
-        "/_sim/faults",
-        json!({ "path": api::STABLE_TOKEN, "errcode": 40164, "latency_ms": 200 }),
+    sim.fault(
+        api::STABLE_TOKEN,
+        json!({ "errcode": 40164, "latency_ms": 200 }),
     )
     .await;
     let calls_made = (0..20).map(|_| {
@@ -435,4 +420,40 @@ async fn transport_errors_never_carry_the_secret() {
     assert_eq!(error.class(), ErrorClass::Retryable);
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("do-not-log-this-secret"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_failed_token_is_fetched_again_after_its_hold_off_once_for_all_who_wait() {
+    let sim = sim(100).await;
+    let app = official_account(&sim);
+    let clock = Clock::manual(chrono::Utc::now());
+    let client = Arc::new(client(&sim, None, clock.clone()));
+    sim.fault(
+        api::STABLE_TOKEN,
+        json!({ "errcode": 40164, "latency_ms": 200 }),
+    )
+    .await;
+    let burst = |n: usize| {
+        let calls_made = (0..n).map(|_| {
+            let (client, app) = (client.clone(), app.clone());
+            tokio::spawn(async move { client.user_info(&app, "o_anyone").await })
+        });
+        futures::future::join_all(calls_made)
+    };
+    for call in burst(10).await {
+        assert_eq!(call.unwrap().unwrap_err().errcode(), Some(40164));
+    }
+    assert_eq!(sim.calls_to(api::STABLE_TOKEN), 1, "one fetch, shared");
+    // Within the hold-off nobody tries again.
+    clock.advance(Duration::seconds(9));
+    for call in burst(5).await {
+        assert_eq!(call.unwrap().unwrap_err().errcode(), Some(40164));
+    }
+    assert_eq!(sim.calls_to(api::STABLE_TOKEN), 1, "held off");
+    // Past it, one new fetch, whose failure every caller that waited shares.
+    clock.advance(Duration::seconds(2));
+    for call in burst(10).await {
+        assert_eq!(call.unwrap().unwrap_err().errcode(), Some(40164));
+    }
+    assert_eq!(sim.calls_to(api::STABLE_TOKEN), 2, "one more fetch");
 }

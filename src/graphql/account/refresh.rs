@@ -3,9 +3,9 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 
 use super::object::Account;
-use crate::domain::{AppId, OpenId};
+use crate::domain::{AppId, OpenId, ParseError};
 use crate::graphql::context::ContextExt;
-use crate::graphql::error::{ApiResult, ResultExt};
+use crate::graphql::error::{ApiError, ApiResult, ResultExt};
 use crate::identity::{IdentityError, MAX_UPSERT_BATCH};
 use crate::refresh::RefreshPolicy;
 
@@ -16,6 +16,16 @@ pub struct AccountKey {
     pub appid: String,
     /// The openid within that app.
     pub openid: String,
+}
+
+impl AccountKey {
+    fn parse(self, index: usize) -> Result<(AppId, OpenId), ApiError> {
+        let at = |e: ParseError| ApiError::BadUserInput(format!("key {index}: {e}"));
+        Ok((
+            AppId::parse(self.appid).map_err(at)?,
+            OpenId::parse(self.openid).map_err(at)?,
+        ))
+    }
 }
 
 /// What `refreshAccounts` did.
@@ -53,8 +63,9 @@ impl RefreshMutation {
         }
         let keys = keys
             .into_iter()
-            .map(|k| Ok((AppId::parse(k.appid)?, OpenId::parse(k.openid)?)))
-            .collect::<Result<Vec<_>, crate::domain::ParseError>>()
+            .enumerate()
+            .map(|(i, key)| key.parse(i))
+            .collect::<Result<Vec<_>, _>>()
             .api()?;
         let (report, accounts) = ctx
             .state()?

@@ -206,7 +206,7 @@ impl TokenManager {
             Some(t) if t.expires_at > now => {
                 let failed_lately = self
                     .failure(appid)
-                    .is_some_and(|f| now - f.at < RENEW_RETRY_AFTER);
+                    .is_some_and(|f| self.clock.within(f.at, RENEW_RETRY_AFTER));
                 return match flight.try_lock() {
                     Ok(guard) if !failed_lately => self.renew(appid, fetch, guard).await.or(Ok(t)),
                     _ => Ok(t),
@@ -224,7 +224,7 @@ impl TokenManager {
         // new attempts briefly: an app with a wrong secret must not cost a
         // token call per read.
         if let Some(failure) = self.failure(appid)
-            && (failure.attempt > asked || self.clock.now() - failure.at < RENEW_RETRY_AFTER)
+            && (failure.attempt > asked || self.clock.within(failure.at, RENEW_RETRY_AFTER))
         {
             return Err(WechatError::TokenUnavailable {
                 errcode: failure.errcode,
