@@ -121,6 +121,7 @@ pub struct AccountFilter {
 }
 
 /// One person by UnionID.
+#[tracing::instrument(name = "identity.read.person", level = "debug", skip_all)]
 pub async fn person(
     db: &DatabaseConnection,
     unionid: &UnionId,
@@ -140,6 +141,7 @@ pub async fn person_by_id(
 }
 
 /// A page of the people matching `filter`, in the order first seen.
+#[tracing::instrument(name = "identity.read.people", level = "debug", skip_all, fields(page.first = request.first))]
 pub async fn people(
     db: &DatabaseConnection,
     filter: &PeopleFilter,
@@ -186,6 +188,7 @@ async fn registered(apps: &Apps, appid: &AppId) -> Result<app::Model, LookupErro
 }
 
 /// One account by app and openid; `None` when union360 does not know it.
+#[tracing::instrument(name = "identity.read.account", level = "debug", skip_all, fields(app.appid = %appid))]
 pub async fn account(
     db: &DatabaseConnection,
     apps: &Apps,
@@ -201,6 +204,7 @@ pub async fn account(
 }
 
 /// A page of the accounts of app `appid` matching `filter`, in the order first seen.
+#[tracing::instrument(name = "identity.read.accounts", level = "debug", skip_all, fields(app.appid = %appid, page.first = request.first))]
 pub async fn accounts(
     db: &DatabaseConnection,
     apps: &Apps,
@@ -276,6 +280,7 @@ pub async fn accounts_by_ids(
 
 /// The accounts of `keys`, in order; an unregistered app or an unknown
 /// account fails the whole lookup.
+#[tracing::instrument(name = "identity.read.find_accounts", level = "debug", skip_all, fields(keys = keys.len()))]
 pub async fn find_accounts(
     db: &DatabaseConnection,
     apps: &Apps,
