@@ -4,7 +4,10 @@
 //! An internal error is logged once here with its cause chain and shown
 //! only as "internal error": database messages never reach a client.
 
+use std::sync::Arc;
+
 use async_graphql::ErrorExtensions;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 
 use crate::apps::AppError;
 use crate::domain::ParseError;
@@ -124,6 +127,37 @@ impl From<RefreshError> for ApiError {
 
 /// The result type of resolvers.
 pub type ApiResult<T> = Result<T, async_graphql::Error>;
+
+/// Gives a code to the field errors async-graphql raises itself: an
+/// argument or variable value that does not coerce to its type (a malformed
+/// `DateTime`, say) fails its field with a path but no code. Every error of
+/// ours carries one already; these are the client's input, `BAD_USER_INPUT`.
+pub struct CodedFieldErrors;
+
+impl ExtensionFactory for CodedFieldErrors {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(CodedFieldErrors)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for CodedFieldErrors {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> async_graphql::Response {
+        let mut response = next.run(ctx, operation_name).await;
+        for error in response.errors.iter_mut().filter(|e| !e.path.is_empty()) {
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                extensions.set("code", ErrorCode::BadUserInput.as_str());
+            }
+        }
+        response
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -91,6 +91,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 pub fn build_schema(state: AppState) -> ApiSchema {
     let server = &state.settings().server;
     let mut builder = builder()
+        .extension(error::CodedFieldErrors)
         .limit_depth(server.max_depth)
         .limit_complexity(server.max_complexity);
     if !server.introspection {

@@ -211,6 +211,17 @@ async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together(
         .collect();
     assert_eq!(failed.len(), 2, "{body:#}");
     assert!(failed.contains(&"unknownApp") && failed.contains(&"badArgument"));
+    let codes: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["extensions"]["code"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(codes.len(), 2);
+    assert!(
+        codes.contains(&"NOT_FOUND") && codes.contains(&"BAD_USER_INPUT"),
+        "{codes:?}"
+    );
     let data = &body["data"];
     assert!(data.get("skipped").is_none());
     // Every stale account read, whichever root field read it, came from

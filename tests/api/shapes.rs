@@ -36,7 +36,7 @@ macro_rules! assert_shape {
 #[tokio::test]
 async fn error_bodies() {
     let app = with_one_person().await;
-    let cases: [(&str, &str, Value); 7] = [
+    let cases: [(&str, &str, Value); 8] = [
         (
             "not_found_app",
             r#"{ accounts(appid: "wx0123456789abcdef") { totalCount } }"#,
@@ -46,6 +46,11 @@ async fn error_bodies() {
             "bad_user_input_identifier",
             r#"{ person(unionid: " padded") { unionid } }"#,
             Value::Null,
+        ),
+        (
+            "bad_user_input_argument",
+            "query($t: DateTime!) { people(filter: { updatedSince: $t }) { totalCount } }",
+            json!({ "t": "2026-02-30T00:00:00Z" }),
         ),
         (
             "bad_user_input_page_size",
