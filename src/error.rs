@@ -52,6 +52,12 @@
 /// The `extensions.code` of an error a client receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// No valid API key came with the request.
+    Unauthenticated,
+    /// The API key lacks the scope a field needs.
+    Forbidden,
+    /// The API key's rate or concurrency limit is spent.
+    RateLimited,
     /// The thing asked for does not exist.
     NotFound,
     /// The input is invalid; the message says how.
@@ -64,6 +70,9 @@ impl ErrorCode {
     /// The code as clients see it.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::RateLimited => "RATE_LIMITED",
             Self::NotFound => "NOT_FOUND",
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::Internal => "INTERNAL",

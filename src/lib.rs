@@ -23,6 +23,7 @@
 //!   - [`identity`]: every write to the identity graph (the identity rules) and the read
 //!     service (lookups, pages, relations, a person's best profile);
 //!   - [`apps`]: registering apps, their secrets, and the in-memory copy of them;
+//!   - [`keys`]: API keys: creating, revoking, authenticating, scopes and per-key limits;
 //!   - [`refresh`]: profiles from WeChat: the freshness rule, fetching, single flight,
 //!     leases, and the refresh of what one read touched within its budget.
 //! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
@@ -47,6 +48,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod keys;
 pub mod metrics;
 pub mod refresh;
 pub mod settings;

@@ -35,6 +35,14 @@ pub const DEFAULT_MAX_DEPTH: usize = 16;
 pub const DEFAULT_MAX_COMPLEXITY: usize = 50_000;
 /// The default shutdown grace period, in seconds.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// The default requests per second of an API key without its own rate.
+pub const DEFAULT_KEY_RATE_PER_SEC: u32 = 50;
+/// The default largest burst of requests of an API key.
+pub const DEFAULT_KEY_BURST: u32 = 100;
+/// The default number of requests an API key may have in flight at once.
+pub const DEFAULT_KEY_MAX_CONCURRENT: u32 = 16;
+/// How often API keys' last-use times are written, in seconds.
+pub const DEFAULT_KEY_LAST_USED_FLUSH_SECS: u64 = 60;
 
 /// Where to find the database.
 #[derive(Clone, Args)]
@@ -113,6 +121,57 @@ pub struct ServerSettings {
     /// Seconds to let in-flight requests finish on shutdown.
     #[arg(long, env = "UNION360_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
+
+    /// Per-key limits of API keys without their own.
+    #[command(flatten)]
+    pub keys: KeySettings,
+}
+
+/// The default limits of API keys (a key may carry its own).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct KeySettings {
+    /// Requests per second an API key may make (a token bucket's refill rate).
+    #[arg(long = "key-rate-per-sec", env = "UNION360_KEY_RATE_PER_SEC", default_value_t = DEFAULT_KEY_RATE_PER_SEC)]
+    pub rate_per_sec: u32,
+
+    /// The largest burst of requests an API key may make at once.
+    #[arg(long = "key-burst", env = "UNION360_KEY_BURST", default_value_t = DEFAULT_KEY_BURST)]
+    pub burst: u32,
+
+    /// Requests an API key may have in flight at once.
+    #[arg(long = "key-max-concurrent", env = "UNION360_KEY_MAX_CONCURRENT", default_value_t = DEFAULT_KEY_MAX_CONCURRENT)]
+    pub max_concurrent: u32,
+
+    /// How often API keys' last-use times are written, in seconds.
+    #[arg(long = "key-last-used-flush-secs", env = "UNION360_KEY_LAST_USED_FLUSH_SECS", default_value_t = DEFAULT_KEY_LAST_USED_FLUSH_SECS)]
+    pub last_used_flush_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            rate_per_sec: DEFAULT_KEY_RATE_PER_SEC,
+            burst: DEFAULT_KEY_BURST,
+            max_concurrent: DEFAULT_KEY_MAX_CONCURRENT,
+            last_used_flush_secs: DEFAULT_KEY_LAST_USED_FLUSH_SECS,
+        }
+    }
+}
+
+impl KeySettings {
+    /// How often last-use times are written.
+    pub fn last_used_flush(&self) -> Duration {
+        Duration::from_secs(self.last_used_flush_secs.max(1))
+    }
+
+    /// The limits of a key without its own.
+    pub fn limits(&self) -> crate::keys::Limits {
+        crate::keys::Limits {
+            rate_per_sec: self.rate_per_sec.max(1),
+            burst: self.burst.max(1),
+            max_concurrent: self.max_concurrent.max(1),
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -129,6 +188,7 @@ impl Default for ServerSettings {
             max_complexity: DEFAULT_MAX_COMPLEXITY,
             introspection: DEFAULT_INTROSPECTION,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            keys: KeySettings::default(),
         }
     }
 }

@@ -93,13 +93,16 @@ impl Application {
             http.addr = %addr,
             "union360 listening: GraphQL at http://{addr}/graphql, playground at http://{addr}/graphiql"
         );
+        let keys = self.state.keys().clone();
+        let flush_every = self.state.settings().server.keys.last_used_flush();
+        let flusher = tokio::spawn(keys.clone().flush_every(flush_every));
         let router = http::router(self.state);
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stopped_tx.send(());
         });
-        tokio::select! {
+        let served = tokio::select! {
             result = serve => result.context("serving HTTP"),
             () = async {
                 let _ = stopped_rx.await;
@@ -108,7 +111,12 @@ impl Application {
                 tracing::warn!("shutdown grace period over; dropping open connections");
                 Ok(())
             }
+        };
+        flusher.abort();
+        if let Err(e) = keys.flush_last_used().await {
+            tracing::warn!(error = %e, "could not record API keys' last use");
         }
+        served
     }
 
     /// Serves until Ctrl-C or SIGTERM.

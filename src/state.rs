@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
+use crate::keys::Keys;
 use crate::refresh::{RefreshSettings, Refresher};
 use crate::settings::Settings;
 use crate::store::Store;
@@ -28,6 +29,7 @@ struct Inner {
     settings: Settings,
     wechat: Arc<WechatClient>,
     apps: Apps,
+    keys: Keys,
     refresher: Refresher,
     clock: Clock,
 }
@@ -43,6 +45,11 @@ impl AppState {
     ) -> Self {
         let wechat = Arc::new(wechat);
         let apps = Apps::new(store.db.clone(), master_key.clone(), clock.clone());
+        let keys = Keys::new(
+            store.db.clone(),
+            clock.clone(),
+            settings.server.keys.limits(),
+        );
         let refresher = Refresher::new(
             store.db.clone(),
             wechat.clone(),
@@ -59,6 +66,7 @@ impl AppState {
             settings,
             wechat,
             apps,
+            keys,
             refresher,
             clock,
         }))
@@ -77,6 +85,11 @@ impl AppState {
     /// The apps service.
     pub fn apps(&self) -> &Apps {
         &self.0.apps
+    }
+
+    /// The API-key service.
+    pub fn keys(&self) -> &Keys {
+        &self.0.keys
     }
 
     /// The WeChat API client.

@@ -9,5 +9,6 @@
 pub mod access_token;
 pub mod account;
 pub mod account_history;
+pub mod api_key;
 pub mod app;
 pub mod person;

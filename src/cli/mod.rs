@@ -3,6 +3,7 @@
 //! `serve` is the default. Every flag has an environment twin, and a `.env`
 //! file in the working directory is read first when present.
 
+mod apikey;
 mod app;
 pub mod bench;
 mod migrate;
@@ -12,6 +13,7 @@ mod simulator;
 
 use clap::{Parser, Subcommand};
 
+pub use apikey::ApiKeyCommand;
 pub use app::AppCommand;
 pub use simulator::SimulatorArgs;
 
@@ -42,6 +44,9 @@ pub enum Command {
     /// Register and list WeChat apps.
     #[command(subcommand)]
     App(AppCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
     /// Run the WeChat simulator alone: a local WeChat sandbox with a `/_sim` control plane.
     Simulator(SimulatorArgs),
     /// Run the benchmark harness (server, SQLite and simulator in one process).
@@ -59,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::App(command)) => app::run(cli.database, command).await,
+        Some(Command::Apikey(command)) => apikey::run(cli.database, command).await,
         Some(Command::Simulator(args)) => simulator::run(args).await,
         Some(Command::Bench(args)) => bench::run(args).await,
     }

@@ -51,6 +51,23 @@ pub enum RefreshPolicy {
     Force,
 }
 
+/// A permission an API key can hold.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::keys::Scope")]
+pub enum Scope {
+    /// The identity graph without personal data: people, accounts, apps,
+    /// follow status, freshness.
+    Read,
+    /// Personal profile fields: nickname, avatar, sex, region, language, remark.
+    Pii,
+    /// Audience statistics.
+    Stats,
+    /// Changes to the graph: refreshes (including `refresh: FORCE`), upserts.
+    Write,
+    /// Registering apps and changing their settings; API keys.
+    Admin,
+}
+
 /// Sex as WeChat reports it. WeChat has stopped sending it in `user/info`
 /// since 2021, so it is usually known only from sign-in or imports.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]

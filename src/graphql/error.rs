@@ -18,6 +18,12 @@ use crate::refresh::RefreshError;
 /// An error as a client sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The caller's API key lacks a scope; the message names it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller's API key has spent its rate limit.
+    #[error("{0}")]
+    RateLimited(String),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -33,6 +39,8 @@ impl ApiError {
     /// The `extensions.code` of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::BadUserInput(_) => ErrorCode::BadUserInput,
             Self::Internal(_) => ErrorCode::Internal,

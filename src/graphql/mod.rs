@@ -7,6 +7,7 @@
 //! documented, because the descriptions are what partner teams read in
 //! `schema.graphql`.
 //!
+//! - [`access`]: every field's scope, enforced as it resolves;
 //! - [`context`]: the per-request context and how resolvers reach the state;
 //! - [`batch`]: rows fetched together and their relations, loaded at once;
 //! - [`round`]: one refresh for all the stale accounts of a query;
@@ -14,7 +15,9 @@
 //! - [`enums`]: the GraphQL faces of the domain's enums;
 //! - [`error`]: service errors mapped to `extensions.code`.
 
+pub mod access;
 pub mod account;
+pub mod apikey;
 pub mod app;
 pub mod batch;
 pub mod context;
@@ -44,7 +47,12 @@ pub struct Query(QueryFields);
 /// The root query.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryFields(person::PersonQuery, account::AccountQuery, app::AppQuery);
+pub struct QueryFields(
+    person::PersonQuery,
+    account::AccountQuery,
+    app::AppQuery,
+    apikey::ApiKeyQuery,
+);
 
 impl OutputType for Query {
     fn type_name() -> Cow<'static, str> {
@@ -66,7 +74,7 @@ impl OutputType for Query {
 
 impl ContainerType for Query {
     async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
-        context::resolve_root(ctx, self.0.resolve_field(ctx)).await
+        context::resolve_root(ctx, access::guard_root(ctx, self.0.resolve_field(ctx))).await
     }
 }
 
@@ -78,6 +86,7 @@ pub struct Mutation(
     account::AccountMutation,
     account::RefreshMutation,
     app::AppMutation,
+    apikey::ApiKeyMutation,
 );
 
 /// The union360 schema type.
@@ -92,6 +101,7 @@ pub fn build_schema(state: AppState) -> ApiSchema {
     let server = &state.settings().server;
     let mut builder = builder()
         .extension(error::CodedFieldErrors)
+        .extension(access::ScopeGuard)
         .limit_depth(server.max_depth)
         .limit_complexity(server.max_complexity);
     if !server.introspection {

@@ -17,6 +17,7 @@
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{ServerError, Variables};
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,14 +26,16 @@ use serde_json::{Map, Value, json};
 
 use super::playground;
 use crate::graphql::ApiSchema;
+use crate::graphql::access::Refused;
 use crate::graphql::context::RequestContext;
+use crate::keys::Principal;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
 
 /// The response media type a client accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Media {
+pub(super) enum Media {
     GraphqlResponseJson,
     Json,
 }
@@ -56,7 +59,7 @@ impl Media {
 
 /// What `Accept` asks for, by preference.
 #[derive(Debug, PartialEq, Eq)]
-enum Negotiated {
+pub(super) enum Negotiated {
     Media(Media),
     Html,
     NotAcceptable,
@@ -64,7 +67,7 @@ enum Negotiated {
 
 /// Picks the response type from an `Accept` header (quality values honoured;
 /// ties go to the first listed).
-fn negotiate(accept: Option<&str>, html_allowed: bool) -> Negotiated {
+pub(super) fn negotiate(accept: Option<&str>, html_allowed: bool) -> Negotiated {
     let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
         return Negotiated::Media(Media::Json);
     };
@@ -96,7 +99,7 @@ fn accept_header(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
 }
 
-fn body(media: Media, status: StatusCode, value: &impl serde::Serialize) -> Response {
+pub(super) fn body(media: Media, status: StatusCode, value: &impl serde::Serialize) -> Response {
     // Serialised directly (not through `serde_json::Value`) so that fields keep
     // the order of the query, as GraphQL asks.
     let text = match serde_json::to_string(value) {
@@ -191,6 +194,7 @@ impl Params {
 /// `GET /graphql`: the playground for browsers, queries for everyone else.
 pub async fn get(
     State(schema): State<ApiSchema>,
+    caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -198,7 +202,7 @@ pub async fn get(
         Negotiated::Html => playground::page(),
         Negotiated::NotAcceptable => not_acceptable(),
         Negotiated::Media(media) => match Params::from_query_string(raw.as_deref()) {
-            Ok(params) => execute(&schema, media, params, true).await,
+            Ok(params) => execute(&schema, media, params, true, caller).await,
             Err(message) => request_error(media, &message),
         },
     };
@@ -210,7 +214,12 @@ pub async fn get(
 }
 
 /// `POST /graphql`: a JSON-encoded GraphQL request.
-pub async fn post(State(schema): State<ApiSchema>, headers: HeaderMap, bytes: Bytes) -> Response {
+pub async fn post(
+    State(schema): State<ApiSchema>,
+    caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -238,7 +247,7 @@ pub async fn post(State(schema): State<ApiSchema>, headers: HeaderMap, bytes: By
         }
     };
     match Params::from_json(value) {
-        Ok(params) => execute(&schema, media, params, false).await,
+        Ok(params) => execute(&schema, media, params, false, caller).await,
         Err(message) => request_error(media, &message),
     }
 }
@@ -272,7 +281,13 @@ fn operation_type(document: &DocumentOperations, name: Option<&str>) -> Option<O
     }
 }
 
-async fn execute(schema: &ApiSchema, media: Media, params: Params, is_get: bool) -> Response {
+async fn execute(
+    schema: &ApiSchema,
+    media: Media,
+    params: Params,
+    is_get: bool,
+    caller: Option<Extension<Principal>>,
+) -> Response {
     let document = match async_graphql::parser::parse_query(&params.query) {
         Ok(document) => document,
         Err(e) => {
@@ -299,7 +314,12 @@ async fn execute(schema: &ApiSchema, media: Media, params: Params, is_get: bool)
         return response;
     }
 
-    let mut request = async_graphql::Request::new(params.query).data(RequestContext::default());
+    let mut request = async_graphql::Request::new(params.query)
+        .data(RequestContext::default())
+        .data(Refused::default());
+    if let Some(Extension(caller)) = caller {
+        request = request.data(caller);
+    }
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }

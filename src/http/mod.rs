@@ -2,12 +2,13 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET, POST /graphql` | GraphQL over HTTP ([`graphql`]); `GET` with `Accept: text/html` shows the playground |
+//! | `GET, POST /graphql` | GraphQL over HTTP ([`graphql`]), with an API key ([`auth`]); `GET` with `Accept: text/html` shows the playground |
 //! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 when the database answers, else 503 |
 //! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
 
+pub mod auth;
 pub mod graphql;
 pub mod playground;
 
@@ -25,6 +26,10 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().server.body_limit;
     let graphql_routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.keys().clone(),
+            auth::require_key,
+        ))
         .with_state(crate::graphql::build_schema(state.clone()));
     let health_routes = Router::new()
         .route("/healthz", get(healthz))

@@ -6,9 +6,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{ConnectionTrait, Database, Statement};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use union360::clock::Clock;
 use union360::crypto::MasterKey;
+use union360::keys::{KeyLimits, NewKey, Scopes};
 use union360::settings::Settings;
 use union360::simulator::{SimApp, SimConfig, SimHandle, Simulator};
 use union360::startup::Application;
@@ -62,7 +64,10 @@ pub struct TestApp {
     pub address: String,
     /// The WeChat simulator this server talks to.
     pub sim: SimHandle,
+    /// Sends every request with [`Self::key`].
     pub client: reqwest::Client,
+    /// An API key with every scope.
+    pub key: String,
     pub state: AppState,
     _dir: tempfile::TempDir,
 }
@@ -98,6 +103,20 @@ pub async fn spawn_app_in(
     world: SimConfig,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    let mut app = spawn_app_without_keys(backend, clock, world, adjust).await;
+    app.key = create_key(&app.state, "tests", Scopes::all()).await;
+    app.client = client_with_key(&app.key);
+    app
+}
+
+/// A server as a fresh install is: no API key exists yet (`key` is empty
+/// and `client` sends none).
+pub async fn spawn_app_without_keys(
+    backend: Backend,
+    clock: Clock,
+    world: SimConfig,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         union360::telemetry::init();
     }
@@ -123,9 +142,42 @@ pub async fn spawn_app_in(
         address,
         sim,
         client: reqwest::Client::new(),
+        key: String::new(),
         state,
         _dir: dir,
     }
+}
+
+/// Creates an API key with `scopes` and returns it. Its limits are far
+/// above what any test sends: the tests of the limits set their own.
+pub async fn create_key(state: &AppState, name: &str, scopes: Scopes) -> String {
+    let created = state
+        .keys()
+        .create(NewKey {
+            name: name.to_owned(),
+            scopes,
+            limits: KeyLimits {
+                rate_per_sec: Some(1_000_000),
+                burst: Some(1_000_000),
+                max_concurrent: Some(100_000),
+            },
+        })
+        .await
+        .expect("API key created");
+    created.key.expose_secret().to_owned()
+}
+
+/// An HTTP client that sends `key` as the bearer token of every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
 }
 
 /// A fresh, empty database of `backend`: its URL, and the directory that

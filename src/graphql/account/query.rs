@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::object::{Account, AccountConnection};
 use crate::domain::{AppId, OpenId};
+use crate::graphql::access;
 use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
@@ -56,7 +57,7 @@ impl AccountQuery {
         let found = read::account(state.db(), state.apps(), &appid, &openid)
             .await
             .api()?;
-        let policy = refresh.unwrap_or_default().into();
+        let policy = access::refresh_policy(ctx, refresh)?;
         Ok(Account::batch(found.into_iter().collect(), policy, ticket(ctx)).pop())
     }
 
@@ -81,7 +82,7 @@ impl AccountQuery {
         let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
             .await
             .api()?;
-        let policy = refresh.unwrap_or_default().into();
+        let policy = access::refresh_policy(ctx, refresh)?;
         Ok(AccountConnection::new(page, args, |rows| {
             Account::batch(rows, policy, ticket(ctx))
         }))

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::object::{Person, PersonConnection};
 use crate::domain::{AppId, UnionId};
+use crate::graphql::access;
 use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
@@ -50,7 +51,7 @@ impl PersonQuery {
     ) -> ApiResult<Option<Person>> {
         let unionid = UnionId::parse(unionid).api()?;
         let found = read::person(ctx.state()?.db(), &unionid).await.api()?;
-        let policy = refresh.unwrap_or_default().into();
+        let policy = access::refresh_policy(ctx, refresh)?;
         Ok(Person::batch(found.into_iter().collect(), policy, ticket(ctx)).pop())
     }
 
@@ -72,7 +73,7 @@ impl PersonQuery {
         let page = read::people(ctx.state()?.db(), &filter, args.request())
             .await
             .api()?;
-        let policy = refresh.unwrap_or_default().into();
+        let policy = access::refresh_policy(ctx, refresh)?;
         Ok(PersonConnection::new(page, args, |rows| {
             Person::batch(rows, policy, ticket(ctx))
         }))

@@ -1,0 +1,343 @@
+//! Who may read and do what: every field's scope, checked as it resolves.
+//!
+//! Each field of the schema needs one [`Scope`]: the type's default in
+//! [`TYPE_SCOPES`], or its own in [`FIELD_SCOPES`] (personal profile
+//! fields, mutations, the admin fields). A field nobody declared is refused
+//! to everyone, and a test walks the schema so none is left undeclared.
+//!
+//! [`ScopeGuard`] checks the caller's key before a field resolves. A refused
+//! nullable field becomes `null` with a `FORBIDDEN` error naming the scope it
+//! needs, and its siblings are kept (async-graphql would otherwise drop the
+//! whole parent object); a refused non-null field fails upward, as the
+//! GraphQL specification says for non-null fields.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, ResolveInfo,
+};
+use async_graphql::{
+    Context, ErrorExtensions, PathSegment, QueryPathSegment, ServerError, ServerResult, Value,
+};
+
+use super::enums;
+use super::error::{ApiError, ApiResult};
+use crate::keys::{Principal, Refusal, Scope};
+use crate::refresh::RefreshPolicy;
+
+/// The scope of every field of a type, unless [`FIELD_SCOPES`] says otherwise.
+pub const TYPE_SCOPES: &[(&str, Scope)] = &[
+    ("Query", Scope::Read),
+    ("Person", Scope::Read),
+    ("PersonConnection", Scope::Read),
+    ("PersonEdge", Scope::Read),
+    ("Account", Scope::Read),
+    ("AccountConnection", Scope::Read),
+    ("AccountEdge", Scope::Read),
+    ("FieldSource", Scope::Read),
+    ("RefreshError", Scope::Read),
+    ("PageInfo", Scope::Read),
+    ("App", Scope::Read),
+    ("UpsertAccountsPayload", Scope::Write),
+    ("UpsertAccountResult", Scope::Write),
+    ("RefreshAccountsPayload", Scope::Write),
+    ("ApiKey", Scope::Admin),
+    ("CreatedApiKey", Scope::Admin),
+];
+
+/// Fields whose scope is not their type's.
+pub const FIELD_SCOPES: &[(&str, &str, Scope)] = &[
+    // Personal data: the profile.
+    ("Person", "nickname", Scope::Pii),
+    ("Person", "avatarUrl", Scope::Pii),
+    ("Person", "sex", Scope::Pii),
+    ("Person", "country", Scope::Pii),
+    ("Person", "province", Scope::Pii),
+    ("Person", "city", Scope::Pii),
+    ("Person", "language", Scope::Pii),
+    ("Account", "nickname", Scope::Pii),
+    ("Account", "avatarUrl", Scope::Pii),
+    ("Account", "sex", Scope::Pii),
+    ("Account", "country", Scope::Pii),
+    ("Account", "province", Scope::Pii),
+    ("Account", "city", Scope::Pii),
+    ("Account", "language", Scope::Pii),
+    ("Account", "remark", Scope::Pii),
+    // Results of writes hold the accounts written: reading them is reading.
+    ("UpsertAccountResult", "account", Scope::Read),
+    ("RefreshAccountsPayload", "accounts", Scope::Read),
+    // Mutations.
+    ("Mutation", "upsertAccounts", Scope::Write),
+    ("Mutation", "refreshAccounts", Scope::Write),
+    ("Mutation", "registerApp", Scope::Admin),
+    ("Mutation", "setFreshnessTtl", Scope::Admin),
+    ("Mutation", "createApiKey", Scope::Admin),
+    ("Mutation", "revokeApiKey", Scope::Admin),
+    // Keys.
+    ("Query", "apiKeys", Scope::Admin),
+];
+
+/// [`TYPE_SCOPES`] and [`FIELD_SCOPES`], indexed.
+struct ScopeTable {
+    types: HashMap<&'static str, Scope>,
+    fields: HashMap<(&'static str, &'static str), Scope>,
+}
+
+static SCOPES: LazyLock<ScopeTable> = LazyLock::new(|| ScopeTable {
+    types: TYPE_SCOPES.iter().copied().collect(),
+    fields: FIELD_SCOPES
+        .iter()
+        .map(|&(ty, field, scope)| ((ty, field), scope))
+        .collect(),
+});
+
+/// The scope field `field` of type `type_name` needs, or `None` when none
+/// was declared (such a field is refused to everyone).
+pub fn required_scope(type_name: &str, field: &str) -> Option<Scope> {
+    SCOPES
+        .fields
+        .get(&(type_name, field))
+        .or_else(|| SCOPES.types.get(type_name))
+        .copied()
+}
+
+/// The caller of a request, from its data (`None` outside an authenticated request).
+fn principal<'a>(ctx: &ExtensionContext<'a>) -> Option<&'a Principal> {
+    ctx.data_opt::<Principal>()
+}
+
+/// Errors of refused nullable fields, added to the response when it is done.
+#[derive(Default)]
+pub struct Refused(Mutex<Vec<ServerError>>);
+
+/// Enforces [`required_scope`] on every field (see the module docs).
+pub struct ScopeGuard;
+
+impl ExtensionFactory for ScopeGuard {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ScopeGuard)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ScopeGuard {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> async_graphql::Response {
+        let mut response = next.run(ctx, operation_name).await;
+        if let Some(refused) = ctx.data_opt::<Refused>() {
+            let refused = std::mem::take(&mut *refused.0.lock().unwrap_or_else(|e| e.into_inner()));
+            response.errors.extend(refused);
+        }
+        response
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        // Root query fields are checked by `guard_root`, inside the refresh
+        // round's bookkeeping; the items of a list were checked as its field.
+        if info.is_for_introspection
+            || info.name.starts_with("__")
+            || info.parent_type == "Query"
+            || info.parent_type.starts_with('[')
+        {
+            return next.run(ctx, info).await;
+        }
+        let Err(error) = check(principal(ctx), info.parent_type, info.name) else {
+            return next.run(ctx, info).await;
+        };
+        let mut error = error.into_server_error(async_graphql::Pos::default());
+        error.locations.clear();
+        error.path = path_of(&info);
+        if info.return_type.ends_with('!') {
+            return Err(error);
+        }
+        match ctx.data_opt::<Refused>() {
+            Some(refused) => {
+                refused
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(error);
+                Ok(Some(Value::Null))
+            }
+            None => Err(error),
+        }
+    }
+}
+
+/// Whether `caller` may resolve `type_name.field`, as a coded error if not.
+fn check(caller: Option<&Principal>, type_name: &str, field: &str) -> ApiResult<()> {
+    let needed = required_scope(type_name, field);
+    match (needed, caller) {
+        (Some(scope), Some(caller)) if caller.may(scope) => Ok(()),
+        (Some(scope), _) => Err(ApiError::Forbidden(format!(
+            "`{type_name}.{field}` needs the `{scope}` scope, which this API key does not have"
+        ))
+        .extend()),
+        (None, _) => {
+            Err(ApiError::Forbidden(format!("`{type_name}.{field}` is not available")).extend())
+        }
+    }
+}
+
+/// Resolves one root query field (`resolution`) if the caller's key may: a
+/// refused nullable field is `null` with its error, a refused non-null one
+/// fails upward.
+pub async fn guard_root<F>(ctx: &Context<'_>, resolution: F) -> ServerResult<Option<Value>>
+where
+    F: Future<Output = ServerResult<Option<Value>>>,
+{
+    let name = ctx.item.node.name.node.as_str();
+    if name.starts_with("__") {
+        return resolution.await;
+    }
+    let Err(error) = check(ctx.data_opt::<Principal>(), "Query", name) else {
+        return resolution.await;
+    };
+    let error = ctx.set_error_path(error.into_server_error(ctx.item.pos));
+    let non_null = ctx
+        .schema_env
+        .registry
+        .types
+        .get("Query")
+        .and_then(|query| query.field_by_name(name))
+        .is_none_or(|field| field.ty.ends_with('!'));
+    if non_null {
+        return Err(error);
+    }
+    ctx.add_error(error);
+    Ok(Some(Value::Null))
+}
+
+fn path_of(info: &ResolveInfo<'_>) -> Vec<PathSegment> {
+    let mut path: Vec<PathSegment> = std::iter::once(info.path_node)
+        .chain(info.path_node.parents())
+        .map(|node| match node.segment {
+            QueryPathSegment::Index(i) => PathSegment::Index(i),
+            QueryPathSegment::Name(name) => PathSegment::Field(name.to_owned()),
+        })
+        .collect();
+    path.reverse();
+    path
+}
+
+/// The refresh policy a read asked for, if the caller may use it: `FORCE`
+/// needs the `write` scope and takes a token from the key's rate limit, so
+/// no client can spend an app's WeChat quota by forcing refreshes.
+pub fn refresh_policy(
+    ctx: &Context<'_>,
+    asked: Option<enums::RefreshPolicy>,
+) -> ApiResult<RefreshPolicy> {
+    let policy: RefreshPolicy = asked.unwrap_or_default().into();
+    if policy != RefreshPolicy::Force {
+        return Ok(policy);
+    }
+    let caller = ctx.data_opt::<Principal>().ok_or_else(|| {
+        ApiError::Forbidden("refresh: FORCE needs the `write` scope".to_owned()).extend()
+    })?;
+    if !caller.may(Scope::Write) {
+        return Err(ApiError::Forbidden(
+            "refresh: FORCE needs the `write` scope, which this API key does not have".to_owned(),
+        )
+        .extend());
+    }
+    caller.limiter.take(1).map_err(|refusal| {
+        let retry = match refusal {
+            Refusal::Rate { retry_after } => retry_after.as_secs().max(1),
+            Refusal::Concurrency => 1,
+        };
+        ApiError::RateLimited(format!(
+            "this API key's rate limit is spent; forced refreshes may resume in {retry} s"
+        ))
+        .extend()
+    })?;
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_schema;
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+
+    use super::*;
+
+    /// Every field of every object type in the schema, by type name.
+    fn object_fields() -> Vec<(String, String)> {
+        let document = parse_schema(crate::graphql::sdl()).expect("the SDL parses");
+        let mut fields = Vec::new();
+        for definition in document.definitions {
+            let TypeSystemDefinition::Type(ty) = definition else {
+                continue;
+            };
+            if let TypeKind::Object(object) = &ty.node.kind {
+                for field in &object.fields {
+                    fields.push((
+                        ty.node.name.node.to_string(),
+                        field.node.name.node.to_string(),
+                    ));
+                }
+            }
+        }
+        fields
+    }
+
+    #[test]
+    fn every_field_of_the_schema_has_a_declared_scope() {
+        let undeclared: Vec<String> = object_fields()
+            .into_iter()
+            .filter(|(ty, field)| required_scope(ty, field).is_none())
+            .map(|(ty, field)| format!("{ty}.{field}"))
+            .collect();
+        assert!(
+            undeclared.is_empty(),
+            "fields without a scope (add them to TYPE_SCOPES or FIELD_SCOPES): {undeclared:?}"
+        );
+    }
+
+    #[test]
+    fn every_declared_scope_names_a_field_of_the_schema() {
+        let fields = object_fields();
+        for (ty, _) in TYPE_SCOPES {
+            assert!(fields.iter().any(|(t, _)| t == ty), "no type {ty}");
+        }
+        for (ty, field, _) in FIELD_SCOPES {
+            assert!(
+                fields.iter().any(|(t, f)| t == ty && f == field),
+                "no field {ty}.{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn personal_profile_fields_need_pii() {
+        for ty in ["Person", "Account"] {
+            for field in [
+                "nickname",
+                "avatarUrl",
+                "sex",
+                "country",
+                "province",
+                "city",
+            ] {
+                assert_eq!(required_scope(ty, field), Some(Scope::Pii), "{ty}.{field}");
+            }
+            assert_eq!(required_scope(ty, "unionid"), Some(Scope::Read));
+        }
+        assert_eq!(required_scope("Account", "remark"), Some(Scope::Pii));
+        assert_eq!(
+            required_scope("Mutation", "registerApp"),
+            Some(Scope::Admin)
+        );
+        assert_eq!(required_scope("Mutation", "noSuchMutation"), None);
+    }
+}
