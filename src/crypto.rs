@@ -210,6 +210,44 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// Opens `sealed` (sealed for `purpose` under this key) and seals it
+    /// again under `new`: one value of a master-key rotation.
+    pub fn reseal(
+        &self,
+        new: &MasterKey,
+        purpose: &str,
+        sealed: &str,
+    ) -> Result<String, CryptoError> {
+        let plain = self.open(purpose, sealed)?;
+        new.seal(purpose, plain.expose_secret())
+    }
+}
+
+/// Replaces the key file at `path` with `text` (mode 0600), keeping the
+/// old file as `<path>.previous`. The new file is written beside it first
+/// and renamed into place, so the path always holds a whole key.
+pub fn replace_key_file(path: &Path, text: &SecretString) -> std::io::Result<PathBuf> {
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let (temp, previous) = (with_suffix(".new"), with_suffix(".previous"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temp)?;
+    writeln!(file, "{}", text.expose_secret())?;
+    file.sync_all()?;
+    drop(file);
+    let _ = std::fs::remove_file(&previous);
+    std::fs::hard_link(path, &previous)?;
+    std::fs::rename(&temp, path)?;
+    Ok(previous)
+}
+
 /// Decodes a WeChat EncodingAESKey (43 base64 characters) into its 32-byte key.
 ///
 /// WeChat's keys are decoded as `key + "="`, and many real keys have

@@ -232,6 +232,39 @@ pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<app::Model>, DbErr> 
         .await
 }
 
+/// Re-seals every app's secrets from `old` to `new` (a master-key
+/// rotation); returns how many values were re-sealed.
+pub async fn reseal_all<C: ConnectionTrait>(
+    db: &C,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<usize, AppError> {
+    let mut count = 0;
+    for row in list(db).await? {
+        let appid = row.appid.clone();
+        let reseal =
+            |field: &str, sealed: &str| old.reseal(new, &seal_purpose(field, &appid), sealed);
+        let optional = |field: &str, sealed: &Option<String>| {
+            sealed.as_deref().map(|s| reseal(field, s)).transpose()
+        };
+        let secret = reseal("secret", &row.secret_sealed)?;
+        let callback_token = optional("callback_token", &row.callback_token_sealed)?;
+        let aes_key = optional("aes_key", &row.aes_key_sealed)?;
+        let aes_key_previous = optional("aes_key_previous", &row.aes_key_previous_sealed)?;
+        count += 1 + [&callback_token, &aes_key, &aes_key_previous]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        let mut active: app::ActiveModel = row.into();
+        active.secret_sealed = Set(secret);
+        active.callback_token_sealed = Set(callback_token);
+        active.aes_key_sealed = Set(aes_key);
+        active.aes_key_previous_sealed = Set(aes_key_previous);
+        active.update(db).await?;
+    }
+    Ok(count)
+}
+
 /// Inserts an app, sealing its secrets.
 async fn insert<C: ConnectionTrait>(
     db: &C,

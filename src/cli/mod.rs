@@ -6,6 +6,7 @@
 mod apikey;
 mod app;
 pub mod bench;
+mod master_key;
 mod migrate;
 mod schema;
 mod serve;
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 pub use apikey::ApiKeyCommand;
 pub use app::AppCommand;
+pub use master_key::MasterKeyCommand;
 pub use simulator::SimulatorArgs;
 
 use crate::settings::{DatabaseSettings, ServerSettings};
@@ -47,6 +49,9 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Manage the master key that encrypts secrets at rest.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
     /// Run the WeChat simulator alone: a local WeChat sandbox with a `/_sim` control plane.
     Simulator(SimulatorArgs),
     /// Run the benchmark harness (server, SQLite and simulator in one process).
@@ -65,6 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::App(command)) => app::run(cli.database, command).await,
         Some(Command::Apikey(command)) => apikey::run(cli.database, command).await,
+        Some(Command::MasterKey(command)) => master_key::run(cli.database, command).await,
         Some(Command::Simulator(args)) => simulator::run(args).await,
         Some(Command::Bench(args)) => bench::run(args).await,
     }

@@ -26,8 +26,11 @@ const INIT_JS_NAME: &str = "union360-graphiql.js";
 const INIT_JS: &str = r#"(function () {
   'use strict';
   var DEFAULT_QUERY = [
-    '# Welcome to union360. Press the play button',
-    '# (or Ctrl-Enter) to run.',
+    '# Welcome to union360. Paste your API key into the',
+    '# Headers tab below, in place of <your API key>',
+    '# (create one with `union360 apikey create`); it is',
+    '# kept in this browser only. Then press the play',
+    '# button (or Ctrl-Enter) to run.',
     '# A person is one human (one WeChat UnionID);',
     '# accounts are their per-app OpenIDs.',
     'query FirstPeople {',
@@ -57,7 +60,9 @@ const INIT_JS: &str = r#"(function () {
   root.render(React.createElement(GraphiQL, {
     fetcher: fetcher,
     defaultQuery: DEFAULT_QUERY,
-    defaultHeaders: '{}',
+    defaultHeaders: '{\n  "Authorization": "Bearer <your API key>"\n}',
+    // The key stays in this browser's local storage, never on the server.
+    shouldPersistHeaders: true,
     defaultEditorToolsVisibility: 'headers'
   }));
 })();

@@ -16,6 +16,7 @@ mod identity;
 mod pagination;
 mod refresh;
 mod schema;
+mod secrets;
 mod security;
 mod shapes;
 mod simulator;

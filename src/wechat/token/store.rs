@@ -134,6 +134,17 @@ impl TokenManager {
     }
 }
 
+impl TokenStore {
+    /// Drops every shared token (a master-key rotation: a token sealed under
+    /// the old key could not be opened; the next call fetches a fresh one).
+    pub async fn clear<C: ConnectionTrait>(db: &C) -> Result<u64, sea_orm::DbErr> {
+        Ok(access_token::Entity::delete_many()
+            .exec(db)
+            .await?
+            .rows_affected)
+    }
+}
+
 fn purpose(appid: &str) -> String {
     format!("access_token:{appid}")
 }
