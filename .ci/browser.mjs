@@ -119,7 +119,9 @@ async function check() {
   // before the key was pasted were refused, as they should be.)
   if (!AUTHORIZATION) throw fail('GRAPHQL_AUTHORIZATION is not set');
   await page.evaluate((authorization) => {
-    const editor = document.querySelector('.graphiql-editor-tool .CodeMirror');
+    // The tools pane holds the variables and headers editors; the headers
+    // one is shown (the page opens on it), the other has class "hidden".
+    const editor = document.querySelector('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
     editor.CodeMirror.setValue(JSON.stringify({ Authorization: authorization }, null, 2));
   }, AUTHORIZATION);
   await page.waitForTimeout(500);

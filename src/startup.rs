@@ -94,6 +94,11 @@ impl Application {
             "union360 listening: GraphQL at http://{addr}/graphql, playground at http://{addr}/graphiql"
         );
         let keys = self.state.keys().clone();
+        if !keys.any().await.context("reading the API keys")? {
+            tracing::warn!(
+                "no API key exists yet, so every GraphQL request is refused: create one with `union360 apikey create --name admin --scopes read,pii,stats,write,admin`"
+            );
+        }
         let flush_every = self.state.settings().server.keys.last_used_flush();
         let flusher = tokio::spawn(keys.clone().flush_every(flush_every));
         let router = http::router(self.state);

@@ -242,26 +242,37 @@ pub fn refresh_policy(
     if policy != RefreshPolicy::Force {
         return Ok(policy);
     }
-    let caller = ctx.data_opt::<Principal>().ok_or_else(|| {
-        ApiError::Forbidden("refresh: FORCE needs the `write` scope".to_owned()).extend()
-    })?;
+    let caller = caller(ctx)?;
     if !caller.may(Scope::Write) {
         return Err(ApiError::Forbidden(
             "refresh: FORCE needs the `write` scope, which this API key does not have".to_owned(),
         )
         .extend());
     }
-    caller.limiter.take(1).map_err(|refusal| {
+    spend(caller, 1, "forced refreshes")?;
+    Ok(policy)
+}
+
+/// Takes `cost` tokens from the caller's rate limit for work that calls
+/// WeChat (`what`, for the message), or refuses with RATE_LIMITED.
+pub fn spend(caller: &Principal, cost: u32, what: &str) -> ApiResult<()> {
+    caller.limiter.take(cost).map_err(|refusal| {
         let retry = match refusal {
             Refusal::Rate { retry_after } => retry_after.as_secs().max(1),
             Refusal::Concurrency => 1,
         };
         ApiError::RateLimited(format!(
-            "this API key's rate limit is spent; forced refreshes may resume in {retry} s"
+            "this API key's rate limit is spent; {what} may resume in {retry} s"
         ))
         .extend()
-    })?;
-    Ok(policy)
+    })
+}
+
+/// The caller of a request (a request without one was refused at the door;
+/// this is for work that must be charged to it).
+pub fn caller<'a>(ctx: &Context<'a>) -> ApiResult<&'a Principal> {
+    ctx.data_opt::<Principal>()
+        .ok_or_else(|| ApiError::Forbidden("this operation needs an API key".to_owned()).extend())
 }
 
 #[cfg(test)]

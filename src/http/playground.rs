@@ -29,7 +29,8 @@ const INIT_JS: &str = r#"(function () {
     '# Welcome to union360. Paste your API key into the',
     '# Headers tab below, in place of <your API key>',
     '# (create one with `union360 apikey create`); it is',
-    '# kept in this browser only. Then press the play',
+    '# kept in this browser only. Reload the page to load',
+    '# the schema docs with it, then press the play',
     '# button (or Ctrl-Enter) to run.',
     '# A person is one human (one WeChat UnionID);',
     '# accounts are their per-app OpenIDs.',
@@ -50,12 +51,28 @@ const INIT_JS: &str = r#"(function () {
     ''
   ].join('\n');
   var wsScheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-  var fetcher = GraphiQL.createFetcher({
+  var baseFetcher = GraphiQL.createFetcher({
     url: '/graphql',
     subscriptionUrl: wsScheme + '//' + window.location.host + '/graphql/ws',
     enableIncrementalDelivery: false,
     headers: { accept: 'application/graphql-response+json, application/json' }
   });
+  // GraphiQL introspects the schema before its headers editor exists, so
+  // that request would go without the API key: take the headers GraphiQL
+  // itself keeps in this browser's storage instead.
+  function storedHeaders() {
+    try {
+      var stored = JSON.parse(window.localStorage.getItem('graphiql:headers') || '{}');
+      return stored && typeof stored === 'object' && !Array.isArray(stored) ? stored : {};
+    } catch (e) {
+      return {};
+    }
+  }
+  var fetcher = function (params, options) {
+    options = options || {};
+    var headers = options.headers || storedHeaders();
+    return baseFetcher(params, Object.assign({}, options, { headers: headers }));
+  };
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
   root.render(React.createElement(GraphiQL, {
     fetcher: fetcher,

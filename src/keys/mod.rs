@@ -294,6 +294,12 @@ impl Keys {
         }
     }
 
+    /// Whether at least one key exists (revoked ones included).
+    pub async fn any(&self) -> Result<bool, DbErr> {
+        self.reload().await?;
+        Ok(!self.read_table().by_key_id.is_empty())
+    }
+
     /// Writes the last-used times gathered since the last flush; returns how many keys.
     pub async fn flush_last_used(&self) -> Result<usize, DbErr> {
         let used: Vec<(i64, DateTime<Utc>)> = {

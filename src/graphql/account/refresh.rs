@@ -4,6 +4,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject};
 
 use super::object::Account;
 use crate::domain::{AppId, OpenId, ParseError};
+use crate::graphql::access;
 use crate::graphql::context::ContextExt;
 use crate::graphql::error::{ApiError, ApiResult, ResultExt};
 use crate::identity::{IdentityError, MAX_UPSERT_BATCH};
@@ -61,6 +62,13 @@ impl RefreshMutation {
         if keys.len() > MAX_UPSERT_BATCH {
             return Err(IdentityError::TooMany(keys.len())).api();
         }
+        // One token per WeChat call it may cost, beyond the request's own.
+        let calls = keys.len().div_ceil(100).saturating_sub(1);
+        access::spend(
+            access::caller(ctx)?,
+            u32::try_from(calls).unwrap_or(u32::MAX),
+            "refreshes",
+        )?;
         let keys = keys
             .into_iter()
             .enumerate()
