@@ -28,6 +28,9 @@
 //! |---|---|
 //! | an app or account the request names does not exist | `NOT_FOUND` |
 //! | input that does not parse or breaks a rule (a malformed id, a page too large, a cursor of another list, the same account twice, too many rows, a TTL too short, an appid taken) | `BAD_USER_INPUT` |
+//! | a document that does not parse | `GRAPHQL_PARSE_FAILED` |
+//! | a document that breaks a GraphQL rule (an unknown field, a fragment that spreads itself, an input field given twice) | `GRAPHQL_VALIDATION_FAILED` |
+//! | a request over a limit (document size, tokens, nesting, selections, directives, depth, cost, rows, time, errors) | `LIMIT_EXCEEDED`, the message naming the limit |
 //! | anything else (the database, a sealed value, a bug) | `INTERNAL`, with the message "internal error" |
 //!
 //! A lookup that finds nothing where nothing is a valid answer (`person`,
@@ -45,9 +48,10 @@
 //! GraphQL edge with its cause chain; a WeChat failure by the refresh service
 //! where it records it on the accounts (`wechat.errcode`); a failed
 //! background refresh by the task that ran it; start-up and command-line
-//! errors by `main`. Client errors (`NOT_FOUND`, `BAD_USER_INPUT`) are not
-//! logged: they are the client's to handle. Never a secret or a raw token:
-//! secrets are `SecretString`, tokens are logged by fingerprint.
+//! errors by `main`. Client errors (`NOT_FOUND`, `BAD_USER_INPUT`, the
+//! `GRAPHQL_*` codes, `LIMIT_EXCEEDED`) are not logged: they are the
+//! client's to handle. Never a secret or a raw token: secrets are
+//! `SecretString`, tokens are logged by fingerprint.
 
 /// The `extensions.code` of an error a client receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,12 @@ pub enum ErrorCode {
     NotFound,
     /// The input is invalid; the message says how.
     BadUserInput,
+    /// The document does not parse.
+    GraphqlParseFailed,
+    /// The document breaks a rule of GraphQL or of the schema.
+    GraphqlValidationFailed,
+    /// The request asks for more work than a limit allows.
+    LimitExceeded,
     /// Something failed inside; the cause is logged, not shown.
     Internal,
 }
@@ -75,6 +85,9 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::NotFound => "NOT_FOUND",
             Self::BadUserInput => "BAD_USER_INPUT",
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::Internal => "INTERNAL",
         }
     }

@@ -31,8 +31,27 @@ pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 pub const DEFAULT_INTROSPECTION: bool = true;
 /// The default deepest GraphQL selection.
 pub const DEFAULT_MAX_DEPTH: usize = 16;
-/// The default highest GraphQL query complexity.
-pub const DEFAULT_MAX_COMPLEXITY: usize = 50_000;
+/// The default highest GraphQL query cost: about the number of values a
+/// request may ask for, lists counted by their page size or bound (a page of
+/// 100 people with all their fields, accounts and apps costs about 35,000).
+pub const DEFAULT_MAX_COMPLEXITY: usize = 100_000;
+/// The default largest GraphQL document, in bytes.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 100_000;
+/// The default most tokens in a GraphQL document.
+pub const DEFAULT_MAX_TOKENS: usize = 30_000;
+/// The default deepest nesting of `{`, `[` and `(` in a GraphQL document.
+pub const DEFAULT_MAX_NESTING: usize = 64;
+/// The default most selections (fields, fragment spreads and inline
+/// fragments, every fragment counted where it is spread) in a document.
+pub const DEFAULT_MAX_SELECTIONS: usize = 10_000;
+/// The default most directives in a document, counted like selections.
+pub const DEFAULT_MAX_DIRECTIVES: usize = 100;
+/// The default most rows one request may read.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+/// The default most errors in one response.
+pub const DEFAULT_MAX_ERRORS: usize = 100;
+/// The default time one GraphQL request may run, in seconds.
+pub const DEFAULT_REQUEST_DEADLINE_SECS: u64 = 30;
 /// The default shutdown grace period, in seconds.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 /// The default requests per second of an API key without its own rate.
@@ -106,13 +125,9 @@ pub struct ServerSettings {
     #[arg(long, env = "UNION360_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
 
-    /// Deepest accepted GraphQL selection.
-    #[arg(long, env = "UNION360_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
-    pub max_depth: usize,
-
-    /// Highest accepted GraphQL query complexity.
-    #[arg(long, env = "UNION360_MAX_COMPLEXITY", default_value_t = DEFAULT_MAX_COMPLEXITY)]
-    pub max_complexity: usize,
+    /// Limits on the work of one GraphQL request.
+    #[command(flatten)]
+    pub limits: LimitSettings,
 
     /// Whether schema introspection is allowed (GraphiQL needs it).
     #[arg(long, env = "UNION360_INTROSPECTION", default_value_t = DEFAULT_INTROSPECTION, action = clap::ArgAction::Set)]
@@ -184,12 +199,86 @@ impl Default for ServerSettings {
             freshness_ttl_secs: DEFAULT_FRESHNESS_TTL_SECS,
             refresh_budget_ms: DEFAULT_REFRESH_BUDGET_MS,
             body_limit: DEFAULT_BODY_LIMIT,
-            max_depth: DEFAULT_MAX_DEPTH,
-            max_complexity: DEFAULT_MAX_COMPLEXITY,
+            limits: LimitSettings::default(),
             introspection: DEFAULT_INTROSPECTION,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             keys: KeySettings::default(),
         }
+    }
+}
+
+/// Limits on the work of one GraphQL request, checked before it runs
+/// (document size, tokens, nesting, selections, directives, depth, cost) and
+/// while it runs (rows, time, errors). Over a limit, the request or the field
+/// fails with `LIMIT_EXCEEDED`.
+#[derive(Debug, Clone, Args)]
+pub struct LimitSettings {
+    /// Largest accepted GraphQL document (the `query` text), in bytes.
+    #[arg(long, env = "UNION360_MAX_DOCUMENT_BYTES", default_value_t = DEFAULT_MAX_DOCUMENT_BYTES)]
+    pub max_document_bytes: usize,
+
+    /// Most tokens (names, values, punctuation) in a GraphQL document.
+    #[arg(long, env = "UNION360_MAX_TOKENS", default_value_t = DEFAULT_MAX_TOKENS)]
+    pub max_tokens: usize,
+
+    /// Deepest nesting of braces, brackets and parentheses in a GraphQL document.
+    #[arg(long, env = "UNION360_MAX_NESTING", default_value_t = DEFAULT_MAX_NESTING)]
+    pub max_nesting: usize,
+
+    /// Most selections (fields, aliases included, fragment spreads and inline
+    /// fragments) in a document, each fragment counted every time it is spread.
+    #[arg(long, env = "UNION360_MAX_SELECTIONS", default_value_t = DEFAULT_MAX_SELECTIONS)]
+    pub max_selections: usize,
+
+    /// Most directives in a document, each fragment's counted every time it is spread.
+    #[arg(long, env = "UNION360_MAX_DIRECTIVES", default_value_t = DEFAULT_MAX_DIRECTIVES)]
+    pub max_directives: usize,
+
+    /// Deepest accepted GraphQL selection.
+    #[arg(long, env = "UNION360_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+
+    /// Highest accepted query cost: one per field, a list's fields counted
+    /// once per row it can hold (its page size, or its bound).
+    #[arg(long, env = "UNION360_MAX_COMPLEXITY", default_value_t = DEFAULT_MAX_COMPLEXITY)]
+    pub max_complexity: usize,
+
+    /// Most rows (people, accounts, apps) one request may read; past it,
+    /// list fields fail with `LIMIT_EXCEEDED`.
+    #[arg(long, env = "UNION360_MAX_ROWS", default_value_t = DEFAULT_MAX_ROWS)]
+    pub max_rows: usize,
+
+    /// Most errors in one response; the rest are counted in one last error.
+    #[arg(long, env = "UNION360_MAX_ERRORS", default_value_t = DEFAULT_MAX_ERRORS)]
+    pub max_errors: usize,
+
+    /// Seconds one GraphQL request may run before it is abandoned.
+    #[arg(long, env = "UNION360_REQUEST_DEADLINE_SECS", default_value_t = DEFAULT_REQUEST_DEADLINE_SECS)]
+    pub request_deadline_secs: u64,
+}
+
+impl Default for LimitSettings {
+    /// Every limit at its default (the environment is not read).
+    fn default() -> Self {
+        Self {
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            max_nesting: DEFAULT_MAX_NESTING,
+            max_selections: DEFAULT_MAX_SELECTIONS,
+            max_directives: DEFAULT_MAX_DIRECTIVES,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_complexity: DEFAULT_MAX_COMPLEXITY,
+            max_rows: DEFAULT_MAX_ROWS,
+            max_errors: DEFAULT_MAX_ERRORS,
+            request_deadline_secs: DEFAULT_REQUEST_DEADLINE_SECS,
+        }
+    }
+}
+
+impl LimitSettings {
+    /// How long one GraphQL request may run.
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_secs(self.request_deadline_secs)
     }
 }
 

@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use super::context::ContextExt;
 use super::enums::AppKind;
 use super::error::{ApiResult, ResultExt};
+use super::limits::cost;
 use crate::apps::{self, NewApp};
 use crate::domain::AppId;
 
@@ -74,8 +75,10 @@ impl AppQuery {
     }
 
     /// Every registered app, in registration order.
+    #[graphql(complexity = "cost::list(false, child_complexity)")]
     async fn apps(&self, ctx: &Context<'_>) -> ApiResult<Vec<App>> {
         let all = ctx.state()?.apps().list().await.api()?;
+        ctx.read_rows(all.len())?;
         Ok(all.into_iter().map(App).collect())
     }
 }

@@ -2,11 +2,12 @@
 //! the application state.
 //!
 //! [`RequestContext`] lives as long as one request: its copy of the apps
-//! (read once, from the process's in-memory copy), its refresh [`Round`] and
-//! its refresh deadline. [`ContextExt`] gives resolvers the application state
+//! (read once, from the process's in-memory copy), its refresh [`Round`],
+//! its refresh deadline and the rows it has read against its row limit. [`ContextExt`] gives resolvers the application state
 //! and the request context with coded errors, never a bare `ctx.data()?`.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -23,14 +24,48 @@ use crate::apps::{Apps, AppsById};
 use crate::state::AppState;
 
 /// What one GraphQL request shares between its resolvers.
-#[derive(Default)]
 pub struct RequestContext {
     apps: OnceCell<Arc<AppsById>>,
     round: Arc<Round>,
     deadline: OnceLock<Instant>,
+    rows: AtomicUsize,
+    max_rows: usize,
+}
+
+impl Default for RequestContext {
+    /// A context with the default row limit.
+    fn default() -> Self {
+        Self::new(crate::settings::DEFAULT_MAX_ROWS)
+    }
 }
 
 impl RequestContext {
+    /// A context for a request that may read at most `max_rows` rows.
+    pub fn new(max_rows: usize) -> Self {
+        Self {
+            apps: OnceCell::new(),
+            round: Arc::default(),
+            deadline: OnceLock::new(),
+            rows: AtomicUsize::new(0),
+            max_rows,
+        }
+    }
+
+    /// Counts `n` more rows read by the request; fails with
+    /// `LIMIT_EXCEEDED` once the request has read more than its limit (the
+    /// list that passes it is not served, nor any after it).
+    pub fn read_rows(&self, n: usize) -> ApiResult<()> {
+        let before = self.rows.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.max_rows {
+            return Err(ApiError::LimitExceeded(format!(
+                "the request reads more than {} rows (UNION360_MAX_ROWS); ask for smaller pages or fewer lists",
+                self.max_rows
+            ))
+            .extend());
+        }
+        Ok(())
+    }
+
     /// Every app by id, as the request first saw them (from the process's
     /// in-memory copy).
     pub async fn apps(&self, apps: &Apps) -> Result<&Arc<AppsById>, DbErr> {
@@ -59,6 +94,11 @@ pub trait ContextExt {
     fn state(&self) -> ApiResult<&AppState>;
     /// The request's context.
     fn request(&self) -> ApiResult<&RequestContext>;
+
+    /// Counts `n` rows read by a list against the request's row limit.
+    fn read_rows(&self, n: usize) -> ApiResult<()> {
+        self.request()?.read_rows(n)
+    }
 }
 
 impl ContextExt for Context<'_> {

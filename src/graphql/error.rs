@@ -30,6 +30,9 @@ pub enum ApiError {
     /// The input is invalid; the message says how.
     #[error("{0}")]
     BadUserInput(String),
+    /// The request asks for more than a limit allows; the message names it.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// Something failed inside; the cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -43,6 +46,7 @@ impl ApiError {
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::BadUserInput(_) => ErrorCode::BadUserInput,
+            Self::LimitExceeded(_) => ErrorCode::LimitExceeded,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -158,12 +162,17 @@ impl Extension for CodedFieldErrors {
     ) -> async_graphql::Response {
         let mut response = next.run(ctx, operation_name).await;
         for error in response.errors.iter_mut().filter(|e| !e.path.is_empty()) {
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                extensions.set("code", ErrorCode::BadUserInput.as_str());
-            }
+            code_if_missing(error, ErrorCode::BadUserInput);
         }
         response
+    }
+}
+
+/// Gives `error` the code `code` unless it has one.
+pub fn code_if_missing(error: &mut async_graphql::ServerError, code: ErrorCode) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code.as_str());
     }
 }
 

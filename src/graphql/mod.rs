@@ -13,7 +13,8 @@
 //! - [`round`]: one refresh for all the stale accounts of a query;
 //! - [`page`]: Relay connections and cursors;
 //! - [`enums`]: the GraphQL faces of the domain's enums;
-//! - [`error`]: service errors mapped to `extensions.code`.
+//! - [`error`]: service errors mapped to `extensions.code`;
+//! - [`limits`]: the work a request may ask for, bounded before and while it runs.
 
 pub mod access;
 pub mod account;
@@ -23,6 +24,7 @@ pub mod batch;
 pub mod context;
 pub mod enums;
 pub mod error;
+pub mod limits;
 pub mod page;
 pub mod person;
 pub mod round;
@@ -102,8 +104,8 @@ pub fn build_schema(state: AppState) -> ApiSchema {
     let mut builder = builder()
         .extension(error::CodedFieldErrors)
         .extension(access::ScopeGuard)
-        .limit_depth(server.max_depth)
-        .limit_complexity(server.max_complexity);
+        .extension(limits::Checks::new(&server.limits))
+        .data(limits::Limits::new(server.limits.clone()));
     if !server.introspection {
         builder = builder.disable_introspection();
     }

@@ -13,7 +13,10 @@
 //!   `application/json`, as the specification asks for legacy clients;
 //! - `GET` honours `operationName` and `variables`, and refuses mutations
 //!   with 405 (`Allow: POST`): a GET must never change anything;
-//! - `POST` bodies must be `application/json` (UTF-8), else 415.
+//! - `POST` bodies must be `application/json` (UTF-8), else 415;
+//! - the document is measured before any parser reads it, parsed once and
+//!   measured again ([`crate::graphql::limits`]); over a limit it is a
+//!   request error with `extensions.code = LIMIT_EXCEEDED`.
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{ServerError, Variables};
@@ -27,7 +30,7 @@ use serde_json::{Map, Value, json};
 use super::playground;
 use crate::graphql::ApiSchema;
 use crate::graphql::access::Refused;
-use crate::graphql::context::RequestContext;
+use crate::graphql::limits::Limits;
 use crate::keys::Principal;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -288,16 +291,11 @@ async fn execute(
     is_get: bool,
     caller: Option<Extension<Principal>>,
 ) -> Response {
-    let document = match async_graphql::parser::parse_query(&params.query) {
+    let limits = Limits::of(schema);
+    // Measured before and after parsing; parsed once, here.
+    let document = match limits.parse(&params.query) {
         Ok(document) => document,
-        Err(e) => {
-            let error = ServerError::from(e);
-            return body(
-                media,
-                media.request_error_status(),
-                &json!({ "errors": [error] }),
-            );
-        }
+        Err(error) => return request_errors(media, vec![error]),
     };
     if is_get
         && operation_type(&document.operations, params.operation_name.as_deref())
@@ -315,11 +313,12 @@ async fn execute(
     }
 
     let mut request = async_graphql::Request::new(params.query)
-        .data(RequestContext::default())
+        .data(limits.request_context())
         .data(Refused::default());
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
+    request.set_parsed_query(document);
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
@@ -333,7 +332,17 @@ async fn execute(
             }
         }
     }
-    let response = schema.execute(request).await;
+    let response = match limits.execute(schema, request).await {
+        Ok(response) => response,
+        // It ran, and was stopped: an execution result without data.
+        Err(error) => {
+            return body(
+                media,
+                StatusCode::OK,
+                &json!({ "data": null, "errors": [error] }),
+            );
+        }
+    };
     // A response whose errors carry no path and which produced no data never
     // started executing: the document did not validate (or a variable did not
     // coerce, or a limit was exceeded). That is a request error.
@@ -341,13 +350,18 @@ async fn execute(
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
     if never_executed {
-        return body(
-            media,
-            media.request_error_status(),
-            &json!({ "errors": response.errors }),
-        );
+        return request_errors(media, response.errors);
     }
     body(media, StatusCode::OK, &response)
+}
+
+/// A request error made of `errors` (which carry their codes).
+fn request_errors(media: Media, errors: Vec<ServerError>) -> Response {
+    body(
+        media,
+        media.request_error_status(),
+        &json!({ "errors": errors }),
+    )
 }
 
 #[cfg(test)]

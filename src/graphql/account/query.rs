@@ -9,6 +9,7 @@ use crate::graphql::access;
 use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
+use crate::graphql::limits::cost;
 use crate::graphql::page::PageArgs;
 use crate::identity::read;
 
@@ -62,6 +63,7 @@ impl AccountQuery {
     }
 
     /// The accounts of one app, in the order union360 first saw them.
+    #[graphql(complexity = "cost::page(first, child_complexity)")]
     async fn accounts(
         &self,
         ctx: &Context<'_>,
@@ -82,6 +84,7 @@ impl AccountQuery {
         let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
             .await
             .api()?;
+        ctx.read_rows(page.rows.len())?;
         let policy = access::refresh_policy(ctx, refresh)?;
         Ok(AccountConnection::new(page, args, |rows| {
             Account::batch(rows, policy, ticket(ctx))

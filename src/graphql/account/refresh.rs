@@ -7,6 +7,7 @@ use crate::domain::{AppId, OpenId, ParseError};
 use crate::graphql::access;
 use crate::graphql::context::ContextExt;
 use crate::graphql::error::{ApiError, ApiResult, ResultExt};
+use crate::graphql::limits::cost;
 use crate::identity::{IdentityError, MAX_UPSERT_BATCH};
 use crate::refresh::RefreshPolicy;
 
@@ -54,6 +55,7 @@ impl RefreshMutation {
     /// batched by app in calls of 100). A WeChat failure does not fail the
     /// mutation: it is counted and recorded on each account. An unregistered
     /// app or an unknown account fails the call with NOT_FOUND.
+    #[graphql(complexity = "cost::rows(keys.len(), child_complexity)")]
     async fn refresh_accounts(
         &self,
         ctx: &Context<'_>,

@@ -7,6 +7,7 @@ use crate::domain::{AppId, OpenId, ParseError, ProfileSource, UnionId};
 use crate::graphql::context::ContextExt;
 use crate::graphql::enums::{RefreshPolicy, Sex};
 use crate::graphql::error::{ApiError, ApiResult, ResultExt};
+use crate::graphql::limits::cost;
 use crate::identity::{self, AccountUpsert, Follow, Outcome, Profile, UpsertResult};
 
 /// One account to create or update, as a CRM backfill knows it.
@@ -137,6 +138,7 @@ impl AccountMutation {
     /// an app that is not registered, with NOT_FOUND; nothing is written then.
     /// Rows whose UnionID conflicts with the stored one are refused
     /// individually (outcome REFUSED) while the others apply.
+    #[graphql(complexity = "cost::rows(input.len(), child_complexity)")]
     async fn upsert_accounts(
         &self,
         ctx: &Context<'_>,

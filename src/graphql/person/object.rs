@@ -12,6 +12,7 @@ use crate::graphql::batch::Siblings;
 use crate::graphql::context::ContextExt;
 use crate::graphql::enums::Sex;
 use crate::graphql::error::{ApiResult, ResultExt};
+use crate::graphql::limits::cost;
 use crate::graphql::page::connection;
 use crate::graphql::round::Ticket;
 use crate::identity::{Profile, best_profile, profile};
@@ -76,6 +77,7 @@ impl Person {
     }
 
     /// The person's accounts, in the order union360 first saw them.
+    #[graphql(complexity = "cost::list(appid.is_some(), child_complexity)")]
     async fn accounts(
         &self,
         ctx: &Context<'_>,
@@ -90,6 +92,7 @@ impl Person {
                     .is_some_and(|app| app.appid == appid.as_str())
             });
         }
+        ctx.read_rows(accounts.len())?;
         Ok(accounts
             .into_iter()
             .map(|model| Account {

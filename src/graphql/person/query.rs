@@ -9,6 +9,7 @@ use crate::graphql::access;
 use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
+use crate::graphql::limits::cost;
 use crate::graphql::page::PageArgs;
 use crate::identity::read;
 
@@ -56,6 +57,7 @@ impl PersonQuery {
     }
 
     /// Everyone union360 knows by UnionID, in the order first seen.
+    #[graphql(complexity = "cost::page(first, child_complexity)")]
     async fn people(
         &self,
         ctx: &Context<'_>,
@@ -73,6 +75,7 @@ impl PersonQuery {
         let page = read::people(ctx.state()?.db(), &filter, args.request())
             .await
             .api()?;
+        ctx.read_rows(page.rows.len())?;
         let policy = access::refresh_policy(ctx, refresh)?;
         Ok(PersonConnection::new(page, args, |rows| {
             Person::batch(rows, policy, ticket(ctx))
