@@ -12,6 +12,7 @@ mod helpers;
 mod apps;
 mod graphql_http;
 mod health;
+mod hostile;
 mod identity;
 mod pagination;
 mod refresh;

@@ -1,0 +1,405 @@
+//! Hostile input against the real server: documents built to crash it,
+//! stall it or make it read without end are refused before they run, or
+//! stopped while they run, with a coded error; and the server keeps
+//! answering normal queries afterwards.
+
+use reqwest::StatusCode;
+use reqwest::header::ACCEPT;
+use serde_json::{Value, json};
+use union360::wechat::client::api;
+
+use crate::helpers::{Backend, SimControl, TestApp, spawn_app, spawn_app_with};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// POSTs `query` asking for `application/graphql-response+json`; the status and body.
+async fn post(app: &TestApp, query: &str) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .header(ACCEPT, GRAPHQL_RESPONSE)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// GETs `query` asking for `application/graphql-response+json`; the status and body.
+async fn get(app: &TestApp, query: &str) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .get(format!("{}/graphql", app.address))
+        .query(&[("query", query)])
+        .header(ACCEPT, GRAPHQL_RESPONSE)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// The codes of a body's errors.
+fn codes(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts `body` is a request error with one error of `code` whose
+/// one-line message contains `naming`.
+fn assert_refused(status: StatusCode, body: &Value, code: &str, naming: &str) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+    assert!(body.get("data").is_none(), "{body:#}");
+    assert_eq!(codes(body), [code], "{body:#}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains(naming), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+}
+
+/// The server still answers a normal query.
+async fn still_answers(app: &TestApp) {
+    let data = app
+        .data(
+            "{ people(first: 5) { nodes { unionid } } apps { appid } }",
+            json!({}),
+        )
+        .await;
+    assert!(data["people"]["nodes"].is_array(), "{data:#}");
+}
+
+/// Registers an app and gives `people` persons an account in it each.
+async fn people_in_one_app(app: &TestApp, people: usize) -> String {
+    let appid = "wx00000000000000a1".to_owned();
+    app.register_app(&appid, "MINI_PROGRAM").await;
+    let rows: Vec<Value> = (0..people)
+        .map(|p| json!({ "appid": appid, "openid": format!("o-{p}"), "unionid": format!("u-{p}"), "nickname": format!("n{p}") }))
+        .collect();
+    app.upsert(json!(rows)).await;
+    appid
+}
+
+/// A document whose argument nests `depth` lists (reproduction 1 at 2,000).
+fn nested_argument(depth: usize) -> String {
+    format!("{{a(b:{}{})}}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[tokio::test]
+async fn a_document_nested_thousands_deep_is_refused_by_post_and_get() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let query = nested_argument(2_000);
+    let (status, body) = post(&app, &query).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_NESTING");
+    let (status, body) = get(&app, &query).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_NESTING");
+    // Under application/json too, with its status rules.
+    let body = app.graphql(&nested_argument(200_000), json!({})).await;
+    assert_eq!(codes(&body), ["LIMIT_EXCEEDED"], "{body:#}");
+    // Brackets inside a string are text, not nesting.
+    let (status, body) = post(
+        &app,
+        &format!(
+            "{{ person(unionid: \"{}\") {{ unionid }} }}",
+            "[".repeat(2_000)
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(codes(&body), ["BAD_USER_INPUT"], "{body:#}");
+    still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn documents_too_large_or_with_too_many_tokens_are_refused() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.limits.max_document_bytes = 1_000;
+        s.server.limits.max_tokens = 100;
+    })
+    .await;
+    let (status, body) = post(
+        &app,
+        &format!("{{ apps {{ appid }} }} #{}", "x".repeat(1_000)),
+    )
+    .await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "1000 bytes");
+    let (status, body) = post(&app, &format!("{{ {} }}", "a ".repeat(100))).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "100 tokens");
+    still_answers(&app).await;
+}
+
+/// Fragments `F0`…`F9`, each spreading the next ten times (reproduction 3).
+fn fragment_bomb() -> String {
+    let mut text = String::from("query { ...F0 }\n");
+    for level in 0..10 {
+        let spreads = format!("...F{} ", level + 1).repeat(10);
+        text.push_str(&format!("fragment F{level} on Query {{ {spreads} }}\n"));
+    }
+    text.push_str("fragment F10 on Query { __typename }\n");
+    text
+}
+
+#[tokio::test]
+async fn fragments_that_multiply_are_refused_before_validation() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let query = fragment_bomb();
+    assert!(query.len() < 1_000, "the reproduction is a short document");
+    // Expanded, this is ten billion fields: it would pin a core for minutes.
+    let (status, body) = post(&app, &query).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_SELECTIONS");
+    // A fragment that spreads itself twice doubles at every level.
+    let (status, body) = post(&app, "{ ...A } fragment A on Query { ...A ...A }").await;
+    assert_refused(
+        status,
+        &body,
+        "GRAPHQL_VALIDATION_FAILED",
+        "`A` spreads itself",
+    );
+    still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn directives_are_bounded() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.server.limits.max_directives = 6).await;
+    let (status, body) = post(
+        &app,
+        "{ ...F ...F } fragment F on Query { apps @include(if: true) { appid @skip(if: false) } }",
+    )
+    .await;
+    // 2 in the fragment, counted where it is defined and at each spread.
+    assert_eq!(status, StatusCode::OK, "6 directives pass: {body:#}");
+    let (status, body) = post(
+        &app,
+        "{ ...F ...F ...F } fragment F on Query { apps @include(if: true) { appid @skip(if: false) } }",
+    )
+    .await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_DIRECTIVES");
+}
+
+/// `aliases` aliases of a page of 100 people with their accounts (reproduction 5 at 1,000).
+fn aliased_pages(aliases: usize) -> String {
+    let page = "people(first:100){nodes{unionid accounts{openid nickname app{name}}}}";
+    let fields: Vec<String> = (0..aliases).map(|i| format!("a{i}:{page}")).collect();
+    format!("{{{}}}", fields.join(" "))
+}
+
+on_each_backend!(a_thousand_aliased_pages_are_refused_before_running);
+async fn a_thousand_aliased_pages_are_refused_before_running(backend: Backend) {
+    let app = spawn_app(backend).await;
+    people_in_one_app(&app, 100).await;
+    let statements = app.state.store().statements.get();
+    let (status, body) = post(&app, &aliased_pages(1_000)).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_COMPLEXITY");
+    // Cost counts page sizes: thirty pages of 100 are too many as well.
+    let (status, body) = post(&app, &aliased_pages(30)).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_COMPLEXITY");
+    assert_eq!(
+        app.state.store().statements.get(),
+        statements,
+        "{backend:?}: refused before any SQL ran"
+    );
+    // 7,000 aliases (440 KB) do not get that far.
+    let (status, body) = post(&app, &aliased_pages(7_000)).await;
+    assert_refused(
+        status,
+        &body,
+        "LIMIT_EXCEEDED",
+        "UNION360_MAX_DOCUMENT_BYTES",
+    );
+    still_answers(&app).await;
+}
+
+on_each_backend!(a_page_of_100_people_with_accounts_and_apps_is_within_the_limits);
+async fn a_page_of_100_people_with_accounts_and_apps_is_within_the_limits(backend: Backend) {
+    let app = spawn_app(backend).await;
+    people_in_one_app(&app, 100).await;
+    let data = app
+        .data(
+            "{ people(first: 100) {
+                totalCount pageInfo { hasNextPage endCursor }
+                edges { cursor node {
+                    unionid nickname avatarUrl sex language city province country oldestRefreshedAt createdAt updatedAt
+                    accounts {
+                        appid openid unionid unionidConflict following remark followedAt followScene qrScene qrSceneStr tagIds
+                        nickname avatarUrl sex language city province country fieldSources { field source }
+                        refreshedAt refreshable stale refreshError { code message at } createdAt updatedAt
+                        app { appid kind name callbackConfigured freshnessTtlSeconds createdAt updatedAt }
+                    }
+                } }
+            } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["people"]["edges"].as_array().unwrap().len(), 100);
+}
+
+on_each_backend!(a_person_reached_again_through_its_accounts_is_bounded);
+async fn a_person_reached_again_through_its_accounts_is_bounded(backend: Backend) {
+    // Reproduction 2: one UnionID with 200 openids in one app, read through
+    // `accounts { person { accounts … } }` three levels down.
+    let app = spawn_app_with(backend, |s| s.server.limits.max_rows = 1_000).await;
+    let appid = "wx00000000000000b1";
+    app.register_app(appid, "MINI_PROGRAM").await;
+    let rows: Vec<Value> = (0..200)
+        .map(|i| json!({ "appid": appid, "openid": format!("bomb-{i}"), "unionid": "uBOMB" }))
+        .collect();
+    app.upsert(json!(rows)).await;
+    let query = r#"{person(unionid:"uBOMB",refresh:CACHE_ONLY){accounts{openid person{accounts{openid person{accounts{openid}}}}}}}"#;
+    let (status, body) = post(&app, query).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    let text = body["data"].to_string();
+    let returned = text.matches("\"openid\"").count();
+    assert!(
+        returned <= 1_000,
+        "{backend:?}: {returned} accounts returned"
+    );
+    let errors = codes(&body);
+    assert!(errors.len() <= 101, "{backend:?}: {} errors", errors.len());
+    assert!(
+        errors.iter().all(|c| c == "LIMIT_EXCEEDED"),
+        "{backend:?}: {errors:?}"
+    );
+    still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn rows_past_the_limit_fail_their_field() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.server.limits.max_rows = 12).await;
+    people_in_one_app(&app, 10).await;
+    let (status, body) = post(
+        &app,
+        "{ people(first: 10) { nodes { unionid accounts { openid } } } }",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    // 10 people read, then 10 lists of one account: the third list passes
+    // 12 and fails, which nulls the page (a person's accounts are non-null).
+    let errors = body["errors"].as_array().unwrap();
+    assert!(!errors.is_empty(), "{body:#}");
+    assert!(
+        codes(&body).iter().all(|c| c == "LIMIT_EXCEEDED"),
+        "{body:#}"
+    );
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UNION360_MAX_ROWS")
+    );
+    assert!(!errors[0]["path"].as_array().unwrap().is_empty());
+    // The limit is per request.
+    app.data("{ people(first: 10) { nodes { unionid } } }", json!({}))
+        .await;
+}
+
+#[tokio::test]
+async fn an_input_object_naming_a_field_twice_is_refused() {
+    // Reproduction 8: GraphQL requires input field names to be unique.
+    let app = spawn_app(Backend::Sqlite).await;
+    for query in [
+        r#"{ people(filter: {inApp: "wx00000000000000a1", inApp: "wx00000000000000a2"}) { nodes { unionid } } }"#,
+        r#"query($f: PeopleFilter = {inApp: "wx00000000000000a1", inApp: "wx00000000000000a2"}) { people(filter: $f) { nodes { unionid } } }"#,
+    ] {
+        let (status, body) = post(&app, query).await;
+        assert_refused(
+            status,
+            &body,
+            "GRAPHQL_VALIDATION_FAILED",
+            "`inApp` more than once",
+        );
+    }
+    still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn limits_async_graphql_measures_are_coded_too() {
+    let app = spawn_app(Backend::Sqlite).await;
+    // Depth: 17 levels of fields.
+    let mut deep = String::from("unionid");
+    for _ in 0..8 {
+        deep = format!("accounts {{ person {{ {deep} }} }}");
+    }
+    let (status, body) = post(&app, &format!("{{ person(unionid: \"u\") {{ {deep} }} }}")).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_DEPTH");
+    // Fields and fragments nested past async-graphql's recursion limit.
+    let nested = format!(
+        "{}__typename{}",
+        "... on Query { ".repeat(40),
+        " }".repeat(40)
+    );
+    let (status, body) = post(&app, &format!("{{ {nested} }}")).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "recursion depth");
+    // Parse and validation failures carry their codes.
+    let (status, body) = post(&app, "{ apps { appid }").await;
+    assert_refused(status, &body, "GRAPHQL_PARSE_FAILED", "syntax error");
+    let (status, body) = post(&app, "{ nothingHere }").await;
+    assert_refused(status, &body, "GRAPHQL_VALIDATION_FAILED", "nothingHere");
+    still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn errors_past_the_limit_are_counted_in_one() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.server.limits.max_errors = 3).await;
+    let fields: Vec<String> = (0..10)
+        .map(|i| format!("a{i}: app(appid: \"not-an-appid\") {{ appid }}"))
+        .collect();
+    let (status, body) = post(&app, &format!("{{ {} }}", fields.join(" "))).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(
+        codes(&body),
+        [
+            "BAD_USER_INPUT",
+            "BAD_USER_INPUT",
+            "BAD_USER_INPUT",
+            "LIMIT_EXCEEDED"
+        ]
+    );
+    let last = body["errors"][3]["message"].as_str().unwrap();
+    assert!(last.starts_with("7 more errors"), "{last}");
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_is_stopped() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.limits.request_deadline_secs = 1;
+    })
+    .await;
+    let appid = app.register_official_accounts().await.remove(0);
+    let person = app.sim.person(0).await;
+    let (_, openid, _) = person
+        .accounts
+        .iter()
+        .find(|(a, _, _)| *a == appid)
+        .cloned()
+        .unwrap();
+    app.upsert(json!([{ "appid": appid, "openid": openid }]))
+        .await;
+    // WeChat never answers: the refresh would wait out its timeouts and retries.
+    app.sim.fault(api::BATCHGET, json!({ "hang": true })).await;
+    app.sim.fault(api::USER_INFO, json!({ "hang": true })).await;
+    let body = app
+        .graphql(
+            "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) { fetched } }",
+            json!({ "keys": [{ "appid": appid, "openid": openid }] }),
+        )
+        .await;
+    assert_eq!(body["data"], Value::Null, "{body:#}");
+    assert_eq!(codes(&body), ["LIMIT_EXCEEDED"], "{body:#}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("UNION360_REQUEST_DEADLINE_SECS"),
+        "{message}"
+    );
+    still_answers(&app).await;
+}
