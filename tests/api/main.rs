@@ -15,6 +15,7 @@ mod health;
 mod hostile;
 mod identity;
 mod pagination;
+mod random_input;
 mod refresh;
 mod schema;
 mod secrets;
