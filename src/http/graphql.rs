@@ -339,7 +339,7 @@ async fn execute(
             return body(
                 media,
                 StatusCode::OK,
-                &json!({ "data": null, "errors": [error] }),
+                &async_graphql::Response::from_errors(vec![error]),
             );
         }
     };
@@ -357,11 +357,12 @@ async fn execute(
 
 /// A request error made of `errors` (which carry their codes).
 fn request_errors(media: Media, errors: Vec<ServerError>) -> Response {
-    body(
-        media,
-        media.request_error_status(),
-        &json!({ "errors": errors }),
-    )
+    /// Serialised as a struct, so each error's message comes first.
+    #[derive(serde::Serialize)]
+    struct Errors {
+        errors: Vec<ServerError>,
+    }
+    body(media, media.request_error_status(), &Errors { errors })
 }
 
 #[cfg(test)]
