@@ -48,6 +48,9 @@ pub const DEFAULT_MAX_SELECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_DIRECTIVES: usize = 100;
 /// The default most rows one request may read.
 pub const DEFAULT_MAX_ROWS: usize = 10_000;
+/// The default most SQL statements one request may run (an upsert of 1,000
+/// new accounts runs about 1,000; a page of people with their accounts, 3).
+pub const DEFAULT_MAX_STATEMENTS: u64 = 5_000;
 /// The default most errors in one response.
 pub const DEFAULT_MAX_ERRORS: usize = 100;
 /// The default time one GraphQL request may run, in seconds.
@@ -248,6 +251,12 @@ pub struct LimitSettings {
     #[arg(long, env = "UNION360_MAX_ROWS", default_value_t = DEFAULT_MAX_ROWS)]
     pub max_rows: usize,
 
+    /// Most SQL statements one request may run; past it, fields that need
+    /// the database fail with `LIMIT_EXCEEDED` (a field already running
+    /// finishes, so a mutation is never cut in half).
+    #[arg(long, env = "UNION360_MAX_STATEMENTS", default_value_t = DEFAULT_MAX_STATEMENTS)]
+    pub max_statements: u64,
+
     /// Most errors in one response; the rest are counted in one last error.
     #[arg(long, env = "UNION360_MAX_ERRORS", default_value_t = DEFAULT_MAX_ERRORS)]
     pub max_errors: usize,
@@ -269,6 +278,7 @@ impl Default for LimitSettings {
             max_depth: DEFAULT_MAX_DEPTH,
             max_complexity: DEFAULT_MAX_COMPLEXITY,
             max_rows: DEFAULT_MAX_ROWS,
+            max_statements: DEFAULT_MAX_STATEMENTS,
             max_errors: DEFAULT_MAX_ERRORS,
             request_deadline_secs: DEFAULT_REQUEST_DEADLINE_SECS,
         }

@@ -5,7 +5,12 @@
 //! SQLite, file databases run in WAL mode (readers never wait for the
 //! writer) with a busy timeout, and write transactions start `IMMEDIATE`
 //! so that concurrent writers queue instead of failing on lock upgrade.
+//!
+//! Every statement is counted for the whole connection, and also for the
+//! piece of work running it when that work counts its own
+//! ([`counting_statements`]: one GraphQL request, say).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +32,17 @@ impl StatementCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+tokio::task_local! {
+    /// The counter of the work the current task is doing, when it has one.
+    static WORK_STATEMENTS: StatementCounter;
+}
+
+/// Runs `work`, counting in `counter` the statements it runs itself (not
+/// those of tasks it spawns).
+pub async fn counting_statements<F: Future>(counter: StatementCounter, work: F) -> F::Output {
+    WORK_STATEMENTS.scope(counter, work).await
 }
 
 /// An open database with its statement counter.
@@ -60,6 +76,7 @@ pub async fn connect(url: &str) -> Result<Store, DbErr> {
     let counter = statements.0.clone();
     db.set_metric_callback(move |info| {
         counter.fetch_add(1, Ordering::Relaxed);
+        let _ = WORK_STATEMENTS.try_with(|work| work.0.fetch_add(1, Ordering::Relaxed));
         tracing::trace!(
             target: "union360::sql",
             sql = %info.statement,

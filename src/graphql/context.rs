@@ -3,7 +3,8 @@
 //!
 //! [`RequestContext`] lives as long as one request: its copy of the apps
 //! (read once, from the process's in-memory copy), its refresh [`Round`],
-//! its refresh deadline and the rows it has read against its row limit. [`ContextExt`] gives resolvers the application state
+//! its refresh deadline, and the rows it has read and the SQL statements it
+//! has run against their limits. [`ContextExt`] gives resolvers the application state
 //! and the request context with coded errors, never a bare `ctx.data()?`.
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use super::error::{ApiError, ApiResult};
 use super::round::{self, Round, Ticket};
 use crate::apps::{Apps, AppsById};
 use crate::state::AppState;
+use crate::store::StatementCounter;
 
 /// What one GraphQL request shares between its resolvers.
 pub struct RequestContext {
@@ -30,25 +32,50 @@ pub struct RequestContext {
     deadline: OnceLock<Instant>,
     rows: AtomicUsize,
     max_rows: usize,
+    statements: StatementCounter,
+    max_statements: u64,
 }
 
 impl Default for RequestContext {
-    /// A context with the default row limit.
+    /// A context with the default limits.
     fn default() -> Self {
-        Self::new(crate::settings::DEFAULT_MAX_ROWS)
+        use crate::settings::{DEFAULT_MAX_ROWS, DEFAULT_MAX_STATEMENTS};
+        Self::new(DEFAULT_MAX_ROWS, DEFAULT_MAX_STATEMENTS)
     }
 }
 
 impl RequestContext {
-    /// A context for a request that may read at most `max_rows` rows.
-    pub fn new(max_rows: usize) -> Self {
+    /// A context for a request that may read at most `max_rows` rows and
+    /// run at most `max_statements` SQL statements.
+    pub fn new(max_rows: usize, max_statements: u64) -> Self {
         Self {
             apps: OnceCell::new(),
             round: Arc::default(),
             deadline: OnceLock::new(),
             rows: AtomicUsize::new(0),
             max_rows,
+            statements: StatementCounter::default(),
+            max_statements,
         }
+    }
+
+    /// The counter of the request's SQL statements, for the request's
+    /// execution to count into ([`crate::store::counting_statements`]).
+    pub fn statements(&self) -> StatementCounter {
+        self.statements.clone()
+    }
+
+    /// Fails with `LIMIT_EXCEEDED` once the request has run its share of
+    /// SQL statements.
+    pub fn check_statements(&self) -> ApiResult<()> {
+        if self.statements.get() >= self.max_statements {
+            return Err(ApiError::LimitExceeded(format!(
+                "the request ran {} SQL statements, its limit (UNION360_MAX_STATEMENTS)",
+                self.max_statements
+            ))
+            .extend());
+        }
+        Ok(())
     }
 
     /// Counts `n` more rows read by the request; fails with
@@ -102,7 +129,12 @@ pub trait ContextExt {
 }
 
 impl ContextExt for Context<'_> {
+    /// The state, the way to the database: refused once the request has
+    /// run its share of SQL statements.
     fn state(&self) -> ApiResult<&AppState> {
+        if let Some(request) = self.data_opt::<RequestContext>() {
+            request.check_statements()?;
+        }
         self.data_opt::<AppState>()
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no application state")).extend())
     }

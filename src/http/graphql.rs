@@ -312,9 +312,7 @@ async fn execute(
         return response;
     }
 
-    let mut request = async_graphql::Request::new(params.query)
-        .data(limits.request_context())
-        .data(Refused::default());
+    let mut request = async_graphql::Request::new(params.query).data(Refused::default());
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }

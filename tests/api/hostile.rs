@@ -304,6 +304,39 @@ async fn rows_past_the_limit_fail_their_field() {
 }
 
 #[tokio::test]
+async fn sql_statements_past_the_limit_fail_the_fields_that_need_the_database() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.server.limits.max_statements = 1).await;
+    let appid = people_in_one_app(&app, 1).await;
+    // Mutations run their fields one after the other: the first runs its
+    // statements whole, the second finds the limit reached.
+    let set = |alias: &str, seconds: u32| {
+        format!(
+            "{alias}: setFreshnessTtl(appid: \"{appid}\", seconds: {seconds}) {{ freshnessTtlSeconds }}"
+        )
+    };
+    let (status, body) = post(
+        &app,
+        &format!("mutation {{ {} {} }}", set("a", 600), set("b", 700)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(codes(&body), ["LIMIT_EXCEEDED"], "{body:#}");
+    assert_eq!(body["errors"][0]["path"], json!(["b"]), "{body:#}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("UNION360_MAX_STATEMENTS"), "{message}");
+    let data = app
+        .data(
+            "query($a: String!) { app(appid: $a) { freshnessTtlSeconds } }",
+            json!({ "a": appid }),
+        )
+        .await;
+    assert_eq!(
+        data["app"]["freshnessTtlSeconds"], 600,
+        "the first field ran whole"
+    );
+}
+
+#[tokio::test]
 async fn an_input_object_naming_a_field_twice_is_refused() {
     // Reproduction 8: GraphQL requires input field names to be unique.
     let app = spawn_app(Backend::Sqlite).await;

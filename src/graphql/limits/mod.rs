@@ -8,8 +8,9 @@
 //! parses it again. Its validation computes depth and cost ([`cost`]: lists
 //! count once per row they can hold), which [`Checks`] holds to their limits.
 //! While it runs, the request reads at most so many rows (counted by the
-//! list resolvers through the request context), ends by its deadline, and
-//! answers with at most so many errors.
+//! list resolvers through the request context), runs at most so many SQL
+//! statements (checked whenever a resolver reaches for the database), ends
+//! by its deadline, and answers with at most so many errors.
 //!
 //! Every refusal carries `extensions.code`: `LIMIT_EXCEEDED` with a message
 //! naming the limit and its setting, or `GRAPHQL_PARSE_FAILED` /
@@ -111,28 +112,26 @@ impl Limits {
         Ok(document)
     }
 
-    /// The context of a new request, with its row limit.
-    pub fn request_context(&self) -> RequestContext {
-        RequestContext::new(self.0.max_rows)
-    }
-
-    /// Runs `request` on `schema` for at most the request deadline; `Err`
-    /// when it ran out (the request's work is dropped then). The response
-    /// holds at most the error limit's worth of errors.
+    /// Runs `request` on `schema` with a request context holding its row
+    /// and statement limits, for at most the request deadline; `Err` when it
+    /// ran out (the request's work is dropped then). The response holds at
+    /// most the error limit's worth of errors.
     pub async fn execute(
         &self,
         schema: &ApiSchema,
         request: async_graphql::Request,
     ) -> Result<async_graphql::Response, ServerError> {
+        let context = RequestContext::new(self.0.max_rows, self.0.max_statements);
+        let statements = context.statements();
+        let run =
+            crate::store::counting_statements(statements, schema.execute(request.data(context)));
         let deadline = self.0.request_deadline();
-        let mut response = tokio::time::timeout(deadline, schema.execute(request))
-            .await
-            .map_err(|_| {
-                Refusal::limit(format!(
-                    "the request ran longer than {} s and was stopped (UNION360_REQUEST_DEADLINE_SECS)",
-                    deadline.as_secs()
-                ))
-            })?;
+        let mut response = tokio::time::timeout(deadline, run).await.map_err(|_| {
+            Refusal::limit(format!(
+                "the request ran longer than {} s and was stopped (UNION360_REQUEST_DEADLINE_SECS)",
+                deadline.as_secs()
+            ))
+        })?;
         self.cap_errors(&mut response.errors);
         Ok(response)
     }
