@@ -107,6 +107,20 @@ async fn a_document_nested_thousands_deep_is_refused_by_post_and_get() {
     // Under application/json too, with its status rules.
     let body = app.graphql(&nested_argument(200_000), json!({})).await;
     assert_eq!(codes(&body), ["LIMIT_EXCEEDED"], "{body:#}");
+    // At the limit, the parser and validation go through it unharmed.
+    let at_limit = format!(
+        "{{ people(first: {}1{}) {{ totalCount }} }}",
+        "[".repeat(62),
+        "]".repeat(62)
+    );
+    let (status, body) = post(&app, &at_limit).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+    let errors = codes(&body);
+    assert!(!errors.is_empty(), "{body:#}");
+    assert!(
+        errors.iter().all(|c| c == "GRAPHQL_VALIDATION_FAILED"),
+        "{body:#}"
+    );
     // Brackets inside a string are text, not nesting.
     let (status, body) = post(
         &app,
