@@ -7,6 +7,7 @@ use secrecy::ExposeSecret;
 use super::context::ContextExt;
 use super::enums::Scope;
 use super::error::{ApiError, ApiResult, ResultExt};
+use super::limits::cost;
 use crate::keys::{KeyError, KeyInfo, KeyLimits, NewKey};
 
 /// An API key as listings show it: never the key itself, which is shown
@@ -106,8 +107,10 @@ pub struct ApiKeyQuery;
 #[Object]
 impl ApiKeyQuery {
     /// Every API key, oldest first, revoked ones included.
+    #[graphql(complexity = "cost::list(false, child_complexity)")]
     async fn api_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<ApiKey>> {
         let keys = ctx.state()?.keys().list().await.api()?;
+        ctx.read_rows(keys.len())?;
         Ok(keys.into_iter().map(ApiKey).collect())
     }
 }
