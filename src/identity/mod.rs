@@ -21,7 +21,8 @@
 //! a person) are the [`read`] service.
 //!
 //! - [`types`]: what a source reports and what an upsert did;
-//! - `validate`: checks before anything is written;
+//! - `validate`: checks before anything is written, and [`make_storable`]
+//!   for what WeChat sends;
 //! - `upsert`: the orchestration, one transaction per call;
 //! - `history`: the account history.
 
@@ -41,3 +42,4 @@ pub use types::{
     AccountUpsert, Follow, IdentityError, MAX_UPSERT_BATCH, Outcome, Profile, UpsertResult,
 };
 pub use upsert::upsert_accounts;
+pub use validate::make_storable;

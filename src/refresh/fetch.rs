@@ -21,7 +21,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::freshness::{INVALID_OPENID, refreshable};
 use super::{RefreshError, Refresher};
-use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
+use crate::domain::{AppId, OpenId, ProfileSource, UnionId, storable};
 use crate::identity::{self, AccountUpsert, Follow, Profile};
 use crate::wechat::types::UserInfo;
 
@@ -196,7 +196,8 @@ impl Refresher {
             )
             .col_expr(
                 account::Column::RefreshErrorMessage,
-                Expr::value(message.to_owned()),
+                // The message may carry WeChat's `errmsg`, which may hold NULs.
+                Expr::value(storable(message.to_owned())),
             )
             .col_expr(account::Column::RefreshErrorAt, Expr::value(now))
             .filter(account::Column::Id.is_in(ids.iter().copied()))
@@ -221,7 +222,7 @@ fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
                 .ok()
         });
     let subscribed = user.subscribe.map(|s| s == 1);
-    Some(AccountUpsert {
+    let mut row = AccountUpsert {
         appid: appid.clone(),
         openid,
         unionid,
@@ -229,10 +230,7 @@ fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
         profile: Profile {
             nickname: user.nickname.clone(),
             avatar_url: user.headimgurl.clone(),
-            sex: user
-                .sex
-                .and_then(|s| i32::try_from(s).ok())
-                .filter(|s| (0..=2).contains(s)),
+            sex: user.sex.and_then(|s| i32::try_from(s).ok()),
             language: user.language.clone(),
             city: user.city.clone(),
             province: user.province.clone(),
@@ -251,5 +249,9 @@ fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
             tag_ids: user.tagid_list.clone(),
         },
         refreshed: true,
-    })
+    };
+    // What WeChat sends is fitted, never refused: a NUL in a nickname must
+    // not fail the refresh of the other profiles written with it.
+    identity::make_storable(&mut row);
+    Some(row)
 }
