@@ -15,7 +15,12 @@
 //! 4. a snapshot-page virtual user is stored as an account, marked, and
 //!    never creates or joins a person (`apply`);
 //! 5. an empty value never overwrites a non-empty value from another source
-//!    ([`merge`]).
+//!    ([`merge`]);
+//! 6. a person has at most one account per app: another openid of that app
+//!    reporting the person's UnionID is recorded as a conflict on the
+//!    account and not linked (`apply`; a unique index on linked `(person,
+//!    app)` holds it under concurrency, and a call that loses that race is
+//!    written again, `upsert`).
 //!
 //! Reads of the graph (lookups, pages, relations, the best-known profile of
 //! a person) are the [`read`] service.
