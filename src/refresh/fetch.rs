@@ -30,7 +30,8 @@ use crate::wechat::types::UserInfo;
 pub struct RefreshReport {
     /// Accounts fetched from WeChat and written.
     pub fetched: usize,
-    /// Accounts whose fetch failed (the error is recorded on each).
+    /// Accounts whose fetch failed (the error is recorded on each), those
+    /// left unverified in a batch WeChat refused included.
     pub failed: usize,
     /// Accounts WeChat refused as invalid openids (marked with errcode 40003).
     pub invalid: usize,
@@ -155,6 +156,21 @@ impl Refresher {
         let message = "WeChat says this openid is not valid for this app";
         self.mark_error(&invalid, Some(INVALID_OPENID), message, now)
             .await?;
+        // Not marked invalid: each may be valid. The errcode is the one WeChat
+        // gave the batch that held them, so that, like invalid ones, they are
+        // tried again once per TTL, not on every read.
+        let unverified = ids_of(&mut outcome.unverified.iter().map(String::as_str));
+        let message = "not verified: WeChat refused a batch holding this openid as invalid, \
+            and the calls allowed for finding the invalid ones ran out before it was checked; \
+            it is tried again after the freshness TTL";
+        self.mark_error(&unverified, Some(INVALID_OPENID), message, now)
+            .await?;
+        if !unverified.is_empty() {
+            tracing::warn!(
+                accounts = unverified.len(),
+                "openids left unverified after a refused batch"
+            );
+        }
         let malformed = ids_of(&mut outcome.malformed.iter().filter_map(|(o, _)| o.as_deref()));
         let message = "WeChat sent a profile that could not be read";
         self.mark_error(&malformed, None, message, now).await?;
@@ -171,7 +187,7 @@ impl Refresher {
         let report = RefreshReport {
             fetched: rows.len(),
             invalid: invalid.len(),
-            failed: malformed.len(),
+            failed: malformed.len() + unverified.len(),
             ..RefreshReport::default()
         };
         report.record(None);
