@@ -8,7 +8,7 @@ use crate::domain::{AppId, OpenId};
 use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
-use crate::graphql::page::PageArgs;
+use crate::graphql::page::{Cursors, PageArgs};
 use crate::identity::read;
 
 /// Narrows a list of accounts. All given conditions must hold.
@@ -75,14 +75,16 @@ impl AccountQuery {
         refresh: Option<RefreshPolicy>,
     ) -> ApiResult<AccountConnection> {
         let state = ctx.state()?;
-        let args = PageArgs::parse(AccountConnection::KIND, first, after.as_deref()).api()?;
+        let cursors = Cursors::new(state.master_key());
+        let args =
+            PageArgs::parse(&cursors, AccountConnection::KIND, first, after.as_deref()).api()?;
         let appid = AppId::parse(appid).api()?;
         let filter = read::AccountFilter::from(filter.unwrap_or_default());
         let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
             .await
             .api()?;
         let policy = refresh.unwrap_or_default().into();
-        Ok(AccountConnection::new(page, args, |rows| {
+        Ok(AccountConnection::new(page, args, &cursors, |rows| {
             Account::batch(rows, policy, ticket(ctx))
         }))
     }
