@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use entity::{account, app, person};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, RuntimeErr,
+    SqlErr,
 };
 
 use super::apply::apply_row;
@@ -53,12 +54,14 @@ pub async fn upsert_accounts(
 
     // A concurrent call may link another openid of one app to the same
     // person first (rule 6, the unique (person, app) index): this call's
-    // link then fails as a whole, and is done again, seeing that link.
+    // link then fails as a whole, and is done again, seeing that link. Two
+    // calls that each took one seat the other wants deadlock on PostgreSQL,
+    // which ends one of them: it is done again too.
     let mut attempt = 1;
     loop {
         match write(db, &rows, &order, source, now).await {
-            Err(e) if attempt < WRITE_ATTEMPTS && is_unique_violation(&e) => {
-                tracing::debug!(attempt, "lost a race for a unique link; writing again");
+            Err(e) if attempt < WRITE_ATTEMPTS && lost_a_race(&e) => {
+                tracing::debug!(attempt, error = %e, "lost a race for a unique link; writing again");
                 attempt += 1;
             }
             result => return result.map_err(IdentityError::from),
@@ -71,8 +74,16 @@ pub async fn upsert_accounts(
 /// attempts see it and refuse that link instead).
 const WRITE_ATTEMPTS: u32 = 5;
 
-fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+/// Whether a write failed only because a concurrent call got somewhere
+/// first: a unique violation, or PostgreSQL ending a deadlock (`40P01`).
+fn lost_a_race(e: &DbErr) -> bool {
+    if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        return true;
+    }
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e else {
+        return false;
+    };
+    matches!(&**e, sea_orm::sqlx::Error::Database(e) if e.code().as_deref() == Some("40P01"))
 }
 
 /// Writes validated `rows` in one transaction; `order` maps each account's

@@ -447,6 +447,40 @@ async fn concurrent_openids_of_one_app_with_one_unionid_link_exactly_one(backend
     }
 }
 
+on_each_backend!(
+    concurrent_calls_crossing_two_persons_in_one_app_both_finish,
+    flavor = "multi_thread",
+    worker_threads = 4
+);
+async fn concurrent_calls_crossing_two_persons_in_one_app_both_finish(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    app.register_app(MP, "MINI_PROGRAM").await;
+    for round in 0..10 {
+        let (p, q) = (format!("u-p-{round}"), format!("u-q-{round}"));
+        app.upsert(json!([
+            { "appid": MP, "openid": format!("mp-p-{round}"), "unionid": p },
+            { "appid": MP, "openid": format!("mp-q-{round}"), "unionid": q }
+        ]))
+        .await;
+        // Each call links its first openid to one person and its second to
+        // the other, in opposite orders: each may hold the seat the other wants.
+        let calls = [(&p, &q, "a"), (&q, &p, "b")].map(|(first, second, call)| {
+            json!([
+                { "appid": OA, "openid": format!("{call}1-{round}"), "unionid": first },
+                { "appid": OA, "openid": format!("{call}2-{round}"), "unionid": second }
+            ])
+        });
+        let results = upsert_at_once(&app, calls.into_iter()).await;
+        let refused: i64 = results.iter().map(|r| r["refused"].as_i64().unwrap()).sum();
+        assert_eq!(refused, 2, "{backend:?} round {round}: {results:?}");
+        for unionid in [&p, &q] {
+            let in_oa = linked_to(&app, unionid).await.len() - 1;
+            assert_eq!(in_oa, 1, "{backend:?} round {round}: {unionid}");
+        }
+    }
+}
+
 on_each_backend!(the_migration_settles_second_accounts_linked_before_it);
 async fn the_migration_settles_second_accounts_linked_before_it(backend: Backend) {
     use migration::{Migrator, MigratorTrait};
