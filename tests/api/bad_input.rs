@@ -5,10 +5,12 @@
 use entity::{account, app as app_entity};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
+use union360::clock::Clock;
 use union360::domain::{AppId, OpenId, ProfileSource};
 use union360::identity::{self, AccountUpsert, Follow, Profile};
+use union360::simulator::SimConfig;
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, SimControl, TestApp, spawn_app, spawn_app_in};
 
 const OA: &str = "wx00000000000000a1";
 
@@ -154,4 +156,60 @@ async fn a_profile_from_wechat_with_nul_characters_is_stored_without_them(backen
     assert_eq!(stored.remark.as_deref(), Some("vip"));
     assert_eq!(stored.city.map(|c| c.chars().count()), Some(255));
     assert_eq!(stored.sex, None);
+}
+
+on_each_backend!(a_refresh_stores_a_wechat_nickname_holding_a_nul_without_it);
+async fn a_refresh_stores_a_wechat_nickname_holding_a_nul_without_it(backend: Backend) {
+    let world = SimConfig {
+        people: 2000,
+        apps: 3,
+        blank_profiles: false,
+        ..SimConfig::default()
+    };
+    let app = spawn_app_in(backend, Clock::system(), world, |_| {}).await;
+    let appids = app.register_official_accounts().await;
+    // A follower whose WeChat nickname holds a NUL, and a few others.
+    let mut keys = Vec::new();
+    let mut with_nul = None;
+    for i in 0..2000 {
+        let person = app
+            .sim
+            .control(
+                reqwest::Method::GET,
+                &format!("/_sim/people/{i}"),
+                Value::Null,
+            )
+            .await;
+        let nickname = person["profile"]["nickname"].as_str().unwrap().to_owned();
+        let followed =
+            person["apps"].as_array().unwrap().iter().find(|a| {
+                a["following"] == true && appids.iter().any(|id| a["appid"] == id.as_str())
+            });
+        let Some(account) = followed else { continue };
+        let key = json!({ "appid": account["appid"], "openid": account["openid"] });
+        if with_nul.is_none() && nickname.contains('\u{0}') {
+            with_nul = Some((keys.len(), nickname));
+            keys.push(key);
+        } else if keys.len() < 20 {
+            keys.push(key);
+        }
+        if with_nul.is_some() && keys.len() >= 20 {
+            break;
+        }
+    }
+    let (at, nickname) = with_nul.expect("the simulated world has a nickname with a NUL");
+    app.upsert(json!(keys)).await;
+    let refresh = "mutation($keys: [AccountKey!]!) { refreshAccounts(keys: $keys) {
+        fetched failed accounts { nickname stale } } }";
+    let data = app.data(refresh, json!({ "keys": keys })).await;
+    let payload = &data["refreshAccounts"];
+    assert_eq!(payload["fetched"], keys.len(), "{backend:?}: {payload}");
+    assert_eq!(payload["failed"], 0);
+    let stored = &payload["accounts"][at];
+    assert_eq!(
+        stored["nickname"],
+        nickname.replace('\u{0}', ""),
+        "{backend:?}"
+    );
+    assert_eq!(stored["stale"], false);
 }
