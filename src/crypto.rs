@@ -5,7 +5,10 @@
 //! random nonce per value and the value's purpose (for example
 //! `app.secret:wx…`) as associated data, so a sealed value copied into
 //! another column or another app's row does not open. The sealed form is
-//! `v1:` followed by base64 of nonce ‖ ciphertext.
+//! `v1:` followed by base64 of nonce ‖ ciphertext. Other uses of a secret
+//! key (signing pagination cursors) take a key of their own derived from
+//! the master key for their purpose ([`MasterKey::mac_for`]), never the
+//! master key itself.
 //!
 //! Where the master key comes from: the setting, or, on SQLite only, a key
 //! file generated beside the database (mode 0600). PostgreSQL deployments
