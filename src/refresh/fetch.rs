@@ -109,7 +109,7 @@ impl Refresher {
     async fn fetch_app(
         &self,
         app: &app::Model,
-        accounts: Vec<&account::Model>,
+        mut accounts: Vec<&account::Model>,
     ) -> Result<(RefreshReport, Vec<AccountUpsert>), RefreshError> {
         if !refreshable(app) {
             let report = RefreshReport {
@@ -118,6 +118,14 @@ impl Refresher {
             };
             return Ok((report, Vec::new()));
         }
+        // Openids WeChat refused before (invalid, or left unverified in a
+        // refused batch) are batched last, together: one of them in a batch
+        // spends that batch's isolation budget, which could leave the good
+        // openids batched with it unverified, time after time.
+        accounts.sort_by_key(|a| {
+            a.refresh_error_code
+                .is_some_and(|code| i64::from(code) == INVALID_OPENID)
+        });
         let now = self.0.clock.now();
         let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
         let credentials = match self.0.apps.credentials(app) {

@@ -762,3 +762,23 @@ async fn real_openids_among_made_up_ones_are_fetched_when_isolation_reaches_them
         "every real openid was fetched"
     );
 }
+
+on_each_backend!(openids_refused_before_are_batched_apart_from_the_others);
+async fn openids_refused_before_are_batched_apart_from_the_others(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    // 100 real followers with 100 made-up openids between them.
+    let fake: Vec<usize> = (0..100).map(|i| 2 * i + 1).collect();
+    let keys = real_and_made_up(&app, 100, &fake).await;
+    let made_up: Vec<&Value> = fake.iter().map(|&i| &keys[i]).collect();
+    app.data(REFRESH, json!({ "keys": made_up })).await;
+    app.sim.reset_calls().await;
+    // Interleaved, every batch of 100 would hold 50 of them; the ones
+    // refused before go last: one call for the real ones, the budget for
+    // the rest.
+    let data = app.data(REFRESH, json!({ "keys": keys })).await;
+    let payload = &data["refreshAccounts"];
+    let budget = union360::wechat::client::ISOLATION_CALLS as u64;
+    let counts = (&payload["failed"], &payload["invalid"]);
+    assert_eq!(payload["fetched"], 100, "{backend:?}: {counts:?}");
+    assert_eq!(batchget_calls(&app), 1 + (1 + budget), "{backend:?}");
+}
