@@ -5,7 +5,10 @@
 //! random nonce per value and the value's purpose (for example
 //! `app.secret:wx…`) as associated data, so a sealed value copied into
 //! another column or another app's row does not open. The sealed form is
-//! `v1:` followed by base64 of nonce ‖ ciphertext.
+//! `v1:` followed by base64 of nonce ‖ ciphertext. Other uses of a secret
+//! key (signing pagination cursors) take a key of their own derived from
+//! the master key for their purpose ([`MasterKey::mac_for`]), never the
+//! master key itself.
 //!
 //! Where the master key comes from: the setting, or, on SQLite only, a key
 //! file generated beside the database (mode 0600). PostgreSQL deployments
@@ -18,7 +21,9 @@ use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
 
 use crate::store::{SqliteLocation, sqlite_location};
 
@@ -65,10 +70,13 @@ pub enum KeyOrigin {
     Ephemeral,
 }
 
-/// The 256-bit master key that seals every secret at rest.
+/// The 256-bit master key that seals every secret at rest, and from which
+/// the keys of other uses are derived ([`MasterKey::mac_for`]).
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 keyed with the master key: the derivation function.
+    kdf: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -89,24 +97,33 @@ impl MasterKey {
         } else {
             STANDARD.decode(text).map_err(|_| CryptoError::BadKey)?
         };
-        if bytes.len() != 32 {
-            return Err(CryptoError::BadKey);
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)),
+            kdf: hmac_sha256(bytes),
         }
-        Ok(Self {
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
-        })
+    }
+
+    /// An HMAC-SHA256 keyed for `purpose` alone (for example `cursor`): its
+    /// key is HMAC-SHA256 of the purpose under the master key, so it reveals
+    /// nothing of the master key or of the key of any other purpose, and it
+    /// changes when the master key does.
+    pub fn mac_for(&self, purpose: &str) -> Hmac<Sha256> {
+        let mut kdf = self.kdf.clone();
+        kdf.update(b"union360 derived key\0");
+        kdf.update(purpose.as_bytes());
+        hmac_sha256(&kdf.finalize().into_bytes().into())
     }
 
     /// A fresh random key and its base64 text.
     pub fn generate() -> (Self, SecretString) {
-        let key = Aes256Gcm::generate_key(OsRng);
+        let key: [u8; 32] = Aes256Gcm::generate_key(OsRng).into();
         let text = STANDARD.encode(key);
-        (
-            Self {
-                cipher: Aes256Gcm::new(&key),
-            },
-            SecretString::from(text),
-        )
+        (Self::from_bytes(&key), SecretString::from(text))
     }
 
     /// Resolves the key for a database: the setting when given; otherwise a
@@ -248,6 +265,14 @@ pub fn replace_key_file(path: &Path, text: &SecretString) -> std::io::Result<Pat
     Ok(previous)
 }
 
+/// HMAC-SHA256 under a 256-bit key. HMAC pads a key shorter than its block
+/// with zeros; padding it here makes the construction infallible.
+fn hmac_sha256(key: &[u8; 32]) -> Hmac<Sha256> {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into())
+}
+
 /// Decodes a WeChat EncodingAESKey (43 base64 characters) into its 32-byte key.
 ///
 /// WeChat's keys are decoded as `key + "="`, and many real keys have
@@ -298,6 +323,21 @@ mod tests {
             key.seal("p", "same").unwrap(),
             key.seal("p", "same").unwrap()
         );
+    }
+
+    #[test]
+    fn derived_macs_differ_by_purpose_and_by_master_key() {
+        let tag = |key: &MasterKey, purpose: &str| {
+            let mut mac = key.mac_for(purpose);
+            mac.update(b"data");
+            mac.finalize().into_bytes()
+        };
+        let key = MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let same = MasterKey::parse(&STANDARD.encode([0xab; 32])).unwrap();
+        assert_eq!(tag(&key, "cursor"), tag(&same, "cursor"));
+        assert_ne!(tag(&key, "cursor"), tag(&key, "other"));
+        let (other, _) = MasterKey::generate();
+        assert_ne!(tag(&key, "cursor"), tag(&other, "cursor"));
     }
 
     #[test]

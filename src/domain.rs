@@ -36,6 +36,12 @@ pub enum ParseError {
         /// What was being parsed.
         what: &'static str,
     },
+    /// The value holds a NUL character, which no database column can store.
+    #[error("{what} contains a NUL character (U+0000), which cannot be stored")]
+    Nul {
+        /// What was being parsed.
+        what: &'static str,
+    },
     /// The value does not have the expected shape.
     #[error("{what} is malformed: {why}")]
     Malformed {
@@ -200,6 +206,29 @@ impl FromStr for AppKind {
     }
 }
 
+/// Refuses text a database cannot store. PostgreSQL refuses a NUL character
+/// (U+0000) anywhere in a text value while SQLite stores it, so it is
+/// refused before any write, on both, naming the field `what`. (The other
+/// values PostgreSQL refuses cannot arrive in a Rust `String`: lone
+/// surrogates and invalid UTF-8 are refused when the JSON is decoded.)
+pub fn check_storable(what: &'static str, value: &str) -> Result<(), ParseError> {
+    if value.contains('\0') {
+        return Err(ParseError::Nul { what });
+    }
+    Ok(())
+}
+
+/// Text from outside union360's control (WeChat) made storable: NUL
+/// characters are removed, not replaced, so the visible text stays as
+/// WeChat shows it (a replacement glyph would show where nothing was).
+pub fn storable(value: String) -> String {
+    if value.contains('\0') {
+        value.replace('\0', "")
+    } else {
+        value
+    }
+}
+
 /// Which WeChat endpoint issues access tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TokenEndpoint {
@@ -313,6 +342,16 @@ mod tests {
             OpenId::parse("abc\u{1}def"),
             Err(ParseError::Control { .. })
         ));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_or_removed() {
+        assert_eq!(
+            check_storable("city", "Bei\0jing"),
+            Err(ParseError::Nul { what: "city" })
+        );
+        assert!(check_storable("city", "北京").is_ok());
+        assert_eq!(storable("Bei\0jing\0".to_owned()), "Beijing");
     }
 
     #[test]

@@ -18,11 +18,14 @@ pub struct Model {
     pub app_id: i64,
     /// OpenID, unique per app.
     pub openid: String,
-    /// The linked person, once a UnionID is known.
+    /// The linked person, once a UnionID is known; a person has at most one
+    /// account per app (unique with `app_id`).
     pub person_id: Option<i64>,
     /// UnionID as first reported for this account; never changes once set.
     pub unionid: Option<String>,
-    /// A different UnionID reported later (an anomaly, recorded not applied).
+    /// A UnionID reported but refused (an anomaly, recorded not applied):
+    /// one different from `unionid`, or, on an unlinked account, that of a
+    /// person who has another account in this app.
     pub unionid_conflict: Option<String>,
     /// When the conflicting UnionID was last reported.
     pub unionid_conflict_at: Option<DateTimeUtc>,

@@ -10,6 +10,7 @@ mod m20261124_000001_identity;
 mod m20261124_000002_access_token;
 mod m20261124_000003_refresh_lease;
 mod m20261201_000004_snapshot_user;
+mod m20261202_000005_one_account_per_app;
 mod m20261202_000006_api_key;
 
 /// The ordered list of union360 migrations.
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_access_token::Migration),
             Box::new(m20261124_000003_refresh_lease::Migration),
             Box::new(m20261201_000004_snapshot_user::Migration),
+            Box::new(m20261202_000005_one_account_per_app::Migration),
             Box::new(m20261202_000006_api_key::Migration),
         ]
     }

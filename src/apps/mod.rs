@@ -23,7 +23,7 @@ pub use cache::{AppCache, AppsById, CACHE_MAX_AGE};
 
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, MasterKey};
-use crate::domain::{AppId, AppKind};
+use crate::domain::{AppId, AppKind, check_storable};
 use crate::wechat::AppCredentials;
 
 /// Why an app could not be registered.
@@ -92,10 +92,18 @@ impl NewApp {
                 "name must be 1 to 100 characters".to_owned(),
             ));
         }
+        check_storable("name", name).map_err(|e| AppError::Invalid(e.to_string()))?;
         let secret = self.secret.expose_secret();
-        if secret.is_empty() || secret.len() > 128 || secret.trim() != secret {
+        // Sealed, a secret with a NUL would store; no real one has a control
+        // character, and WeChat would refuse it at the first token fetch.
+        if secret.is_empty()
+            || secret.len() > 128
+            || secret.trim() != secret
+            || secret.chars().any(char::is_control)
+        {
             return Err(AppError::Invalid(
-                "secret must be 1 to 128 characters without surrounding white space".to_owned(),
+                "secret must be 1 to 128 characters without surrounding white space or control characters"
+                    .to_owned(),
             ));
         }
         if self.kind != AppKind::OfficialAccount

@@ -1,15 +1,25 @@
-//! Relay-style connections with opaque keyset cursors.
+//! Relay-style connections with opaque, unforgeable keyset cursors.
 //!
-//! A cursor encodes the kind of list and the row id it points after; the
-//! read service reads the page after it (keyset pages, so inserts never
-//! shift a page and deep pages cost the same as the first). `totalCount` is
-//! only counted when a client asks for it.
+//! A cursor names the row id a page starts after, signed for its kind of
+//! list; the read service reads the page after it (keyset pages, so inserts
+//! never shift a page and deep pages cost the same as the first).
+//! `totalCount` is only counted when a client asks for it.
+//!
+//! A cursor is base64url of the id (8 bytes) and a 128-bit HMAC-SHA256 tag
+//! of the kind and the id, under a key derived from the master key
+//! ([`Cursors`]). A client cannot make a cursor union360 did not give it,
+//! nor use one list's cursor in another; one altered in any bit is refused.
+//! Cursors stay valid across restarts and instances sharing the master key,
+//! and end with it when the master key changes.
 
 use async_graphql::SimpleObject;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::error::ApiError;
+use crate::crypto::MasterKey;
 use crate::identity::PageRequest;
 
 /// Page size when `first` is not given.
@@ -27,8 +37,13 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
-    /// Validates `first` and decodes `after` for a list of `kind`.
-    pub fn parse(kind: &str, first: Option<i32>, after: Option<&str>) -> Result<Self, ApiError> {
+    /// Validates `first` and checks and decodes `after` for a list of `kind`.
+    pub fn parse(
+        cursors: &Cursors,
+        kind: &str,
+        first: Option<i32>,
+        after: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let first = match first {
             None => DEFAULT_PAGE_SIZE,
             Some(n) if n < 0 => {
@@ -43,7 +58,7 @@ impl PageArgs {
             }
             Some(n) => n as usize,
         };
-        let after = after.map(|c| decode_cursor(kind, c)).transpose()?;
+        let after = after.map(|c| cursors.decode(kind, c)).transpose()?;
         Ok(Self { first, after })
     }
 
@@ -56,21 +71,59 @@ impl PageArgs {
     }
 }
 
-/// Encodes a cursor for row `id` of a list of `kind`.
-pub fn encode_cursor(kind: &str, id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
-}
+/// Bytes of a cursor's id.
+const ID_LEN: usize = 8;
+/// Bytes of a cursor's tag (HMAC-SHA256 cut to 128 bits).
+const TAG_LEN: usize = 16;
 
-/// Decodes a cursor of a list of `kind`.
-pub fn decode_cursor(kind: &str, cursor: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::BadUserInput(format!("`after` is not a cursor of this {kind} list"));
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let id = text
-        .strip_prefix(kind)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .ok_or_else(bad)?;
-    id.parse().map_err(|_| bad())
+/// Makes and checks cursors, with a key of their own derived from the master key.
+#[derive(Clone)]
+pub struct Cursors(Hmac<Sha256>);
+
+impl Cursors {
+    /// The cursors of the server whose master key is `key`.
+    pub fn new(key: &MasterKey) -> Self {
+        Self(key.mac_for("cursor"))
+    }
+
+    /// The tagger for row `id` of a list of `kind`.
+    fn mac(&self, kind: &str, id: [u8; ID_LEN]) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(kind.as_bytes());
+        mac.update(b"\0");
+        mac.update(&id);
+        mac
+    }
+
+    /// The cursor of row `id` of a list of `kind`.
+    pub fn encode(&self, kind: &str, id: i64) -> String {
+        let id = id.to_be_bytes();
+        let tag = self.mac(kind, id).finalize().into_bytes();
+        let mut bytes = id.to_vec();
+        bytes.extend_from_slice(&tag[..TAG_LEN]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The row id of a cursor this server made for a list of `kind`; any
+    /// other text is refused as an invalid cursor.
+    pub fn decode(&self, kind: &str, cursor: &str) -> Result<i64, ApiError> {
+        let invalid = || {
+            ApiError::BadUserInput(format!(
+                "invalid cursor: `after` takes a cursor of this {kind} list, as received"
+            ))
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+        if bytes.len() != ID_LEN + TAG_LEN {
+            return Err(invalid());
+        }
+        let (id, tag) = bytes.split_at(ID_LEN);
+        let id: [u8; ID_LEN] = id.try_into().map_err(|_| invalid())?;
+        // Compared in constant time.
+        self.mac(kind, id)
+            .verify_truncated_left(tag)
+            .map_err(|_| invalid())?;
+        Ok(i64::from_be_bytes(id))
+    }
 }
 
 /// Relay page information.
@@ -86,13 +139,13 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-/// Builds a page info from the ids of a page.
-pub fn page_info(kind: &str, ids: &[i64], has_next: bool, args: PageArgs) -> PageInfo {
+/// Builds a page info from the cursors of a page's rows.
+pub fn page_info(cursors: &[String], has_next: bool, args: PageArgs) -> PageInfo {
     PageInfo {
         has_next_page: has_next,
         has_previous_page: args.after.is_some(),
-        start_cursor: ids.first().map(|id| encode_cursor(kind, *id)),
-        end_cursor: ids.last().map(|id| encode_cursor(kind, *id)),
+        start_cursor: cursors.first().cloned(),
+        end_cursor: cursors.last().cloned(),
     }
 }
 
@@ -112,24 +165,27 @@ macro_rules! connection {
             pub const KIND: &'static str = $kind;
 
             /// The connection over `page`, read as `args` asked, with its
-            /// rows wrapped as nodes by `wrap` (in order).
+            /// rows wrapped as nodes by `wrap` (in order) and their cursors
+            /// made by `cursors`.
             pub fn new(
                 page: $crate::identity::Page<$entity>,
                 args: $crate::graphql::page::PageArgs,
+                cursors: &$crate::graphql::page::Cursors,
                 wrap: impl FnOnce(
                     Vec<<$entity as sea_orm::EntityTrait>::Model>,
                 ) -> Vec<$node>,
             ) -> Self {
-                let ids: Vec<i64> = page.rows.iter().map(|r| r.id).collect();
-                let page_info =
-                    $crate::graphql::page::page_info(Self::KIND, &ids, page.has_next, args);
-                let edges = ids
+                let cursors: Vec<String> = page
+                    .rows
                     .iter()
+                    .map(|r| cursors.encode(Self::KIND, r.id))
+                    .collect();
+                let page_info =
+                    $crate::graphql::page::page_info(&cursors, page.has_next, args);
+                let edges = cursors
+                    .into_iter()
                     .zip(wrap(page.rows))
-                    .map(|(id, node)| $edge {
-                        cursor: $crate::graphql::page::encode_cursor(Self::KIND, *id),
-                        node,
-                    })
+                    .map(|(cursor, node)| $edge { cursor, node })
                     .collect();
                 Self {
                     edges,
@@ -185,19 +241,57 @@ pub(crate) use connection;
 mod tests {
     use super::*;
 
+    fn cursors() -> Cursors {
+        Cursors::new(&MasterKey::generate().0)
+    }
+
     #[test]
-    fn cursors_round_trip_and_are_bound_to_their_list() {
-        let c = encode_cursor("person", 42);
-        assert_eq!(decode_cursor("person", &c).unwrap(), 42);
-        assert!(decode_cursor("account", &c).is_err());
-        assert!(decode_cursor("person", "!!").is_err());
+    fn cursors_round_trip_and_are_bound_to_their_list_and_key() {
+        let cursors = cursors();
+        let c = cursors.encode("person", 42);
+        assert_eq!(cursors.decode("person", &c).unwrap(), 42);
+        assert_eq!(
+            cursors
+                .decode("person", &cursors.encode("person", -1))
+                .unwrap(),
+            -1
+        );
+        assert!(cursors.decode("account", &c).is_err());
+        assert!(cursors.decode("person", "!!").is_err());
+        assert!(cursors.decode("person", "").is_err());
+        assert!(
+            self::cursors().decode("person", &c).is_err(),
+            "another master key"
+        );
+    }
+
+    #[test]
+    fn a_cursor_altered_in_any_bit_is_refused() {
+        let cursors = cursors();
+        let bytes = URL_SAFE_NO_PAD.decode(cursors.encode("person", 7)).unwrap();
+        for bit in 0..bytes.len() * 8 {
+            let mut forged = bytes.clone();
+            forged[bit / 8] ^= 1 << (bit % 8);
+            let forged = URL_SAFE_NO_PAD.encode(forged);
+            assert!(cursors.decode("person", &forged).is_err(), "bit {bit}");
+        }
+        // Nor is the id of the old, readable form accepted.
+        assert!(
+            cursors
+                .decode("person", &URL_SAFE_NO_PAD.encode("person:7"))
+                .is_err()
+        );
     }
 
     #[test]
     fn page_size_is_bounded() {
-        assert_eq!(PageArgs::parse("p", None, None).unwrap().first, 20);
-        assert!(PageArgs::parse("p", Some(101), None).is_err());
-        assert!(PageArgs::parse("p", Some(-1), None).is_err());
-        assert_eq!(PageArgs::parse("p", Some(100), None).unwrap().first, 100);
+        let c = cursors();
+        assert_eq!(PageArgs::parse(&c, "p", None, None).unwrap().first, 20);
+        assert!(PageArgs::parse(&c, "p", Some(101), None).is_err());
+        assert!(PageArgs::parse(&c, "p", Some(-1), None).is_err());
+        assert_eq!(
+            PageArgs::parse(&c, "p", Some(100), None).unwrap().first,
+            100
+        );
     }
 }

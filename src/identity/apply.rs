@@ -1,5 +1,5 @@
-//! Applying one reported row to its stored account: the link (rules 2, 3
-//! and 4), the profile merge (rule 5) and the follow status, noting every
+//! Applying one reported row to its stored account: the link (rules 2, 3,
+//! 4 and 6), the profile merge (rule 5) and the follow status, noting every
 //! change for the history.
 
 use std::collections::HashMap;
@@ -13,14 +13,22 @@ use super::merge::{self, Decision};
 use super::types::{AccountUpsert, Follow, Outcome};
 use crate::domain::ProfileSource;
 
+/// Which account holds each person's seat in each app, by `(person id, app
+/// id)` (identity rule 6: a person has at most one account per app).
+pub(super) type Seats = HashMap<(i64, i64), i64>;
+
+/// The persons a call links to, by UnionID (id, and whether the call created it).
+pub(super) type Persons = HashMap<String, (i64, bool)>;
+
 /// Applies `row` to `model` (created by this call or not); returns the
-/// outcome, the changes to record, and the account as written.
+/// outcome, the changes to record, and the account as written. `seats` holds
+/// the accounts linked so far, this call's links included.
 pub(super) async fn apply_row<C: ConnectionTrait>(
     txn: &C,
     row: &AccountUpsert,
     created: bool,
     model: account::Model,
-    persons: &HashMap<String, (i64, bool)>,
+    (persons, seats): (&Persons, &mut Seats),
     source: ProfileSource,
     now: DateTime<Utc>,
 ) -> Result<(Outcome, Vec<Change>, account::Model), DbErr> {
@@ -28,13 +36,19 @@ pub(super) async fn apply_row<C: ConnectionTrait>(
     // written by the caller in one statement.
     let mut changes = Vec::new();
     let mut active = model.clone().into_active_model();
-    let Link { linked, conflict } =
-        apply_link(&model, &mut active, row, persons, now, &mut changes);
+    let Link { linked, conflict } = apply_link(
+        &model,
+        &mut active,
+        row,
+        (persons, seats),
+        now,
+        &mut changes,
+    );
 
     apply_profile(&model, &mut active, row, source, &mut changes);
 
     let changed = !changes.is_empty();
-    let account = if changed || conflict {
+    let account = if changed || conflict.is_some() {
         if row.refreshed {
             // Freshness is metadata, not a change of the account: no history row.
             active.refreshed_at = Set(Some(now));
@@ -58,10 +72,12 @@ pub(super) async fn apply_row<C: ConnectionTrait>(
     } else {
         model
     };
-    let outcome = match (created, linked, conflict, changed) {
-        (true, ..) => Outcome::Created,
-        (_, _, true, _) => Outcome::RefusedUnionidConflict,
-        (_, true, ..) => Outcome::Linked,
+    // A refused UnionID is told first, even on an account this call created.
+    let outcome = match (conflict, created, linked, changed) {
+        (Some(Conflict::Unionid), ..) => Outcome::RefusedUnionidConflict,
+        (Some(Conflict::SecondAccountInApp), ..) => Outcome::RefusedSecondAccountInApp,
+        (None, true, ..) => Outcome::Created,
+        (None, _, true, _) => Outcome::Linked,
         (.., true) => Outcome::Updated,
         _ => Outcome::Unchanged,
     };
@@ -73,19 +89,29 @@ pub(super) async fn apply_row<C: ConnectionTrait>(
 struct Link {
     /// The account is linked to a person now and was not before.
     linked: bool,
-    /// The row's UnionID differs from the account's (rule 3).
-    conflict: bool,
+    /// The row's UnionID was refused, and why.
+    conflict: Option<Conflict>,
+}
+
+/// Why a row's UnionID was refused (and recorded on the account).
+#[derive(Clone, Copy)]
+enum Conflict {
+    /// It differs from the account's (rule 3).
+    Unionid,
+    /// Its person has another account in this app (rule 6).
+    SecondAccountInApp,
 }
 
 /// Applies the row's UnionID and snapshot mark to the account's link:
 /// rule 2 (a UnionID links the account to its person), rule 3 (a different
-/// UnionID is recorded, not applied) and rule 4 (a snapshot-page virtual
-/// user never creates or joins a person).
+/// UnionID is recorded, not applied), rule 4 (a snapshot-page virtual user
+/// never creates or joins a person) and rule 6 (a person holds one account
+/// per app: a second one is recorded, not linked).
 fn apply_link(
     model: &account::Model,
     active: &mut account::ActiveModel,
     row: &AccountUpsert,
-    persons: &HashMap<String, (i64, bool)>,
+    (persons, seats): (&Persons, &mut Seats),
     now: DateTime<Utc>,
     changes: &mut Vec<Change>,
 ) -> Link {
@@ -119,32 +145,42 @@ fn apply_link(
     match &model.unionid {
         Some(own) if own != reported.as_str() => {
             // Rule 3: the account keeps its UnionID and its link; the
-            // conflict is recorded (once per distinct value) and the rest
-            // of the row still applies.
-            if model.unionid_conflict.as_deref() != Some(reported.as_str()) {
+            // conflict is recorded and the rest of the row still applies.
+            if record_conflict(model, active, reported.as_str(), now, changes) {
                 tracing::warn!(
                     account.id = model.id,
                     account.unionid = %own,
                     reported.unionid = %reported,
                     "conflicting UnionID reported; recorded, not applied"
                 );
-                active.unionid_conflict = Set(Some(reported.to_string()));
-                changes.push(Change {
-                    field: "unionid_conflict",
-                    old: model.unionid_conflict.clone(),
-                    new: Some(reported.to_string()),
-                });
             }
-            active.unionid_conflict_at = Set(Some(now));
             Link {
                 linked: false,
-                conflict: true,
+                conflict: Some(Conflict::Unionid),
             }
         }
         _ => {
             let Some(&(person_id, _)) = persons.get(reported.as_str()) else {
                 return Link::default();
             };
+            // Rule 6: the first account linked in an app holds the seat;
+            // another openid of that app reporting the same UnionID stays
+            // unlinked, with the UnionID recorded as its conflict.
+            let holder = *seats.entry((person_id, model.app_id)).or_insert(model.id);
+            if holder != model.id {
+                if record_conflict(model, active, reported.as_str(), now, changes) {
+                    tracing::warn!(
+                        account.id = model.id,
+                        holder.account.id = holder,
+                        reported.unionid = %reported,
+                        "a second openid in one app reported a person's UnionID; recorded, not linked"
+                    );
+                }
+                return Link {
+                    linked: false,
+                    conflict: Some(Conflict::SecondAccountInApp),
+                };
+            }
             if model.unionid.is_none() {
                 active.unionid = Set(Some(reported.to_string()));
                 changes.push(Change {
@@ -164,10 +200,33 @@ fn apply_link(
             }
             Link {
                 linked,
-                conflict: false,
+                conflict: None,
             }
         }
     }
+}
+
+/// Records `reported` as the account's conflicting UnionID, and when it was
+/// reported; returns whether the value is new (its change is noted once per
+/// distinct value, and logged by the caller then).
+fn record_conflict(
+    model: &account::Model,
+    active: &mut account::ActiveModel,
+    reported: &str,
+    now: DateTime<Utc>,
+    changes: &mut Vec<Change>,
+) -> bool {
+    active.unionid_conflict_at = Set(Some(now));
+    if model.unionid_conflict.as_deref() == Some(reported) {
+        return false;
+    }
+    active.unionid_conflict = Set(Some(reported.to_owned()));
+    changes.push(Change {
+        field: "unionid_conflict",
+        old: model.unionid_conflict.clone(),
+        new: Some(reported.to_owned()),
+    });
+    true
 }
 
 /// The profile columns: the name recorded in the history, the value column

@@ -94,6 +94,37 @@ pub(super) async fn insert_or_get_accounts<C: ConnectionTrait>(
     Ok(all)
 }
 
+/// The accounts linked to `persons` in `apps`, by `(person id, app id)`
+/// (identity rule 6: at most one each).
+pub(super) async fn held_seats<C: ConnectionTrait>(
+    txn: &C,
+    persons: &BTreeSet<i64>,
+    apps: &BTreeSet<i64>,
+) -> Result<HashMap<(i64, i64), i64>, DbErr> {
+    let mut seats = HashMap::new();
+    let persons: Vec<i64> = persons.iter().copied().collect();
+    for chunk in persons.chunks(CHUNK) {
+        let linked = account::Entity::find()
+            .select_only()
+            .columns([
+                account::Column::PersonId,
+                account::Column::AppId,
+                account::Column::Id,
+            ])
+            .filter(account::Column::PersonId.is_in(chunk.iter().copied()))
+            .filter(account::Column::AppId.is_in(apps.iter().copied()))
+            .into_tuple::<(i64, i64, i64)>()
+            .all(txn)
+            .await?;
+        seats.extend(
+            linked
+                .into_iter()
+                .map(|(person, app, account)| ((person, app), account)),
+        );
+    }
+    Ok(seats)
+}
+
 /// Creates the persons that do not exist yet and returns all of them by UnionID,
 /// with whether this call created each.
 pub(super) async fn insert_or_get_persons<C: ConnectionTrait>(

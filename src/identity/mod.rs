@@ -15,13 +15,19 @@
 //! 4. a snapshot-page virtual user is stored as an account, marked, and
 //!    never creates or joins a person (`apply`);
 //! 5. an empty value never overwrites a non-empty value from another source
-//!    ([`merge`]).
+//!    ([`merge`]);
+//! 6. a person has at most one account per app: another openid of that app
+//!    reporting the person's UnionID is recorded as a conflict on the
+//!    account and not linked (`apply`; a unique index on linked `(person,
+//!    app)` holds it under concurrency, and a call that loses that race is
+//!    written again, `upsert`).
 //!
 //! Reads of the graph (lookups, pages, relations, the best-known profile of
 //! a person) are the [`read`] service.
 //!
 //! - [`types`]: what a source reports and what an upsert did;
-//! - `validate`: checks before anything is written;
+//! - `validate`: checks before anything is written, and [`make_storable`]
+//!   for what WeChat sends;
 //! - `upsert`: the orchestration, one transaction per call;
 //! - `history`: the account history.
 
@@ -41,3 +47,4 @@ pub use types::{
     AccountUpsert, Follow, IdentityError, MAX_UPSERT_BATCH, Outcome, Profile, UpsertResult,
 };
 pub use upsert::upsert_accounts;
+pub use validate::make_storable;

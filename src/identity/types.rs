@@ -86,6 +86,11 @@ pub enum Outcome {
     /// never changes. The conflict is recorded on the account; the rest of the
     /// row (profile, follow status, freshness) applied as usual.
     RefusedUnionidConflict,
+    /// The row's UnionID was refused: its person already has another account
+    /// in this app, and a person has one account per app. The UnionID is
+    /// recorded on the account as a conflict and the account stays unlinked;
+    /// the rest of the row applied as usual (the account is created if new).
+    RefusedSecondAccountInApp,
 }
 
 /// The result for one input row.

@@ -10,11 +10,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use entity::{account, app, person};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, RuntimeErr,
+    SqlErr,
+};
 
 use super::apply::apply_row;
 use super::history::record;
-use super::lock::{CHUNK, insert_or_get_accounts, insert_or_get_persons};
+use super::lock::{CHUNK, held_seats, insert_or_get_accounts, insert_or_get_persons};
 use super::types::{AccountUpsert, IdentityError, MAX_UPSERT_BATCH, UpsertResult};
 use super::validate::validate;
 use crate::domain::ProfileSource;
@@ -49,12 +52,55 @@ pub async fn upsert_accounts(
         }
     }
 
+    // A concurrent call may link another openid of one app to the same
+    // person first (rule 6, the unique (person, app) index): this call's
+    // link then fails as a whole, and is done again, seeing that link. Two
+    // calls that each took one seat the other wants deadlock on PostgreSQL,
+    // which ends one of them: it is done again too.
+    let mut attempt = 1;
+    loop {
+        match write(db, &rows, &order, source, now).await {
+            Err(e) if attempt < WRITE_ATTEMPTS && lost_a_race(&e) => {
+                tracing::debug!(attempt, error = %e, "lost a race for a unique link; writing again");
+                attempt += 1;
+            }
+            result => return result.map_err(IdentityError::from),
+        }
+    }
+}
+
+/// How many times a call is written when it loses a race for a unique link
+/// (each loss means a concurrent call took a seat that stays taken, so later
+/// attempts see it and refuse that link instead).
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// Whether a write failed only because a concurrent call got somewhere
+/// first: a unique violation, or PostgreSQL ending a deadlock (`40P01`).
+fn lost_a_race(e: &DbErr) -> bool {
+    if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        return true;
+    }
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e else {
+        return false;
+    };
+    matches!(&**e, sea_orm::sqlx::Error::Database(e) if e.code().as_deref() == Some("40P01"))
+}
+
+/// Writes validated `rows` in one transaction; `order` maps each account's
+/// key, in lock order, to its row.
+async fn write(
+    db: &DatabaseConnection,
+    rows: &[AccountUpsert],
+    order: &BTreeMap<(i64, &str), usize>,
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<Vec<UpsertResult>, DbErr> {
     let txn = store::begin_write(db).await?;
     // Phase 1: every account exists and is locked, in key order.
     let keys: Vec<(i64, &str)> = order.keys().copied().collect();
     let mut found = insert_or_get_accounts(&txn, &keys, now).await?;
     let mut stored: Vec<(usize, bool, account::Model)> = Vec::with_capacity(rows.len());
-    for (&(app_id, openid), &index) in &order {
+    for (&(app_id, openid), &index) in order {
         let (created, model) = found
             .remove(&(app_id, openid.to_owned()))
             .ok_or_else(|| DbErr::RecordNotFound(format!("account {app_id}/{openid}")))?;
@@ -78,6 +124,14 @@ pub async fn upsert_accounts(
         })
         .collect();
     let persons = insert_or_get_persons(&txn, &wanted, now).await?;
+    // The accounts those persons hold in these apps (rule 6).
+    let person_ids: BTreeSet<i64> = persons.values().map(|(id, _)| *id).collect();
+    let app_ids: BTreeSet<i64> = order.keys().map(|(app_id, _)| *app_id).collect();
+    let mut seats = if person_ids.is_empty() {
+        Default::default()
+    } else {
+        held_seats(&txn, &person_ids, &app_ids).await?
+    };
 
     // Phase 3: apply each row. Persons whose accounts changed are touched
     // afterwards, once each and in id order, so that concurrent calls lock
@@ -89,8 +143,16 @@ pub async fn upsert_accounts(
     let mut freshened = Vec::new();
     for (index, created, model) in stored {
         let row = &rows[index];
-        let (outcome, changes, account) =
-            apply_row(&txn, row, created, model, &persons, source, now).await?;
+        let (outcome, changes, account) = apply_row(
+            &txn,
+            row,
+            created,
+            model,
+            (&persons, &mut seats),
+            source,
+            now,
+        )
+        .await?;
         let changed = !changes.is_empty();
         if !changed && row.refreshed {
             freshened.push(account.id);

@@ -21,7 +21,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::freshness::{INVALID_OPENID, refreshable};
 use super::{RefreshError, Refresher};
-use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
+use crate::domain::{AppId, OpenId, ProfileSource, UnionId, storable};
 use crate::identity::{self, AccountUpsert, Follow, Profile};
 use crate::wechat::types::UserInfo;
 
@@ -30,7 +30,8 @@ use crate::wechat::types::UserInfo;
 pub struct RefreshReport {
     /// Accounts fetched from WeChat and written.
     pub fetched: usize,
-    /// Accounts whose fetch failed (the error is recorded on each).
+    /// Accounts whose fetch failed (the error is recorded on each), those
+    /// left unverified in a batch WeChat refused included.
     pub failed: usize,
     /// Accounts WeChat refused as invalid openids (marked with errcode 40003).
     pub invalid: usize,
@@ -108,7 +109,7 @@ impl Refresher {
     async fn fetch_app(
         &self,
         app: &app::Model,
-        accounts: Vec<&account::Model>,
+        mut accounts: Vec<&account::Model>,
     ) -> Result<(RefreshReport, Vec<AccountUpsert>), RefreshError> {
         if !refreshable(app) {
             let report = RefreshReport {
@@ -117,6 +118,14 @@ impl Refresher {
             };
             return Ok((report, Vec::new()));
         }
+        // Openids WeChat refused before (invalid, or left unverified in a
+        // refused batch) are batched last, together: one of them in a batch
+        // spends that batch's isolation budget, which could leave the good
+        // openids batched with it unverified, time after time.
+        accounts.sort_by_key(|a| {
+            a.refresh_error_code
+                .is_some_and(|code| i64::from(code) == INVALID_OPENID)
+        });
         let now = self.0.clock.now();
         let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
         let credentials = match self.0.apps.credentials(app) {
@@ -155,6 +164,21 @@ impl Refresher {
         let message = "WeChat says this openid is not valid for this app";
         self.mark_error(&invalid, Some(INVALID_OPENID), message, now)
             .await?;
+        // Not marked invalid: each may be valid. The errcode is the one WeChat
+        // gave the batch that held them, so that, like invalid ones, they are
+        // tried again once per TTL, not on every read.
+        let unverified = ids_of(&mut outcome.unverified.iter().map(String::as_str));
+        let message = "not verified: WeChat refused a batch holding this openid as invalid, \
+            and the calls allowed for finding the invalid ones ran out before it was checked; \
+            it is tried again after the freshness TTL";
+        self.mark_error(&unverified, Some(INVALID_OPENID), message, now)
+            .await?;
+        if !unverified.is_empty() {
+            tracing::warn!(
+                accounts = unverified.len(),
+                "openids left unverified after a refused batch"
+            );
+        }
         let malformed = ids_of(&mut outcome.malformed.iter().filter_map(|(o, _)| o.as_deref()));
         let message = "WeChat sent a profile that could not be read";
         self.mark_error(&malformed, None, message, now).await?;
@@ -171,7 +195,7 @@ impl Refresher {
         let report = RefreshReport {
             fetched: rows.len(),
             invalid: invalid.len(),
-            failed: malformed.len(),
+            failed: malformed.len() + unverified.len(),
             ..RefreshReport::default()
         };
         report.record(None);
@@ -196,7 +220,8 @@ impl Refresher {
             )
             .col_expr(
                 account::Column::RefreshErrorMessage,
-                Expr::value(message.to_owned()),
+                // The message may carry WeChat's `errmsg`, which may hold NULs.
+                Expr::value(storable(message.to_owned())),
             )
             .col_expr(account::Column::RefreshErrorAt, Expr::value(now))
             .filter(account::Column::Id.is_in(ids.iter().copied()))
@@ -221,7 +246,7 @@ fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
                 .ok()
         });
     let subscribed = user.subscribe.map(|s| s == 1);
-    Some(AccountUpsert {
+    let mut row = AccountUpsert {
         appid: appid.clone(),
         openid,
         unionid,
@@ -229,10 +254,7 @@ fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
         profile: Profile {
             nickname: user.nickname.clone(),
             avatar_url: user.headimgurl.clone(),
-            sex: user
-                .sex
-                .and_then(|s| i32::try_from(s).ok())
-                .filter(|s| (0..=2).contains(s)),
+            sex: user.sex.and_then(|s| i32::try_from(s).ok()),
             language: user.language.clone(),
             city: user.city.clone(),
             province: user.province.clone(),
@@ -251,5 +273,9 @@ fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
             tag_ids: user.tagid_list.clone(),
         },
         refreshed: true,
-    })
+    };
+    // What WeChat sends is fitted, never refused: a NUL in a nickname must
+    // not fail the refresh of the other profiles written with it.
+    identity::make_storable(&mut row);
+    Some(row)
 }

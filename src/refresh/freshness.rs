@@ -30,10 +30,11 @@ pub fn is_stale(account: &account::Model, ttl: Duration, now: DateTime<Utc>) -> 
 }
 
 /// Whether a read should fetch an account from WeChat (unless forced): its
-/// profile is stale, and WeChat has not refused its openid as invalid
-/// within the TTL. Such an openid stays invalid (it belongs to another app,
-/// or the user is gone); retrying it on every read would cost a split
-/// `batchget` each time, so it is tried again once per TTL.
+/// profile is stale, and WeChat has not refused its openid (40003) within
+/// the TTL, alone or in a batch the openid was left unverified in. Such an
+/// openid stays invalid (it belongs to another app, or the user is gone);
+/// retrying it on every read would cost a split `batchget` each time, so it
+/// is tried again once per TTL.
 pub fn wants_fetch(account: &account::Model, ttl: Duration, now: DateTime<Utc>) -> bool {
     let refused_lately = account
         .refresh_error_code

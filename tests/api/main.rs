@@ -10,6 +10,7 @@
 mod helpers;
 
 mod apps;
+mod bad_input;
 mod graphql_http;
 mod health;
 mod hostile;

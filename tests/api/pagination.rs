@@ -81,6 +81,58 @@ async fn cursors_of_another_list_are_refused() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
 }
 
+on_each_backend!(forged_or_tampered_cursors_are_refused);
+async fn forged_or_tampered_cursors_are_refused(backend: Backend) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    let rows: Vec<Value> = (0..3)
+        .map(|i| json!({ "appid": OA, "openid": format!("o{i}"), "unionid": format!("u{i}") }))
+        .collect();
+    app.upsert(json!(rows)).await;
+    let (_, info) = page(&app, 1, Value::Null).await;
+    let cursor = info["pageInfo"]["endCursor"].as_str().unwrap().to_owned();
+    let (next, _) = page(&app, 1, json!(cursor)).await;
+    assert_eq!(next, ["u1"], "{backend:?}: the cursor as given pages on");
+
+    let bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
+    let mut skip_ahead = bytes.clone();
+    skip_ahead[7] ^= 1; // another row id, same tag
+    let mut bad_tag = bytes.clone();
+    *bad_tag.last_mut().unwrap() ^= 1;
+    let forged = [
+        URL_SAFE_NO_PAD.encode(skip_ahead),
+        URL_SAFE_NO_PAD.encode(bad_tag),
+        URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() - 1]),
+        URL_SAFE_NO_PAD.encode("person:2"),
+        format!("{cursor}A"),
+        "not a cursor".to_owned(),
+    ];
+    for forged in forged {
+        let body = app
+            .graphql(
+                "query($c: String) { people(first: 1, after: $c) { nodes { unionid } } }",
+                json!({ "c": forged }),
+            )
+            .await;
+        let error = &body["errors"][0];
+        assert_eq!(
+            error["extensions"]["code"], "BAD_USER_INPUT",
+            "{forged}: {body}"
+        );
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid cursor"),
+            "{body}"
+        );
+        assert_eq!(body["data"], Value::Null, "{body}");
+    }
+}
+
 on_each_backend!(filters_select_followers_members_and_unlinked_accounts);
 async fn filters_select_followers_members_and_unlinked_accounts(backend: Backend) {
     let app = spawn_app(backend).await;

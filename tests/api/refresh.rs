@@ -660,3 +660,125 @@ async fn profiles_go_stale_when_the_clock_passes_their_ttl() {
     clock.advance(chrono::Duration::hours(2));
     assert_eq!(stale().await, true, "25 h later, past the 24 h default");
 }
+
+/// Registers the simulator's official accounts and stores, in the first,
+/// `real` of its followers with `fake` made-up openids inserted at their
+/// positions; returns the keys in that order.
+async fn real_and_made_up(app: &TestApp, real: usize, fake: &[usize]) -> Vec<Value> {
+    let appid = app.register_official_accounts().await.remove(0);
+    let mut openids = Vec::new();
+    let mut i = 0;
+    while openids.len() < real {
+        for (a, openid, following) in app.sim.person(i).await.accounts {
+            if a == appid && following && openids.len() < real {
+                openids.push(openid);
+            }
+        }
+        i += 1;
+    }
+    for (n, &at) in fake.iter().enumerate() {
+        openids.insert(at, format!("o_made_up_openid_number_{n:04}"));
+    }
+    let keys: Vec<Value> = openids
+        .iter()
+        .map(|o| json!({ "appid": appid, "openid": o }))
+        .collect();
+    app.upsert(json!(keys)).await;
+    keys
+}
+
+on_each_backend!(a_hundred_made_up_openids_cost_one_call_and_the_isolation_budget);
+async fn a_hundred_made_up_openids_cost_one_call_and_the_isolation_budget(backend: Backend) {
+    let clock = Clock::manual(chrono::Utc::now());
+    let app = spawn_app_with_clock(backend, clock.clone(), |_| {}).await;
+    let fake: Vec<usize> = (0..100).collect();
+    let keys = real_and_made_up(&app, 0, &fake).await;
+    app.sim.reset_calls().await;
+    let data = app.data(REFRESH, json!({ "keys": keys })).await;
+    let payload = &data["refreshAccounts"];
+    let budget = union360::wechat::client::ISOLATION_CALLS as u64;
+    assert_eq!(batchget_calls(&app), 1 + budget, "{backend:?}");
+    assert_eq!(payload["fetched"], 0);
+    let (invalid, failed) = (
+        payload["invalid"].as_u64().unwrap(),
+        payload["failed"].as_u64().unwrap(),
+    );
+    assert_eq!(invalid + failed, 100, "{payload}");
+    assert!(
+        failed > 0,
+        "the budget ran out before every openid was isolated"
+    );
+    for account in payload["accounts"].as_array().unwrap() {
+        assert_eq!(account["refreshError"]["code"], 40003, "{account}");
+    }
+    let unverified = payload["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["refreshError"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("not verified")
+        })
+        .count() as u64;
+    assert_eq!(unverified, failed, "unverified ones are not marked invalid");
+    // Reads do not drive them again within the TTL, whatever their state.
+    clock.advance(union360::refresh::RECENT + chrono::Duration::milliseconds(100));
+    let appid = keys[0]["appid"].as_str().unwrap();
+    let read = format!(r#"{{ accounts(appid: "{appid}", first: 100) {{ nodes {{ stale }} }} }}"#);
+    app.data(&read, json!({})).await;
+    assert_eq!(
+        batchget_calls(&app),
+        1 + budget,
+        "{backend:?}: no call on read"
+    );
+    // Past the TTL they are tried again, within the same bound.
+    clock.advance(chrono::Duration::hours(25));
+    app.data(&read, json!({})).await;
+    assert_eq!(batchget_calls(&app), 2 * (1 + budget), "{backend:?}");
+}
+
+on_each_backend!(real_openids_among_made_up_ones_are_fetched_when_isolation_reaches_them);
+async fn real_openids_among_made_up_ones_are_fetched_when_isolation_reaches_them(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let keys = real_and_made_up(&app, 99, &[42]).await;
+    app.sim.reset_calls().await;
+    let data = app.data(REFRESH, json!({ "keys": keys })).await;
+    let payload = &data["refreshAccounts"];
+    // The chunk refused, then halving it: 50 refused, 50 fetched, 25, 12
+    // fetched, 6 refused, 7, 3, 1, 1 fetched; the one left is invalid.
+    assert_eq!(batchget_calls(&app), 10, "{backend:?}: {payload}");
+    assert_eq!(payload["fetched"], 99);
+    assert_eq!(payload["invalid"], 1);
+    assert_eq!(payload["failed"], 0);
+    let accounts = payload["accounts"].as_array().unwrap();
+    assert_eq!(accounts[42]["refreshError"]["code"], 40003);
+    assert!(
+        accounts
+            .iter()
+            .enumerate()
+            .all(|(i, a)| i == 42 || a["stale"] == false),
+        "every real openid was fetched"
+    );
+}
+
+on_each_backend!(openids_refused_before_are_batched_apart_from_the_others);
+async fn openids_refused_before_are_batched_apart_from_the_others(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    // 100 real followers with 100 made-up openids between them.
+    let fake: Vec<usize> = (0..100).map(|i| 2 * i + 1).collect();
+    let keys = real_and_made_up(&app, 100, &fake).await;
+    let made_up: Vec<&Value> = fake.iter().map(|&i| &keys[i]).collect();
+    app.data(REFRESH, json!({ "keys": made_up })).await;
+    app.sim.reset_calls().await;
+    // Interleaved, every batch of 100 would hold 50 of them; the ones
+    // refused before go last: one call for the real ones, the budget for
+    // the rest.
+    let data = app.data(REFRESH, json!({ "keys": keys })).await;
+    let payload = &data["refreshAccounts"];
+    let budget = union360::wechat::client::ISOLATION_CALLS as u64;
+    let counts = (&payload["failed"], &payload["invalid"]);
+    assert_eq!(payload["fetched"], 100, "{backend:?}: {counts:?}");
+    assert_eq!(batchget_calls(&app), 1 + (1 + budget), "{backend:?}");
+}

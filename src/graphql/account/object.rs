@@ -101,9 +101,11 @@ impl Account {
         Ok(self.current(ctx).await?.unionid)
     }
 
-    /// A different UnionID that a source reported for this account later. An
-    /// account's UnionID never changes, so this is recorded as an anomaly for
-    /// an operator to look at; it is not applied.
+    /// A UnionID a source reported for this account that was refused, as an
+    /// anomaly for an operator to look at: either it differs from the
+    /// account's own (an account's UnionID never changes), or, on an
+    /// unlinked account, its person already has another account in this app
+    /// (a person has one OpenID per app). It is recorded, never applied.
     async fn unionid_conflict(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         Ok(self.current(ctx).await?.unionid_conflict)
     }

@@ -10,7 +10,7 @@ use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
 use crate::graphql::limits::cost;
-use crate::graphql::page::PageArgs;
+use crate::graphql::page::{Cursors, PageArgs};
 use crate::identity::read;
 
 /// Narrows a list of accounts. All given conditions must hold.
@@ -78,7 +78,9 @@ impl AccountQuery {
         refresh: Option<RefreshPolicy>,
     ) -> ApiResult<AccountConnection> {
         let state = ctx.state()?;
-        let args = PageArgs::parse(AccountConnection::KIND, first, after.as_deref()).api()?;
+        let cursors = Cursors::new(state.master_key());
+        let args =
+            PageArgs::parse(&cursors, AccountConnection::KIND, first, after.as_deref()).api()?;
         let appid = AppId::parse(appid).api()?;
         let filter = read::AccountFilter::from(filter.unwrap_or_default());
         let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
@@ -86,7 +88,7 @@ impl AccountQuery {
             .api()?;
         ctx.read_rows(page.rows.len())?;
         let policy = access::refresh_policy(ctx, refresh)?;
-        Ok(AccountConnection::new(page, args, |rows| {
+        Ok(AccountConnection::new(page, args, &cursors, |rows| {
             Account::batch(rows, policy, ticket(ctx))
         }))
     }

@@ -35,7 +35,10 @@ impl AccountKey {
 pub struct RefreshAccountsPayload {
     /// Accounts fetched from WeChat and written.
     pub fetched: i32,
-    /// Accounts whose fetch failed; each carries its `refreshError`, and its stored profile is kept.
+    /// Accounts whose fetch failed; each carries its `refreshError`, and its
+    /// stored profile is kept. Counts the accounts left unverified in a batch
+    /// WeChat refused as holding an invalid openid (errcode 40003, message
+    /// "not verified: …"), which are tried again after the freshness TTL.
     pub failed: i32,
     /// Accounts WeChat refused as invalid openids (errcode 40003).
     pub invalid: i32,

@@ -19,7 +19,8 @@ pub struct AccountInput {
     pub openid: String,
     /// The UnionID, when known. Links the account to the person with this
     /// UnionID, created if needed. Refused (and recorded) when the account
-    /// already has a different one.
+    /// already has a different one, or when that person already has another
+    /// account in this app.
     pub unionid: Option<String>,
     /// Nickname. An empty string clears a nickname that an import set, and
     /// never one that another source set.
@@ -80,7 +81,9 @@ pub enum UpsertOutcome {
     Updated,
     /// The account existed and nothing changed.
     Unchanged,
-    /// The row was refused; `reason` says why. Nothing of it was applied.
+    /// The row's UnionID was refused; `reason` says why, and the account
+    /// records it as `unionidConflict`. The rest of the row (profile, follow
+    /// status) applied, and the account was created if it was new.
     Refused,
 }
 
@@ -90,6 +93,10 @@ pub enum RefusalReason {
     /// The row's UnionID differs from the account's. An account's UnionID
     /// never changes; the conflict is recorded on the account (`unionidConflict`).
     UnionidConflict,
+    /// The person with the row's UnionID already has another account in this
+    /// app, and a person has one account (one OpenID) per app. The account is
+    /// not linked; the UnionID is recorded on it (`unionidConflict`).
+    SecondAccountInApp,
 }
 
 /// The result for one input row.
@@ -136,8 +143,10 @@ impl AccountMutation {
     /// CRM. All or nothing: if any row is invalid (malformed id, the same
     /// account twice), the call fails with BAD_USER_INPUT, and if a row names
     /// an app that is not registered, with NOT_FOUND; nothing is written then.
-    /// Rows whose UnionID conflicts with the stored one are refused
-    /// individually (outcome REFUSED) while the others apply.
+    /// A row whose UnionID conflicts with the stored one, or whose UnionID's
+    /// person already has another account in the row's app, has its UnionID
+    /// refused individually (outcome REFUSED, with the reason) while the
+    /// others apply.
     #[graphql(complexity = "cost::rows(input.len(), child_complexity)")]
     async fn upsert_accounts(
         &self,
@@ -170,7 +179,8 @@ impl From<Vec<UpsertResult>> for UpsertAccountsPayload {
             linked: count(Outcome::Linked),
             updated: count(Outcome::Updated),
             unchanged: count(Outcome::Unchanged),
-            refused: count(Outcome::RefusedUnionidConflict),
+            refused: count(Outcome::RefusedUnionidConflict)
+                + count(Outcome::RefusedSecondAccountInApp),
             persons_created: results.iter().filter(|r| r.person_created).count() as i32,
             results: Vec::new(),
         };
@@ -192,6 +202,10 @@ impl From<Vec<UpsertResult>> for UpsertAccountsPayload {
                         Outcome::RefusedUnionidConflict => {
                             (UpsertOutcome::Refused, Some(RefusalReason::UnionidConflict))
                         }
+                        Outcome::RefusedSecondAccountInApp => (
+                            UpsertOutcome::Refused,
+                            Some(RefusalReason::SecondAccountInApp),
+                        ),
                     };
                     UpsertAccountResult {
                         index: r.index as i32,

@@ -10,7 +10,7 @@ use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
 use crate::graphql::limits::cost;
-use crate::graphql::page::PageArgs;
+use crate::graphql::page::{Cursors, PageArgs};
 use crate::identity::read;
 
 /// Narrows a list of people. All given conditions must hold.
@@ -70,14 +70,17 @@ impl PersonQuery {
         )]
         refresh: Option<RefreshPolicy>,
     ) -> ApiResult<PersonConnection> {
-        let args = PageArgs::parse(PersonConnection::KIND, first, after.as_deref()).api()?;
+        let state = ctx.state()?;
+        let cursors = Cursors::new(state.master_key());
+        let args =
+            PageArgs::parse(&cursors, PersonConnection::KIND, first, after.as_deref()).api()?;
         let filter = filter.unwrap_or_default().parse().api()?;
-        let page = read::people(ctx.state()?.db(), &filter, args.request())
+        let page = read::people(state.db(), &filter, args.request())
             .await
             .api()?;
         ctx.read_rows(page.rows.len())?;
         let policy = access::refresh_policy(ctx, refresh)?;
-        Ok(PersonConnection::new(page, args, |rows| {
+        Ok(PersonConnection::new(page, args, &cursors, |rows| {
             Person::batch(rows, policy, ticket(ctx))
         }))
     }

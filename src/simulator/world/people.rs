@@ -51,9 +51,13 @@ impl World {
         let mut nickname = String::new();
         nickname.push_str(FIRST[(h & 15) as usize]);
         nickname.push_str(SECOND[(h >> 4 & 15) as usize]);
-        // About one nickname in 40 carries a raw control character, as real ones do.
+        // About one nickname in 40 carries a raw control character, as real
+        // ones do; a quarter of those a NUL too, which no database stores.
         if (h >> 8).is_multiple_of(40) {
             nickname.push(if (h >> 14) & 1 == 0 { '\u{1}' } else { '\u{8}' });
+            if (h >> 15) & 3 == 0 {
+                nickname.push('\u{0}');
+            }
             nickname.push('✨');
         }
         let place = PLACES[(h >> 16 & 7) as usize];

@@ -30,7 +30,7 @@ use super::types::{FollowersPage, Quota, StableTokenRequest, TokenResponse, User
 use crate::clock::Clock;
 use secrecy::ExposeSecret;
 
-pub use batch::{BATCHGET_MAX, BatchOutcome};
+pub use batch::{BATCHGET_MAX, BatchOutcome, ISOLATION_CALLS};
 pub use retry::RetryPolicy;
 
 /// Paths of the WeChat APIs, as used for breakers, metrics and logs.
