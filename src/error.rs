@@ -26,8 +26,10 @@
 //!
 //! | condition | code |
 //! |---|---|
-//! | an app or account the request names does not exist | `NOT_FOUND` |
+//! | an app or account the request names does not exist; a path no route serves | `NOT_FOUND` |
 //! | input that does not parse or breaks a rule (a malformed id, a page too large, a cursor of another list, the same account twice, too many rows, a TTL too short, an appid taken) | `BAD_USER_INPUT` |
+//! | an HTTP request that is not a GraphQL request union360 can take (a body that is not JSON, a media type it does not speak, a method the route does not answer) | `BAD_REQUEST` |
+//! | a request over a limit (a body too large) | `LIMIT_EXCEEDED` |
 //! | anything else (the database, a sealed value, a bug) | `INTERNAL`, with the message "internal error" |
 //!
 //! A lookup that finds nothing where nothing is a valid answer (`person`,
@@ -56,6 +58,10 @@ pub enum ErrorCode {
     NotFound,
     /// The input is invalid; the message says how.
     BadUserInput,
+    /// The HTTP request is not one the endpoint can take.
+    BadRequest,
+    /// The request exceeds a limit; the message names it.
+    LimitExceeded,
     /// Something failed inside; the cause is logged, not shown.
     Internal,
 }
@@ -66,6 +72,8 @@ impl ErrorCode {
         match self {
             Self::NotFound => "NOT_FOUND",
             Self::BadUserInput => "BAD_USER_INPUT",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::Internal => "INTERNAL",
         }
     }

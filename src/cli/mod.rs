@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 pub use app::AppCommand;
 pub use simulator::SimulatorArgs;
 
-use crate::settings::{DatabaseSettings, ServerSettings};
+use crate::settings::{DatabaseSettings, LogSettings, ServerSettings};
 
 /// union360: the customer-360 identity graph for companies on WeChat.
 #[derive(Debug, Parser)]
@@ -24,6 +24,10 @@ pub struct Cli {
     /// Database and key settings (shared by every subcommand).
     #[command(flatten)]
     pub database: DatabaseSettings,
+
+    /// Log settings (shared by every subcommand).
+    #[command(flatten)]
+    pub log: LogSettings,
 
     /// What to do (default: serve).
     #[command(subcommand)]

@@ -6,38 +6,149 @@
 //! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 when the database answers, else 503 |
-//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
+//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]), here unless it has a listener of its own |
+//!
+//! Every error answer under `/graphql`, and a path no route serves, is a
+//! GraphQL error body (`{"errors":[{"message":…,"extensions":{"code":…}}]}`)
+//! with its HTTP status, including those the HTTP layer gives itself (a body
+//! over the limit is 413 `LIMIT_EXCEEDED`, a method the route does not answer
+//! is 405 `BAD_REQUEST`). CORS headers are sent only to the origins the
+//! settings allow.
+//!
+//! [`serve`] runs the accept loop that bounds every connection.
 
 pub mod graphql;
 pub mod playground;
+mod serve;
+
+pub use serve::{ConnectionLimits, serve};
+
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::get;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::error::ErrorCode;
 use crate::state::AppState;
 
 /// Builds the router of the whole service.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().server.body_limit;
+    let cors = cors(&state.settings().server.http.cors_origins);
     let graphql_routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .with_state(crate::graphql::build_schema(state.clone()));
-    let health_routes = Router::new()
+    let mut health_routes = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state);
-    Router::new()
+        .route("/readyz", get(readyz));
+    if state.settings().server.http.metrics_listen.is_none() {
+        health_routes = health_routes.route("/metrics", get(metrics));
+    }
+    let health_routes = health_routes.with_state(state);
+    let router = Router::new()
         .merge(graphql_routes)
         .merge(health_routes)
         .merge(playground::router())
+        .fallback(not_found)
         // The configured limit replaces axum's built-in 2 MiB one.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            graphql_error_shape,
+        ));
+    // Outside everything else, so that error answers carry the headers too
+    // and preflights are answered before any other check.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+    .layer(TraceLayer::new_for_http())
+}
+
+/// CORS for `origins`, or none when the list is empty.
+fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    (!origins.is_empty()).then(|| {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(3600))
+    })
+}
+
+/// A path no route serves.
+async fn not_found(headers: HeaderMap, uri: Uri) -> Response {
+    graphql::http_error(
+        &headers,
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        &format!("nothing is served at {}", uri.path()),
+    )
+}
+
+/// Gives the GraphQL error shape to the error answers under `/graphql` that
+/// the HTTP layer makes itself (the body limit, a method the route does not
+/// answer, an extractor's rejection), which are plain text.
+async fn graphql_error_shape(
+    State(body_limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let under_graphql = path == "/graphql" || path.starts_with("/graphql/");
+    let method = request.method().clone();
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    if !under_graphql || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorCode::LimitExceeded,
+            format!("the request body is larger than the limit of {body_limit} bytes"),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::BadRequest,
+            format!("/graphql does not answer {method}: use GET or POST"),
+        ),
+        _ if status.is_server_error() => (ErrorCode::Internal, "internal error".to_owned()),
+        _ => (
+            ErrorCode::BadRequest,
+            status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_owned(),
+        ),
+    };
+    let mut shaped = graphql::http_error(&headers, status, code, &message);
+    // Keep what the answer said besides its body (`Allow` on a 405, say).
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    shaped
+}
+
+/// The router of the separate metrics listener: `/metrics` alone.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
         .layer(TraceLayer::new_for_http())
 }
 

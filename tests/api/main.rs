@@ -10,8 +10,10 @@
 mod helpers;
 
 mod apps;
+mod connections;
 mod graphql_http;
 mod health;
+mod http_edge;
 mod identity;
 mod pagination;
 mod refresh;
