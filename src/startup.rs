@@ -16,8 +16,9 @@ use tokio::sync::{oneshot, watch};
 use crate::clock::Clock;
 use crate::crypto::{KeyOrigin, MasterKey};
 use crate::http::ConnectionLimits;
-use crate::settings::Settings;
+use crate::settings::{DatabaseSettings, Settings};
 use crate::state::AppState;
+use crate::store::Store;
 use crate::wechat::{ClientConfig, TokenStore, WechatClient};
 use crate::{http, store};
 
@@ -52,12 +53,7 @@ impl Application {
             KeyOrigin::Setting => {}
         }
         crate::metrics::install();
-        // A database error's own message already ends with its cause.
-        let store = store::connect_within(&url, settings.database.connect_timeout())
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("connecting to the database ({}): {e}", store::redact(&url))
-            })?;
+        let store = connect_database(&settings.database).await?;
         let applied = store::migrate(&store.db)
             .await
             .context("applying database migrations")?;
@@ -171,6 +167,16 @@ impl Application {
         })
         .await
     }
+}
+
+/// Connects to the database the settings name, within their connect
+/// timeout; an error names the URL (without its password) and the cause.
+pub async fn connect_database(settings: &DatabaseSettings) -> anyhow::Result<Store> {
+    let url = &settings.database_url;
+    // A database error's own message already ends with its cause.
+    store::connect_within(url, settings.connect_timeout())
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the database ({}): {e}", store::redact(url)))
 }
 
 /// Listens for Ctrl-C and SIGTERM on a thread and a runtime of its own, so

@@ -103,9 +103,16 @@ async fn graphql_error_shape(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let under_graphql = path == "/graphql" || path.starts_with("/graphql/");
+    if path != "/graphql" && !path.starts_with("/graphql/") {
+        return next.run(request).await;
+    }
+    let path = path.to_owned();
     let method = request.method().clone();
-    let headers = request.headers().clone();
+    // Only what choosing the media type of the answer needs.
+    let mut headers = HeaderMap::new();
+    if let Some(accept) = request.headers().get(header::ACCEPT) {
+        headers.insert(header::ACCEPT, accept.clone());
+    }
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
@@ -113,7 +120,7 @@ async fn graphql_error_shape(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.contains("json"));
-    if !under_graphql || is_json || !(status.is_client_error() || status.is_server_error()) {
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (code, message) = match status {
@@ -123,7 +130,7 @@ async fn graphql_error_shape(
         ),
         StatusCode::METHOD_NOT_ALLOWED => (
             ErrorCode::BadRequest,
-            format!("/graphql does not answer {method}: use GET or POST"),
+            format!("{path} does not answer {method}"),
         ),
         _ if status.is_server_error() => (ErrorCode::Internal, "internal error".to_owned()),
         _ => (
@@ -138,7 +145,7 @@ async fn graphql_error_shape(
     // Keep what the answer said besides its body (`Allow` on a 405, say).
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            shaped.headers_mut().insert(name.clone(), value.clone());
+            shaped.headers_mut().append(name.clone(), value.clone());
         }
     }
     shaped
