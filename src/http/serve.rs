@@ -118,7 +118,7 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
-    _ticket: Ticket,
+    ticket: Ticket,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -126,6 +126,7 @@ async fn connection(
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        _ticket: ticket,
     });
     let tracked = activity.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -364,10 +365,13 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// A TCP stream that reports its reads to the connection's [`Activity`].
+/// A TCP stream that reports its reads to the connection's [`Activity`],
+/// and holds the connection's place while it is open (also after an
+/// upgrade, when it outlives the HTTP connection).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    _ticket: Ticket,
 }
 
 impl AsyncRead for Watched {
