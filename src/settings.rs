@@ -44,7 +44,7 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// open-file limit, `ulimit -n`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 /// The default cap on open connections from one IP address.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 100;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// The default time allowed for connecting to the database, in seconds.
 pub const DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS: u64 = 5;
 
