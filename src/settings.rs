@@ -40,6 +40,8 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 /// The default time an idle kept-alive connection stays open, in seconds.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// The default time a client has to send a request's body, in seconds.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
 /// The default cap on open connections (keep it below the process's
 /// open-file limit, `ulimit -n`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
@@ -195,6 +197,11 @@ pub struct HttpSettings {
     #[arg(long, env = "UNION360_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
     pub idle_timeout_secs: u64,
 
+    /// Seconds a client has to send a request's body, counted from the end of
+    /// its headers; a body still incomplete then is refused (400).
+    #[arg(long, env = "UNION360_BODY_READ_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECS)]
+    pub body_read_timeout_secs: u64,
+
     /// Most connections open at once; further ones are closed as soon as they
     /// are accepted. Keep it below the open-file limit (`ulimit -n`).
     #[arg(long, env = "UNION360_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
@@ -228,6 +235,7 @@ impl Default for HttpSettings {
         Self {
             header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             cors_origins: Vec::new(),
@@ -245,6 +253,11 @@ impl HttpSettings {
     /// How long an idle kept-alive connection stays open.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// How long a client has to send a request's body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
     }
 }
 

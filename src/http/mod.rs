@@ -133,17 +133,28 @@ async fn graphql_error_shape(
             format!("{path} does not answer {method}"),
         ),
         _ if status.is_server_error() => (ErrorCode::Internal, "internal error".to_owned()),
-        _ => (
-            ErrorCode::BadRequest,
-            status
-                .canonical_reason()
-                .unwrap_or("bad request")
-                .to_owned(),
-        ),
+        // An extractor's rejection says what was wrong in a short text.
+        _ => (ErrorCode::BadRequest, String::new()),
+    };
+    let (parts, body) = response.into_parts();
+    let message = if message.is_empty() {
+        axum::body::to_bytes(body, 1024)
+            .await
+            .ok()
+            .and_then(|text| String::from_utf8(text.to_vec()).ok())
+            .filter(|text| !text.trim().is_empty())
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("bad request")
+                    .to_owned()
+            })
+    } else {
+        message
     };
     let mut shaped = graphql::http_error(&headers, status, code, &message);
     // Keep what the answer said besides its body (`Allow` on a 405, say).
-    for (name, value) in response.headers() {
+    for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             shaped.headers_mut().append(name.clone(), value.clone());
         }

@@ -10,11 +10,13 @@
 //!   counted from the connection's opening or from the first byte of a later
 //!   request on a kept-alive connection;
 //! - **idle timeout**: a kept-alive connection with no request in flight and
-//!   none begun is closed after it.
+//!   none begun is closed after it;
+//! - **body read timeout**: a request's body must be complete within it,
+//!   counted from the end of its headers; reading it fails after that.
 //!
-//! While a request runs (from complete headers until its response has been
-//! handed over) no timer of this module applies: how long a request may run
-//! is decided by the request's own limits.
+//! Otherwise no timer of this module applies while a request runs (from
+//! complete headers until its response has been handed over): how long a
+//! request may compute is decided by the request's own limits.
 //!
 //! On shutdown the loop stops accepting, closes the connections with no
 //! request in flight (idle, or still sending headers), lets the others finish
@@ -54,6 +56,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Time a kept-alive connection may stay idle.
     pub idle_timeout: Duration,
+    /// Time to send a request's body, from the end of its headers.
+    pub body_read_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
     /// Connections open at once from one IP address.
@@ -65,6 +69,7 @@ impl From<&HttpSettings> for ConnectionLimits {
         Self {
             header_read_timeout: settings.header_read_timeout(),
             idle_timeout: settings.idle_timeout(),
+            body_read_timeout: settings.body_read_timeout(),
             max_connections: settings.max_connections,
             max_connections_per_ip: settings.max_connections_per_ip,
         }
@@ -133,7 +138,13 @@ async fn connection(
         let guard = tracked.begin();
         let router = router.clone();
         async move {
-            let response = router.oneshot(request.map(Body::new)).await?;
+            let request = request.map(|body| {
+                Body::new(Deadline {
+                    body,
+                    deadline: Box::pin(tokio::time::sleep(limits.body_read_timeout)),
+                })
+            });
+            let response = router.oneshot(request).await?;
             Ok::<Response, Infallible>(response.map(|body| {
                 Body::new(Tracked {
                     body,
@@ -365,6 +376,42 @@ impl http_body::Body for Tracked {
     }
 }
 
+/// A request body that fails once its deadline has passed before it was
+/// read to the end (a client trickling its body holds nothing for long).
+struct Deadline {
+    body: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                Poll::Ready(Some(Err("the request body did not arrive in time".into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A TCP stream that reports its reads to the connection's [`Activity`],
 /// and holds the connection's place while it is open (also after an
 /// upgrade, when it outlives the HTTP connection).
@@ -428,6 +475,7 @@ mod tests {
         ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
             max_connections: total,
             max_connections_per_ip: per_ip,
         }

@@ -120,6 +120,29 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_trickled_body_is_refused_after_the_body_timeout() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.http.body_read_timeout_secs = 1;
+        s.server.http.header_read_timeout_secs = 600;
+        s.server.http.idle_timeout_secs = 600;
+    })
+    .await;
+    let mut stream = TcpStream::connect(server_addr(&app)).await.unwrap();
+    stream
+        .write_all(
+            b"POST /graphql HTTP/1.1\r\nHost: union360\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"query\":",
+        )
+        .await
+        .unwrap();
+    let received = until_closed(&mut stream).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("BAD_REQUEST"), "{text}");
+    assert!(text.contains("did not arrive in time"), "{text}");
+}
+
+#[tokio::test]
 async fn connections_beyond_the_per_address_cap_are_refused_while_others_work() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.server.http.max_connections_per_ip = 3;
