@@ -207,8 +207,9 @@ pub struct HttpSettings {
     #[arg(long, env = "UNION360_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
-    /// Most connections open at once from one IP address; further ones are
-    /// closed as soon as they are accepted. Behind a reverse proxy every
+    /// Most connections open at once from one IP address (an IPv6 /64
+    /// network counts as one address); further ones are closed as soon as
+    /// they are accepted. Behind a reverse proxy every
     /// client shares the proxy's address: raise it to `max_connections` there.
     #[arg(long, env = "UNION360_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,

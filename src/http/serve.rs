@@ -95,7 +95,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Some(ticket) = admission.admit(peer.ip()) else {
-                        // Dropped unread: the client sees the connection reset.
+                        // Closed at once, unanswered.
                         tracing::debug!(http.peer = %peer, "connection refused: too many open connections");
                         continue;
                     };
@@ -210,6 +210,7 @@ impl Admission {
 
     /// A ticket for one more connection from `ip`, or `None` when a cap is reached.
     fn admit(&self, ip: IpAddr) -> Option<Ticket> {
+        let ip = client_of(ip);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let from_ip = open.by_ip.get(&ip).copied().unwrap_or(0);
         if open.total >= self.limits.max_connections
@@ -223,6 +224,19 @@ impl Admission {
             open: self.open.clone(),
             ip,
         })
+    }
+}
+
+/// Who a peer address stands for under the per-address cap: an IPv4
+/// address (also when it reaches an IPv6 listener), or the /64 network of an
+/// IPv6 address, which one subscriber usually holds whole.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -496,6 +510,15 @@ mod tests {
             admission.admit(a).is_some(),
             "a closed connection frees its place"
         );
+    }
+
+    #[test]
+    fn an_ipv6_network_counts_as_one_client() {
+        let one = |ip: &str| client_of(ip.parse().unwrap());
+        assert_eq!(one("2001:db8:1:2::1"), one("2001:db8:1:2:ffff::9"));
+        assert_ne!(one("2001:db8:1:2::1"), one("2001:db8:1:3::1"));
+        assert_eq!(one("::ffff:10.0.0.1"), one("10.0.0.1"));
+        assert_ne!(one("10.0.0.1"), one("10.0.0.2"));
     }
 
     fn phase(activity: &Activity) -> Phase {
