@@ -26,11 +26,12 @@
 //!
 //! | condition | code |
 //! |---|---|
-//! | an app or account the request names does not exist | `NOT_FOUND` |
+//! | an app or account the request names does not exist; a path no route serves | `NOT_FOUND` |
 //! | input that does not parse or breaks a rule (a malformed id, a page too large, a cursor of another list, the same account twice, too many rows, a TTL too short, an appid taken) | `BAD_USER_INPUT` |
 //! | a document that does not parse | `GRAPHQL_PARSE_FAILED` |
 //! | a document that breaks a GraphQL rule (an unknown field, a fragment that spreads itself, an input field given twice) | `GRAPHQL_VALIDATION_FAILED` |
-//! | a request over a limit (document size, tokens, nesting, selections, directives, depth, cost, rows, time, errors) | `LIMIT_EXCEEDED`, the message naming the limit |
+//! | an HTTP request that is not a GraphQL request union360 can take (a body that is not JSON, a media type it does not speak, a method the route does not answer) | `BAD_REQUEST` |
+//! | a request over a limit (body size, document size, tokens, nesting, selections, directives, depth, cost, rows, statements, time, errors) | `LIMIT_EXCEEDED`, the message naming the limit |
 //! | anything else (the database, a sealed value, a bug) | `INTERNAL`, with the message "internal error" |
 //!
 //! A lookup that finds nothing where nothing is a valid answer (`person`,
@@ -70,7 +71,9 @@ pub enum ErrorCode {
     GraphqlParseFailed,
     /// The document breaks a rule of GraphQL or of the schema.
     GraphqlValidationFailed,
-    /// The request asks for more work than a limit allows.
+    /// The HTTP request is not one the endpoint can take.
+    BadRequest,
+    /// The request asks for more work than a limit allows; the message names it.
     LimitExceeded,
     /// Something failed inside; the cause is logged, not shown.
     Internal,
@@ -87,6 +90,7 @@ impl ErrorCode {
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::BadRequest => "BAD_REQUEST",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::Internal => "INTERNAL",
         }

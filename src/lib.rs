@@ -16,7 +16,8 @@
 //! - [`settings`]: typed settings from flags, environment and `.env`, each default declared once.
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
 //! - [`state`]: the composition root: builds each service from explicit parts.
-//! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks.
+//! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks;
+//!   the accept loop that bounds every connection (timeouts, caps, graceful shutdown).
 //! - [`graphql`]: the schema, one module per domain (object, query, mutation), the
 //!   per-request context, batch loading, the query-wide refresh round, errors.
 //! - services:
@@ -35,7 +36,7 @@
 //!   message-push crypto (signatures, safe-mode cipher, XML).
 //! - [`clock`]: injectable time for freshness, tokens, breakers, leases and the app cache.
 //! - [`metrics`]: Prometheus counters and histograms (`GET /metrics`).
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging set-up (text or JSON lines, no colour off a terminal).
 //! - [`simulator`]: a local WeChat sandbox (the WeChat API plus a `/_sim` control plane)
 //!   for tests, the demo and benchmarks.
 

@@ -1,18 +1,24 @@
 //! The `union360` binary: parse the command line, run it.
 
+use std::io::Write as _;
+
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() {
     // A `.env` file is optional; its absence is not an error.
     let _ = dotenvy::dotenv();
-    union360::telemetry::init();
     let cli = union360::cli::Cli::parse();
-    match union360::cli::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    union360::telemetry::init_with(cli.log.log_format);
+    let code = match union360::cli::run(cli).await {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("union360: {e:#}");
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // End here, whatever tasks remain: dropping the runtime would wait for
+    // a task stuck in a long computation, and a stopped server must exit.
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
 }

@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use secrecy::SecretString;
@@ -65,6 +66,19 @@ pub const DEFAULT_KEY_BURST: u32 = 100;
 pub const DEFAULT_KEY_MAX_CONCURRENT: u32 = 16;
 /// How often API keys' last-use times are written, in seconds.
 pub const DEFAULT_KEY_LAST_USED_FLUSH_SECS: u64 = 60;
+/// The default time a client has to send a request's headers, in seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
+/// The default time an idle kept-alive connection stays open, in seconds.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// The default time a client has to send a request's body, in seconds.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
+/// The default cap on open connections (keep it below the process's
+/// open-file limit, `ulimit -n`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// The default cap on open connections from one IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// The default time allowed for connecting to the database, in seconds.
+pub const DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS: u64 = 5;
 
 /// Where to find the database.
 #[derive(Clone, Args)]
@@ -82,6 +96,32 @@ pub struct DatabaseSettings {
         global = true
     )]
     pub master_key: Option<SecretString>,
+
+    /// Seconds allowed for reaching the database at start-up; past it (or on a
+    /// refused connection) start-up fails, naming the cause.
+    #[arg(
+        long,
+        env = "UNION360_DATABASE_CONNECT_TIMEOUT_SECS",
+        default_value_t = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS,
+        global = true
+    )]
+    pub database_connect_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    /// Settings for `database_url`, every other value at its default.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            master_key: None,
+            database_connect_timeout_secs: DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS,
+        }
+    }
+
+    /// How long start-up waits for the database.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_connect_timeout_secs)
+    }
 }
 
 impl std::fmt::Debug for DatabaseSettings {
@@ -90,6 +130,10 @@ impl std::fmt::Debug for DatabaseSettings {
         f.debug_struct("DatabaseSettings")
             .field("database_url", &crate::store::redact(&self.database_url))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .field(
+                "database_connect_timeout_secs",
+                &self.database_connect_timeout_secs,
+            )
             .finish()
     }
 }
@@ -140,6 +184,9 @@ pub struct ServerSettings {
     #[arg(long, env = "UNION360_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
 
+    /// Connections, timeouts, CORS and the metrics listener.
+    #[command(flatten)]
+    pub http: HttpSettings,
     /// Per-key limits of API keys without their own.
     #[command(flatten)]
     pub keys: KeySettings,
@@ -206,6 +253,7 @@ impl Default for ServerSettings {
             introspection: DEFAULT_INTROSPECTION,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             keys: KeySettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -285,11 +333,127 @@ impl Default for LimitSettings {
     }
 }
 
+/// Settings of the HTTP edge: what bounds each connection, which browser
+/// origins may call the API, and where `/metrics` is served.
+#[derive(Debug, Clone, Args)]
+pub struct HttpSettings {
+    /// Seconds a client has to send a request's headers, counted from the
+    /// connection's opening or from the first byte of a later request; a
+    /// connection that has not sent them in time is closed.
+    #[arg(long, env = "UNION360_HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may stay idle (no request in flight,
+    /// none begun) before it is closed.
+    #[arg(long, env = "UNION360_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's body, counted from the end of
+    /// its headers; a body still incomplete then is refused (400).
+    #[arg(long, env = "UNION360_BODY_READ_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECS)]
+    pub body_read_timeout_secs: u64,
+
+    /// Most connections open at once; further ones are closed as soon as they
+    /// are accepted. Keep it below the open-file limit (`ulimit -n`).
+    #[arg(long, env = "UNION360_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Most connections open at once from one IP address (an IPv6 /64
+    /// network counts as one address); further ones are closed as soon as
+    /// they are accepted. Behind a reverse proxy every
+    /// client shares the proxy's address: raise it to `max_connections` there.
+    #[arg(long, env = "UNION360_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+
+    /// Browser origins allowed to call the API (CORS), comma-separated, such
+    /// as `https://crm.example.com`; empty (the default) sends no CORS headers.
+    #[arg(
+        long,
+        env = "UNION360_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_parser = parse_origin,
+    )]
+    pub cors_origins: Vec<HeaderValue>,
+
+    /// A separate address to serve `/metrics` on (only there); unset serves
+    /// it on the main listener.
+    #[arg(long, env = "UNION360_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for HttpSettings {
+    /// Every HTTP setting at its default (the environment is not read).
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            cors_origins: Vec::new(),
+            metrics_listen: None,
+        }
+    }
+}
+
 impl LimitSettings {
     /// How long one GraphQL request may run.
     pub fn request_deadline(&self) -> Duration {
         Duration::from_secs(self.request_deadline_secs)
     }
+}
+
+impl HttpSettings {
+    /// How long a client has to send a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// How long an idle kept-alive connection stays open.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// How long a client has to send a request's body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn parse_origin(value: &str) -> Result<HeaderValue, String> {
+    let value = value.trim().trim_end_matches('/');
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("`{value}` is not an origin: it must start with https:// or http://")
+        })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
+        return Err(format!(
+            "`{value}` is not an origin: it must be scheme://host[:port], nothing after"
+        ));
+    }
+    HeaderValue::from_str(value).map_err(|_| format!("`{value}` is not an origin"))
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Settings of the logs (every subcommand).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct LogSettings {
+    /// Log line format: `text` or `json` (one object per line). The level
+    /// is set with `RUST_LOG`.
+    #[arg(long, env = "UNION360_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 }
 
 /// Everything `union360 serve` needs.
@@ -305,10 +469,7 @@ impl Settings {
     /// Settings for a server on `database_url`, with every other value at its default.
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
-            database: DatabaseSettings {
-                database_url: database_url.into(),
-                master_key: None,
-            },
+            database: DatabaseSettings::new(database_url),
             server: ServerSettings::default(),
         }
     }
@@ -326,5 +487,23 @@ impl Settings {
     /// How long shutdown waits for in-flight requests.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.server.shutdown_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        assert_eq!(
+            parse_origin("https://crm.example.com/").unwrap(),
+            "https://crm.example.com"
+        );
+        assert!(parse_origin("http://localhost:3000").is_ok());
+        assert!(parse_origin("crm.example.com").is_err());
+        assert!(parse_origin("https://crm.example.com/app").is_err());
+        assert!(parse_origin("https://*.example.com").is_err());
+        assert!(parse_origin("https://").is_err());
     }
 }

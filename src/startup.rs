@@ -7,20 +7,25 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
 use crate::crypto::{KeyOrigin, MasterKey};
-use crate::settings::Settings;
+use crate::http::ConnectionLimits;
+use crate::settings::{DatabaseSettings, Settings};
 use crate::state::AppState;
+use crate::store::Store;
 use crate::wechat::{ClientConfig, TokenStore, WechatClient};
 use crate::{http, store};
 
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -48,9 +53,7 @@ impl Application {
             KeyOrigin::Setting => {}
         }
         crate::metrics::install();
-        let store = store::connect(&url)
-            .await
-            .with_context(|| format!("connecting to the database ({})", store::redact(&url)))?;
+        let store = connect_database(&settings.database).await?;
         let applied = store::migrate(&store.db)
             .await
             .context("applying database migrations")?;
@@ -60,6 +63,14 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
+        let metrics_listener = match settings.server.http.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} for /metrics"))?,
+            ),
+            None => None,
+        };
         let mut wechat_config = ClientConfig::new(&settings.server.wechat_api_base);
         wechat_config.token_endpoint = settings.server.wechat_token_endpoint;
         let token_store = TokenStore {
@@ -68,12 +79,23 @@ impl Application {
         };
         let wechat = WechatClient::new(wechat_config, Some(token_store), clock.clone())?;
         let state = AppState::new(store, master_key, settings, wechat, clock);
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            state,
+        })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address `/metrics` is served on when it has a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The shared state (for tests and embedding).
@@ -82,13 +104,15 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests
-    /// (for at most the configured grace period).
+    /// (for at most the configured grace period) and returns.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
-        let grace = self.state.settings().shutdown_grace();
+        let settings = self.state.settings();
+        let grace = settings.shutdown_grace();
+        let limits = ConnectionLimits::from(&settings.server.http);
         tracing::info!(
             http.addr = %addr,
             "union360 listening: GraphQL at http://{addr}/graphql, playground at http://{addr}/graphiql"
@@ -101,33 +125,94 @@ impl Application {
         }
         let flush_every = self.state.settings().server.keys.last_used_flush();
         let flusher = tokio::spawn(keys.clone().flush_every(flush_every));
-        let router = http::router(self.state);
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopped_tx.send(());
-        });
-        let served = tokio::select! {
-            result = serve => result.context("serving HTTP"),
-            () = async {
-                let _ = stopped_rx.await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("shutdown grace period over; dropping open connections");
-                Ok(())
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut stop_rx = stop_rx.clone();
+            async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
             }
         };
+        let metrics = self.metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(http.addr = %addr, "metrics at http://{addr}/metrics");
+            }
+            http::serve(
+                listener,
+                http::metrics_router(self.state.clone()),
+                limits,
+                stopped(),
+            )
+        });
+        let main = http::serve(self.listener, http::router(self.state), limits, stopped());
+        let serve = async move {
+            match metrics {
+                Some(metrics) => {
+                    tokio::join!(main, metrics);
+                }
+                None => main.await,
+            }
+        };
+        let grace_over = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            () = serve => {}
+            () = grace_over => {
+                tracing::warn!("shutdown grace period over; dropping open connections");
+            }
+        }
         flusher.abort();
         if let Err(e) = keys.flush_last_used().await {
             tracing::warn!(error = %e, "could not record API keys' last use");
         }
-        served
+        Ok(())
     }
 
-    /// Serves until Ctrl-C or SIGTERM.
+    /// Serves until Ctrl-C or SIGTERM, then ends the process once the grace
+    /// period has passed, even if a request is still computing.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        let signalled = watch_signals(self.state.settings().shutdown_grace())?;
+        self.run_until(async {
+            let _ = signalled.await;
+        })
+        .await
     }
+}
+
+/// Connects to the database the settings name, within their connect
+/// timeout; an error names the URL (without its password) and the cause.
+pub async fn connect_database(settings: &DatabaseSettings) -> anyhow::Result<Store> {
+    let url = &settings.database_url;
+    // A database error's own message already ends with its cause.
+    store::connect_within(url, settings.connect_timeout())
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the database ({}): {e}", store::redact(url)))
+}
+
+/// Listens for Ctrl-C and SIGTERM on a thread and a runtime of its own, so
+/// that a signal is heard even while every worker of the server's runtime is
+/// held by a long computation; reports the signal through the returned
+/// receiver, then ends the process when `grace` has passed, whether or not
+/// the server has stopped by then.
+fn watch_signals(grace: Duration) -> anyhow::Result<oneshot::Receiver<()>> {
+    let (signalled_tx, signalled_rx) = oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the signal runtime")?;
+    std::thread::Builder::new()
+        .name("union360-signals".to_owned())
+        .spawn(move || {
+            runtime.block_on(shutdown_signal());
+            let _ = signalled_tx.send(());
+            std::thread::sleep(grace);
+            tracing::warn!("shutdown grace period over with requests still running: exiting");
+            std::process::exit(0);
+        })
+        .context("starting the signal thread")?;
+    Ok(signalled_rx)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

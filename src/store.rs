@@ -20,7 +20,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 /// Counts the SQL statements a connection has run (for `/metrics` and the N+1 tests).
@@ -54,8 +54,21 @@ pub struct Store {
     pub statements: StatementCounter,
 }
 
-/// Connects to `url`, SQLite or PostgreSQL.
+/// Connects to `url`, SQLite or PostgreSQL, allowing the default time to reach it.
 pub async fn connect(url: &str) -> Result<Store, DbErr> {
+    connect_within(
+        url,
+        Duration::from_secs(crate::settings::DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS),
+    )
+    .await
+}
+
+/// Connects to `url`, SQLite or PostgreSQL; a server that cannot be reached
+/// within `timeout` (or refuses) fails at once with the cause.
+pub async fn connect_within(url: &str, timeout: Duration) -> Result<Store, DbErr> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        probe(url, timeout).await?;
+    }
     let mut options = ConnectOptions::new(url.to_owned());
     // Every connection to an in-memory SQLite database is a database of its
     // own: keep one, or migrations and reads would not meet.
@@ -63,7 +76,7 @@ pub async fn connect(url: &str) -> Result<Store, DbErr> {
     options
         .max_connections(if in_memory { 1 } else { 16 })
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(timeout)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
@@ -86,6 +99,27 @@ pub async fn connect(url: &str) -> Result<Store, DbErr> {
         );
     });
     Ok(Store { db, statements })
+}
+
+/// Opens and closes one connection to a database server. The pool retries
+/// failed connections until its acquire timeout and then reports only that
+/// it timed out; one direct attempt fails fast and says why ("connection
+/// refused", an unknown host, a rejected password).
+async fn probe(url: &str, timeout: Duration) -> Result<(), DbErr> {
+    use sea_orm::sqlx::Connection as _;
+    let connection =
+        match tokio::time::timeout(timeout, sea_orm::sqlx::PgConnection::connect(url)).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => return Err(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e)))),
+            Err(_) => {
+                return Err(DbErr::Conn(RuntimeErr::Internal(format!(
+                    "no answer within {} s",
+                    timeout.as_secs_f32()
+                ))));
+            }
+        };
+    let _ = connection.close().await;
+    Ok(())
 }
 
 /// Applies every pending migration; returns how many were applied.

@@ -36,7 +36,7 @@ pub enum AppCommand {
 
 /// Runs an `app` subcommand.
 pub(super) async fn run(database: DatabaseSettings, command: AppCommand) -> anyhow::Result<()> {
-    let store = store::connect(&database.database_url).await?;
+    let store = crate::startup::connect_database(&database).await?;
     store::migrate(&store.db).await?;
     match command {
         AppCommand::List => {

@@ -5,7 +5,7 @@ use crate::store;
 
 /// Applies the pending migrations and says how many.
 pub(super) async fn run(database: DatabaseSettings) -> anyhow::Result<()> {
-    let store = store::connect(&database.database_url).await?;
+    let store = crate::startup::connect_database(&database).await?;
     let applied = store::migrate(&store.db).await?;
     println!("{applied} migration(s) applied");
     Ok(())

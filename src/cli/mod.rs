@@ -19,7 +19,7 @@ pub use app::AppCommand;
 pub use master_key::MasterKeyCommand;
 pub use simulator::SimulatorArgs;
 
-use crate::settings::{DatabaseSettings, ServerSettings};
+use crate::settings::{DatabaseSettings, LogSettings, ServerSettings};
 
 /// union360: the customer-360 identity graph for companies on WeChat.
 #[derive(Debug, Parser)]
@@ -28,6 +28,10 @@ pub struct Cli {
     /// Database and key settings (shared by every subcommand).
     #[command(flatten)]
     pub database: DatabaseSettings,
+
+    /// Log settings (shared by every subcommand).
+    #[command(flatten)]
+    pub log: LogSettings,
 
     /// What to do (default: serve).
     #[command(subcommand)]

@@ -60,7 +60,9 @@ impl ApiError {
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
         if let Self::Internal(cause) = self {
-            tracing::error!(error = ?cause, "request failed");
+            // The cause chain on one line: `{:?}` of an `anyhow::Error`
+            // would spread it over several, with a backtrace when enabled.
+            tracing::error!(error = %format_args!("{cause:#}"), "request failed");
         }
         let code = self.code().as_str();
         async_graphql::Error::new(self.to_string()).extend_with(|_, e| e.set("code", code))
@@ -191,6 +193,22 @@ mod tests {
             ApiError::from(RefreshError::Lookup(LookupError::NotRegistered(appid()))).code(),
         ];
         assert!(codes.iter().all(|c| *c == ErrorCode::NotFound), "{codes:?}");
+    }
+
+    #[test]
+    fn internal_errors_are_logged_on_one_line_with_their_cause_chain() {
+        use crate::telemetry::capture::Captured;
+        let captured = Captured::default();
+        let subscriber =
+            crate::telemetry::subscriber(crate::settings::LogFormat::Text, false, captured.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let cause = anyhow::anyhow!("disk full").context("writing the account");
+            let _ = ApiError::internal(cause).extend();
+        });
+        let text = captured.text();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("writing the account: disk full"), "{text}");
+        assert!(!text.contains("backtrace"), "{text}");
     }
 
     #[test]

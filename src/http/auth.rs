@@ -11,9 +11,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use serde_json::json;
 
-use super::graphql::{Media, Negotiated, body, negotiate};
+use super::graphql::{Negotiated, http_error, negotiate};
 use crate::error::ErrorCode;
 use crate::keys::{AuthError, Keys, Refusal};
 
@@ -23,19 +22,16 @@ pub async fn require_key(State(keys): State<Keys>, mut request: Request, next: N
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let wants_page = request.method() == Method::GET;
-    let media = match negotiate(accept, wants_page) {
-        Negotiated::Html => return next.run(request).await,
-        Negotiated::Media(media) => media,
-        // The handler answers 406 for itself.
-        Negotiated::NotAcceptable => Media::Json,
-    };
+    if request.method() == Method::GET && negotiate(accept, true) == Negotiated::Html {
+        return next.run(request).await;
+    }
+    let headers = request.headers().clone();
+    let refuse = |status, code, message: &str| http_error(&headers, status, code, message);
     let principal = match keys.authenticate(bearer(request.headers())).await {
         Ok(principal) => principal,
         Err(AuthError::Db(e)) => {
             tracing::error!(error = %e, "could not read the API key table");
             return refuse(
-                media,
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Internal,
                 "internal error",
@@ -47,7 +43,6 @@ pub async fn require_key(State(keys): State<Keys>, mut request: Request, next: N
                 (_, e) => e,
             };
             let mut response = refuse(
-                media,
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthenticated,
                 &e.to_string(),
@@ -72,7 +67,6 @@ pub async fn require_key(State(keys): State<Keys>, mut request: Request, next: N
                 }
             };
             let mut response = refuse(
-                media,
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,
                 message,
@@ -99,14 +93,6 @@ fn bearer(headers: &HeaderMap) -> &str {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .unwrap_or_default()
-}
-
-fn refuse(media: Media, status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    body(
-        media,
-        status,
-        &json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] }),
-    )
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::playground;
+use crate::error::ErrorCode;
 use crate::graphql::ApiSchema;
 use crate::graphql::access::Refused;
 use crate::graphql::limits::Limits;
@@ -109,7 +110,12 @@ pub(super) fn body(media: Media, status: StatusCode, value: &impl serde::Seriali
         Ok(text) => text,
         Err(e) => {
             tracing::error!(error = %e, "could not serialise a GraphQL response");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, JSON)],
+                r#"{"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#,
+            )
+                .into_response();
         }
     };
     let mut response = (status, text).into_response();
@@ -120,21 +126,49 @@ pub(super) fn body(media: Media, status: StatusCode, value: &impl serde::Seriali
     response
 }
 
-/// A request error: no `data` entry, one error with a code.
-fn request_error(media: Media, message: &str) -> Response {
+/// An error answer: no `data` entry, one error with a code.
+fn error_body(media: Media, status: StatusCode, code: ErrorCode, message: &str) -> Response {
     body(
         media,
-        media.request_error_status(),
-        &json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }] }),
+        status,
+        &json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] }),
     )
 }
 
-fn not_acceptable() -> Response {
-    (
+/// A request error: no `data` entry, one error with a code.
+fn request_error(media: Media, message: &str) -> Response {
+    error_body(
+        media,
+        media.request_error_status(),
+        ErrorCode::BadRequest,
+        message,
+    )
+}
+
+/// An error answer of the HTTP layer in the GraphQL shape, as
+/// `application/graphql-response+json` when the client asks for it and as
+/// `application/json` otherwise (even when it accepts neither: a 406 must
+/// still say why).
+pub(super) fn http_error(
+    headers: &HeaderMap,
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+) -> Response {
+    let media = match negotiate(accept_header(headers), false) {
+        Negotiated::Media(media) => media,
+        Negotiated::Html | Negotiated::NotAcceptable => Media::Json,
+    };
+    error_body(media, status, code, message)
+}
+
+fn not_acceptable(headers: &HeaderMap) -> Response {
+    http_error(
+        headers,
         StatusCode::NOT_ACCEPTABLE,
+        ErrorCode::BadRequest,
         "union360 answers GraphQL as application/graphql-response+json or application/json",
     )
-        .into_response()
 }
 
 /// The parameters of one GraphQL request, validated.
@@ -203,7 +237,7 @@ pub async fn get(
 ) -> Response {
     let mut response = match negotiate(accept_header(&headers), true) {
         Negotiated::Html => playground::page(),
-        Negotiated::NotAcceptable => not_acceptable(),
+        Negotiated::NotAcceptable => not_acceptable(&headers),
         Negotiated::Media(media) => match Params::from_query_string(raw.as_deref()) {
             Ok(params) => execute(&schema, media, params, true, caller).await,
             Err(message) => request_error(media, &message),
@@ -228,24 +262,26 @@ pub async fn post(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if !is_json_utf8(content_type) {
-        return (
+        return http_error(
+            &headers,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadRequest,
             "POST /graphql takes a JSON body: Content-Type: application/json",
-        )
-            .into_response();
+        );
     }
     let media = match negotiate(accept_header(&headers), false) {
         Negotiated::Media(media) => media,
-        _ => return not_acceptable(),
+        _ => return not_acceptable(&headers),
     };
     let value: Value = match serde_json::from_slice(&bytes) {
         Ok(value) => value,
         // A body that is not JSON is a 400 whatever the media type.
         Err(_) => {
-            return body(
+            return error_body(
                 media,
                 StatusCode::BAD_REQUEST,
-                &json!({ "errors": [{ "message": "the request body is not valid JSON", "extensions": { "code": "BAD_REQUEST" } }] }),
+                ErrorCode::BadRequest,
+                "the request body is not valid JSON",
             );
         }
     };
@@ -301,11 +337,12 @@ async fn execute(
         && operation_type(&document.operations, params.operation_name.as_deref())
             == Some(OperationType::Mutation)
     {
-        let mut response = (
+        let mut response = error_body(
+            media,
             StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadRequest,
             "mutations must be sent with POST",
-        )
-            .into_response();
+        );
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));

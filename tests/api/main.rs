@@ -11,9 +11,11 @@ mod helpers;
 
 mod apps;
 mod bad_input;
+mod connections;
 mod graphql_http;
 mod health;
 mod hostile;
+mod http_edge;
 mod identity;
 mod pagination;
 mod random_input;
