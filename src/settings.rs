@@ -54,6 +54,13 @@ pub const DEFAULT_MAX_ROWS: usize = 10_000;
 pub const DEFAULT_MAX_STATEMENTS: u64 = 5_000;
 /// The default most errors in one response.
 pub const DEFAULT_MAX_ERRORS: usize = 100;
+/// The default most root fields in one operation.
+pub const DEFAULT_MAX_ROOT_FIELDS: usize = 100;
+/// The default largest response body, in bytes (32 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// The deepest nesting that may be allowed: the parser is recursive, and
+/// this stays far from its stack's end.
+pub const MAX_NESTING_CEILING: usize = 256;
 /// The default time one GraphQL request may run, in seconds.
 pub const DEFAULT_REQUEST_DEADLINE_SECS: u64 = 30;
 /// The default shutdown grace period, in seconds.
@@ -272,8 +279,14 @@ pub struct LimitSettings {
     #[arg(long, env = "UNION360_MAX_TOKENS", default_value_t = DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
 
-    /// Deepest nesting of braces, brackets and parentheses in a GraphQL document.
-    #[arg(long, env = "UNION360_MAX_NESTING", default_value_t = DEFAULT_MAX_NESTING)]
+    /// Deepest nesting of braces, brackets and parentheses in a GraphQL
+    /// document (at most 256: the parser is recursive).
+    #[arg(
+        long,
+        env = "UNION360_MAX_NESTING",
+        default_value_t = DEFAULT_MAX_NESTING,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_NESTING_CEILING as u64).map(|n| n as usize),
+    )]
     pub max_nesting: usize,
 
     /// Most selections (fields, aliases included, fragment spreads and inline
@@ -309,6 +322,16 @@ pub struct LimitSettings {
     #[arg(long, env = "UNION360_MAX_ERRORS", default_value_t = DEFAULT_MAX_ERRORS)]
     pub max_errors: usize,
 
+    /// Most root fields in one operation, fragments counted where they are
+    /// spread (each root field runs on its own, with its own SQL).
+    #[arg(long, env = "UNION360_MAX_ROOT_FIELDS", default_value_t = DEFAULT_MAX_ROOT_FIELDS)]
+    pub max_root_fields: usize,
+
+    /// Largest response body, in bytes; a larger answer is replaced by a
+    /// `LIMIT_EXCEEDED` error.
+    #[arg(long, env = "UNION360_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
+
     /// Seconds one GraphQL request may run before it is abandoned.
     #[arg(long, env = "UNION360_REQUEST_DEADLINE_SECS", default_value_t = DEFAULT_REQUEST_DEADLINE_SECS)]
     pub request_deadline_secs: u64,
@@ -328,6 +351,8 @@ impl Default for LimitSettings {
             max_rows: DEFAULT_MAX_ROWS,
             max_statements: DEFAULT_MAX_STATEMENTS,
             max_errors: DEFAULT_MAX_ERRORS,
+            max_root_fields: DEFAULT_MAX_ROOT_FIELDS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             request_deadline_secs: DEFAULT_REQUEST_DEADLINE_SECS,
         }
     }

@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the GraphQL server (applies pending migrations first).
-    Serve(ServerSettings),
+    Serve(Box<ServerSettings>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL).
@@ -66,7 +66,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve::run(cli.database, serve::from_environment()).await,
-        Some(Command::Serve(server)) => serve::run(cli.database, server).await,
+        Some(Command::Serve(server)) => serve::run(cli.database, *server).await,
         Some(Command::Migrate) => migrate::run(cli.database).await,
         Some(Command::Schema) => {
             schema::run();

@@ -31,7 +31,7 @@ use super::playground;
 use crate::error::ErrorCode;
 use crate::graphql::ApiSchema;
 use crate::graphql::access::Refused;
-use crate::graphql::limits::Limits;
+use crate::graphql::limits::{Limits, Refusal};
 use crate::keys::Principal;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -118,6 +118,11 @@ pub(super) fn body(media: Media, status: StatusCode, value: &impl serde::Seriali
                 .into_response();
         }
     };
+    text_body(media, status, text)
+}
+
+/// A serialised answer of `media`.
+fn text_body(media: Media, status: StatusCode, text: String) -> Response {
     let mut response = (status, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -349,7 +354,8 @@ async fn execute(
         return response;
     }
 
-    let mut request = async_graphql::Request::new(params.query).data(Refused::default());
+    let mut request =
+        async_graphql::Request::new(params.query).data(Refused::new(limits.max_errors()));
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
@@ -387,7 +393,47 @@ async fn execute(
     if never_executed {
         return request_errors(media, response.errors);
     }
-    body(media, StatusCode::OK, &response)
+    let max = limits.max_response_bytes();
+    match serialize_within(&response, max) {
+        Some(text) => text_body(media, StatusCode::OK, text),
+        None => body(
+            media,
+            StatusCode::OK,
+            &async_graphql::Response::from_errors(vec![
+                Refusal::limit(format!(
+                    "the response would be larger than {max} bytes (UNION360_MAX_RESPONSE_BYTES)"
+                ))
+                .into(),
+            ]),
+        ),
+    }
+}
+
+/// `value` as JSON, or `None` when it would pass `max` bytes (serialisation
+/// stops there: an oversized answer is never held whole).
+fn serialize_within(value: &impl serde::Serialize, max: usize) -> Option<String> {
+    struct Capped {
+        buf: Vec<u8>,
+        max: usize,
+    }
+    impl std::io::Write for Capped {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.buf.len() + bytes.len() > self.max {
+                return Err(std::io::Error::other("response too large"));
+            }
+            self.buf.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped {
+        buf: Vec::new(),
+        max,
+    };
+    serde_json::to_writer(&mut out, value).ok()?;
+    String::from_utf8(out.buf).ok()
 }
 
 /// A request error made of `errors` (which carry their codes).

@@ -214,7 +214,7 @@ async fn a_thousand_aliased_pages_are_refused_before_running(backend: Backend) {
     people_in_one_app(&app, 100).await;
     let statements = app.state.store().statements.get();
     let (status, body) = post(&app, &aliased_pages(1_000)).await;
-    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_COMPLEXITY");
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_ROOT_FIELDS");
     // Cost counts page sizes: thirty pages of 100 are too many as well.
     let (status, body) = post(&app, &aliased_pages(30)).await;
     assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_COMPLEXITY");
@@ -449,4 +449,79 @@ async fn a_request_past_its_deadline_is_stopped() {
         "{message}"
     );
     still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn one_root_field_repeated_thousands_of_times_is_refused_before_it_runs() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let before = app.state.store().statements.get();
+    let query = format!("{{ {} }}", "apps { appid } ".repeat(4500));
+    let (status, body) = post(&app, &query).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "more than 100 root fields");
+    // Through fragments too.
+    let spreads = "...F ".repeat(60);
+    let (status, body) = post(
+        &app,
+        &format!("{{ {spreads} }} fragment F on Query {{ apps {{ appid }} a: apps {{ name }} }}"),
+    )
+    .await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "root fields");
+    assert!(
+        app.state.store().statements.get() - before <= 2,
+        "refused before any SQL (an API key table reload at most)"
+    );
+    still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn long_aliases_and_introspection_that_multiplies_are_refused() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let alias = "a".repeat(90_000);
+    let (status, body) = post(&app, &format!("{{ {alias}: apps {{ appid }} }}")).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "longer than 128 bytes");
+    // A type's fields lead to types with fields: every hop multiplies.
+    let bomb = "{ __schema { types { fields { type { ofType { ofType { fields { type { ofType { ofType { fields { name } } } } } } } } } } } }";
+    let (status, body) = post(&app, bomb).await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "introspection");
+    let copies: String = (0..30)
+        .map(|i| format!("t{i}: types {{ ...F }} "))
+        .collect();
+    let (status, body) = post(
+        &app,
+        &format!("{{ __schema {{ {copies} }} }} fragment F on __Type {{ fields {{ args {{ name description }} type {{ name }} name description }} }}"),
+    )
+    .await;
+    assert_refused(status, &body, "LIMIT_EXCEEDED", "introspection");
+    // The schema itself is still one query away.
+    let (status, body) = post(&app, "{ __schema { types { name fields { name args { name } type { name ofType { name } } } } } }").await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert!(body["data"]["__schema"]["types"].as_array().unwrap().len() > 10);
+    still_answers(&app).await;
+}
+
+#[tokio::test]
+async fn a_response_over_its_size_limit_is_replaced_by_an_error() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.limits.max_response_bytes = 20_000;
+    })
+    .await;
+    people_in_one_app(&app, 50).await;
+    let page =
+        "people(first: 50) { nodes { unionid nickname accounts { openid appid nickname } } }";
+    let (status, body) = post(
+        &app,
+        &format!("{{ a: {page} b: {page} c: {page} d: {page} }}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert!(body["data"].is_null(), "{body:#}");
+    assert_eq!(codes(&body), ["LIMIT_EXCEEDED"]);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UNION360_MAX_RESPONSE_BYTES")
+    );
+    let (_, small) = post(&app, "{ people(first: 2) { nodes { unionid } } }").await;
+    assert!(small.get("errors").is_none(), "{small:#}");
 }

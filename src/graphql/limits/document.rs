@@ -9,6 +9,13 @@
 //! time linear in its length, with no recursion through fragments; cycles
 //! are refused on the way. The count covers every operation and every
 //! fragment definition, so it bounds the work of every validation rule.
+//!
+//! The same pass bounds what introspection can produce. Its lists (`types`,
+//! `fields`, `args`, …) are not counted by the cost limit, and a type's
+//! fields lead to types with fields again, so a short introspection query
+//! can ask for billions of values. Each selection is counted once per value
+//! it can produce, every introspection list multiplying what it holds by a
+//! bound at least as large as the schema's (see [`INTROSPECTION_LISTS`]).
 
 use std::collections::HashMap;
 
@@ -17,6 +24,32 @@ use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
 use super::Refusal;
 
+/// Introspection's list fields and a bound on their length in this schema
+/// (a test checks the schema stays within them).
+pub const INTROSPECTION_LISTS: [(&str, usize); 9] = [
+    ("types", 64),
+    ("fields", 32),
+    ("args", 8),
+    ("inputFields", 16),
+    ("enumValues", 24),
+    ("interfaces", 4),
+    ("possibleTypes", 8),
+    ("directives", 8),
+    ("locations", 24),
+];
+
+/// The most values an introspection query may produce, as estimated with
+/// [`INTROSPECTION_LISTS`]: GraphiQL's full introspection query comes to
+/// about 410,000 on this estimate (its real answer is far smaller).
+pub const MAX_INTROSPECTION_VALUES: usize = 1_000_000;
+
+fn list_bound(field: &str) -> usize {
+    INTROSPECTION_LISTS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map_or(1, |(_, bound)| *bound)
+}
+
 /// The limits of this check.
 #[derive(Debug, Clone, Copy)]
 pub struct DocumentLimits {
@@ -24,6 +57,10 @@ pub struct DocumentLimits {
     pub max_selections: usize,
     /// Most directives, expanded.
     pub max_directives: usize,
+    /// Most root fields in one operation, expanded. Each root field runs on
+    /// its own, with its own statements, so a document repeating one root
+    /// field thousands of times would hold the database for everyone.
+    pub max_root_fields: usize,
 }
 
 /// The expanded size of a part of a document (saturating: a size past any
@@ -32,6 +69,12 @@ pub struct DocumentLimits {
 struct Size {
     selections: usize,
     directives: usize,
+    /// The values the selections can produce, introspection lists counted
+    /// by their bound (other lists are the cost limit's).
+    values: usize,
+    /// Fields at the set's own level (through fragments and inline
+    /// fragments spread there, not inside fields).
+    top: usize,
 }
 
 impl Size {
@@ -39,6 +82,8 @@ impl Size {
         Self {
             selections: self.selections.saturating_add(other.selections),
             directives: self.directives.saturating_add(other.directives),
+            values: self.values.saturating_add(other.values),
+            top: self.top.saturating_add(other.top),
         }
     }
 
@@ -46,6 +91,8 @@ impl Size {
         Self {
             selections: 0,
             directives: n,
+            values: 0,
+            top: 0,
         }
     }
 
@@ -54,6 +101,16 @@ impl Size {
         Self {
             selections: 1,
             directives,
+            values: 1,
+            top: 0,
+        }
+    }
+
+    /// What a field holding `inner` produces, repeated `times` times.
+    fn repeated(self, times: usize) -> Self {
+        Self {
+            values: self.values.saturating_mul(times),
+            ..self
         }
     }
 }
@@ -63,11 +120,15 @@ impl Size {
 pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<(), Refusal> {
     let sizes = fragment_sizes(doc)?;
     let mut total = Size::default();
+    // The most root fields of one operation.
+    let mut root_fields = 0;
     for (_, operation) in doc.operations.iter() {
         let op = &operation.node;
+        let body = size_of(&op.selection_set, &sizes);
+        root_fields = root_fields.max(body.top);
         total = total
             .add(Size::directives(op.directives.len()))
-            .add(size_of(&op.selection_set, &sizes));
+            .add(Size { top: 0, ..body });
         for variable in &op.variable_definitions {
             total = total.add(Size::directives(variable.node.directives.len()));
         }
@@ -79,6 +140,17 @@ pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<(), Ref
         return Err(Refusal::limit(format!(
             "the document selects more than {} fields, fragments counted where they are spread (UNION360_MAX_SELECTIONS)",
             limits.max_selections
+        )));
+    }
+    if root_fields > limits.max_root_fields {
+        return Err(Refusal::limit(format!(
+            "an operation has more than {} root fields, fragments counted where they are spread (UNION360_MAX_ROOT_FIELDS)",
+            limits.max_root_fields
+        )));
+    }
+    if total.values > MAX_INTROSPECTION_VALUES {
+        return Err(Refusal::limit(format!(
+            "the document's introspection could produce more than {MAX_INTROSPECTION_VALUES} values"
         )));
     }
     if total.directives > limits.max_directives {
@@ -182,7 +254,11 @@ fn size_of(set: &Positioned<SelectionSet>, sizes: &HashMap<&str, Size>) -> Size 
     set.node.items.iter().fold(Size::default(), |total, item| {
         let own = Size::selection(item.node.directives().len());
         let inner = match &item.node {
-            Selection::Field(field) => size_of(&field.node.selection_set, sizes),
+            Selection::Field(field) => Size {
+                top: 1,
+                ..size_of(&field.node.selection_set, sizes)
+                    .repeated(list_bound(field.node.name.node.as_str()))
+            },
             Selection::InlineFragment(inline) => size_of(&inline.node.selection_set, sizes),
             Selection::FragmentSpread(spread) => sizes
                 .get(spread.node.fragment_name.node.as_str())
@@ -201,6 +277,7 @@ mod tests {
     const LIMITS: DocumentLimits = DocumentLimits {
         max_selections: 100,
         max_directives: 10,
+        max_root_fields: usize::MAX,
     };
 
     fn check_text(text: &str) -> Result<(), (ErrorCode, String)> {
@@ -286,5 +363,110 @@ mod tests {
         let refusal = check(&doc, limits(11)).unwrap_err();
         assert_eq!(refusal.code, ErrorCode::LimitExceeded);
         assert!(refusal.message.contains("11 directives"));
+    }
+
+    /// The introspection query GraphiQL sends (the standard one, with
+    /// descriptions, deprecations and `specifiedByURL`).
+    const FULL_INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name } subscriptionType { name } types { ...FullType } directives { name description locations args { ...InputValue } } } }
+        fragment FullType on __Type { kind name description specifiedByURL fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason } inputFields { ...InputValue } interfaces { ...TypeRef } enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } possibleTypes { ...TypeRef } }
+        fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+        fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
+
+    #[test]
+    fn the_full_introspection_query_passes_and_introspection_bombs_do_not() {
+        let roomy = DocumentLimits {
+            max_selections: 10_000,
+            max_directives: 100,
+            max_root_fields: 100,
+        };
+        let doc = async_graphql::parser::parse_query(FULL_INTROSPECTION).unwrap();
+        assert!(check(&doc, roomy).is_ok());
+        // A type's fields lead to types with fields: each hop multiplies.
+        let bomb = "{ __schema { types { fields { type { ofType { ofType { fields { type { ofType { ofType { fields { name } } } } } } } } } } } }";
+        let doc = async_graphql::parser::parse_query(bomb).unwrap();
+        let refusal = check(&doc, roomy).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::LimitExceeded);
+        assert!(
+            refusal.message.contains("introspection"),
+            "{}",
+            refusal.message
+        );
+        // Thirty copies of the types list, through a fragment, count thirty times.
+        let copies: String = (0..30)
+            .map(|i| format!("t{i}: types {{ ...F }} "))
+            .collect();
+        let text = format!(
+            "{{ __schema {{ {copies} }} }} fragment F on __Type {{ fields {{ args {{ name description }} type {{ name }} name description }} }}"
+        );
+        let doc = async_graphql::parser::parse_query(text).unwrap();
+        assert!(check(&doc, roomy).is_err());
+    }
+
+    #[test]
+    fn root_fields_are_counted_through_fragments() {
+        // 2 + 3 × 3 = 11 root fields; fields inside fields do not count.
+        let text =
+            "{ a b ...F ...F ... on Query { ...F } } fragment F on Query { c { d e f g } d e }";
+        let doc = async_graphql::parser::parse_query(text).unwrap();
+        let limits = |max_root_fields| DocumentLimits {
+            max_root_fields,
+            ..LIMITS
+        };
+        assert!(check(&doc, limits(11)).is_ok());
+        let refusal = check(&doc, limits(10)).unwrap_err();
+        assert!(
+            refusal.message.contains("more than 10 root fields"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn the_schema_stays_within_the_introspection_bounds() {
+        use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+        let document = async_graphql::parser::parse_schema(crate::graphql::sdl()).unwrap();
+        let bound = |name: &str| list_bound(name);
+        // The schema's own types, plus introspection's 8 and the 5 built-in scalars.
+        let mut types = 8 + 5;
+        for definition in &document.definitions {
+            let TypeSystemDefinition::Type(ty) = definition else {
+                continue;
+            };
+            types += 1;
+            match &ty.node.kind {
+                TypeKind::Object(object) => {
+                    assert!(
+                        object.fields.len() <= bound("fields"),
+                        "{}",
+                        ty.node.name.node
+                    );
+                    assert!(object.implements.len() <= bound("interfaces"));
+                    for field in &object.fields {
+                        assert!(field.node.arguments.len() <= bound("args"));
+                    }
+                }
+                TypeKind::InputObject(input) => {
+                    assert!(
+                        input.fields.len() <= bound("inputFields"),
+                        "{}",
+                        ty.node.name.node
+                    );
+                }
+                TypeKind::Enum(values) => {
+                    assert!(
+                        values.values.len() <= bound("enumValues"),
+                        "{}",
+                        ty.node.name.node
+                    );
+                }
+                TypeKind::Union(union) => {
+                    assert!(union.members.len() <= bound("possibleTypes"));
+                }
+                _ => {}
+            }
+        }
+        assert!(types <= bound("types"), "{types} types");
+        // Introspection's own: `__Type` has 11 fields, `__DirectiveLocation` 19 values.
+        assert!(11 <= bound("fields") && 19 <= bound("enumValues") && 19 <= bound("locations"));
     }
 }

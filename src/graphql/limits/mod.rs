@@ -93,7 +93,8 @@ impl Limits {
             scan::TextLimits {
                 max_bytes: limits.max_document_bytes,
                 max_tokens: limits.max_tokens,
-                max_nesting: limits.max_nesting,
+                // Whatever the setting, never near the parser's stack's end.
+                max_nesting: limits.max_nesting.min(crate::settings::MAX_NESTING_CEILING),
             },
         )?;
         let document = async_graphql::parser::parse_query(text).map_err(|e| {
@@ -107,6 +108,7 @@ impl Limits {
             document::DocumentLimits {
                 max_selections: limits.max_selections,
                 max_directives: limits.max_directives,
+                max_root_fields: limits.max_root_fields,
             },
         )?;
         Ok(document)
@@ -134,6 +136,16 @@ impl Limits {
         })?;
         self.cap_errors(&mut response.errors);
         Ok(response)
+    }
+
+    /// The largest response body.
+    pub fn max_response_bytes(&self) -> usize {
+        self.0.max_response_bytes
+    }
+
+    /// The most errors one response holds.
+    pub fn max_errors(&self) -> usize {
+        self.0.max_errors
     }
 
     /// Keeps the first errors up to the limit, and one more saying how many

@@ -27,6 +27,12 @@ pub struct TextLimits {
     pub max_nesting: usize,
 }
 
+/// The longest name (field, alias, argument, fragment, variable) accepted,
+/// in bytes: an alias is copied into the response once per row it is
+/// resolved for, so a long one would multiply a small document into a
+/// huge response.
+pub const MAX_NAME_BYTES: usize = 128;
+
 /// What an opening bracket opened.
 enum Frame<'a> {
     /// A selection set, or anything outside values.
@@ -116,6 +122,11 @@ pub fn scan(text: &str, limits: TextLimits) -> Result<(), Refusal> {
                 let start = i;
                 while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
                     i += 1;
+                }
+                if i - start > MAX_NAME_BYTES {
+                    return Err(Refusal::limit(format!(
+                        "a name in the document is longer than {MAX_NAME_BYTES} bytes"
+                    )));
                 }
                 name = text.get(start..i);
             }
@@ -216,6 +227,18 @@ mod tests {
         ] {
             assert_eq!(refusal(text, LIMITS), None, "{text}");
         }
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let name = "a".repeat(MAX_NAME_BYTES);
+        assert_eq!(refusal(&format!("{{ {name}: b }}"), LIMITS), None);
+        let (code, message) = refusal(&format!("{{ {name}a: b }}"), LIMITS).unwrap();
+        assert_eq!(code, ErrorCode::LimitExceeded);
+        assert!(message.contains("longer than 128 bytes"), "{message}");
+        // Strings are values, not names.
+        let text = format!("{{ a(b: \"{}\") }}", "x".repeat(1000));
+        assert_eq!(refusal(&text, LIMITS), None);
     }
 
     #[test]
