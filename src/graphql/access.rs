@@ -65,6 +65,8 @@ pub const FIELD_SCOPES: &[(&str, &str, Scope)] = &[
     ("Account", "city", Scope::Pii),
     ("Account", "language", Scope::Pii),
     ("Account", "remark", Scope::Pii),
+    // Which profile fields are set, and where each came from.
+    ("Account", "fieldSources", Scope::Pii),
     // Results of writes hold the accounts written: reading them is reading.
     ("UpsertAccountResult", "account", Scope::Read),
     ("RefreshAccountsPayload", "accounts", Scope::Read),
@@ -108,9 +110,47 @@ fn principal<'a>(ctx: &ExtensionContext<'a>) -> Option<&'a Principal> {
     ctx.data_opt::<Principal>()
 }
 
-/// Errors of refused nullable fields, added to the response when it is done.
-#[derive(Default)]
-pub struct Refused(Mutex<Vec<ServerError>>);
+/// Errors of refused nullable fields, added to the response when it is
+/// done: at most so many are kept (the response keeps no more anyway), the
+/// rest only counted.
+pub struct Refused {
+    max: usize,
+    errors: Mutex<(Vec<ServerError>, usize)>,
+}
+
+impl Refused {
+    /// Keeps at most `max` errors.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            errors: Mutex::new((Vec::new(), 0)),
+        }
+    }
+
+    fn push(&self, error: ServerError) {
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if errors.0.len() < self.max {
+            errors.0.push(error);
+        } else {
+            errors.1 += 1;
+        }
+    }
+
+    fn take(&self) -> Vec<ServerError> {
+        let (mut kept, dropped) =
+            std::mem::take(&mut *self.errors.lock().unwrap_or_else(|e| e.into_inner()));
+        if dropped > 0 {
+            kept.push(
+                ApiError::Forbidden(format!(
+                    "{dropped} more fields were refused for want of a scope"
+                ))
+                .extend()
+                .into_server_error(async_graphql::Pos::default()),
+            );
+        }
+        kept
+    }
+}
 
 /// Enforces [`required_scope`] on every field (see the module docs).
 pub struct ScopeGuard;
@@ -131,8 +171,7 @@ impl Extension for ScopeGuard {
     ) -> async_graphql::Response {
         let mut response = next.run(ctx, operation_name).await;
         if let Some(refused) = ctx.data_opt::<Refused>() {
-            let refused = std::mem::take(&mut *refused.0.lock().unwrap_or_else(|e| e.into_inner()));
-            response.errors.extend(refused);
+            response.errors.extend(refused.take());
         }
         response
     }
@@ -163,11 +202,7 @@ impl Extension for ScopeGuard {
         }
         match ctx.data_opt::<Refused>() {
             Some(refused) => {
-                refused
-                    .0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(error);
+                refused.push(error);
                 Ok(Some(Value::Null))
             }
             None => Err(error),
@@ -257,14 +292,19 @@ pub fn refresh_policy(
 /// WeChat (`what`, for the message), or refuses with RATE_LIMITED.
 pub fn spend(caller: &Principal, cost: u32, what: &str) -> ApiResult<()> {
     caller.limiter.take(cost).map_err(|refusal| {
-        let retry = match refusal {
-            Refusal::Rate { retry_after } => retry_after.as_secs().max(1),
-            Refusal::Concurrency => 1,
+        let message = match refusal {
+            Refusal::Rate { retry_after } => format!(
+                "this API key's rate limit is spent; {what} may resume in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            Refusal::Concurrency => {
+                format!("this API key has as many requests in flight as it may; {what} may resume in 1 s")
+            }
+            Refusal::OverBurst { cost, burst } => format!(
+                "these {what} cost {cost} tokens, more than this API key's burst of {burst}: ask for fewer at once"
+            ),
         };
-        ApiError::RateLimited(format!(
-            "this API key's rate limit is spent; {what} may resume in {retry} s"
-        ))
-        .extend()
+        ApiError::RateLimited(message).extend()
     })
 }
 

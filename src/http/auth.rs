@@ -62,7 +62,8 @@ pub async fn require_key(State(keys): State<Keys>, mut request: Request, next: N
                     retry_after.as_secs_f64().ceil().max(1.0) as u64,
                     "this API key's request rate limit is spent",
                 ),
-                Refusal::Concurrency => {
+                // A request costs one token, never more than a burst.
+                Refusal::Concurrency | Refusal::OverBurst { .. } => {
                     (1, "this API key has as many requests in flight as it may")
                 }
             };

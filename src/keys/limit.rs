@@ -27,6 +27,14 @@ pub enum Refusal {
     },
     /// The key has as many requests in flight as it may.
     Concurrency,
+    /// The work costs more tokens than the key's bucket holds: it can never
+    /// be admitted (ask for less at once, or give the key a larger burst).
+    OverBurst {
+        /// What the work costs.
+        cost: u32,
+        /// The key's burst.
+        burst: u32,
+    },
 }
 
 /// The live state of one key's limits.
@@ -69,6 +77,12 @@ impl Limiter {
 
     /// Takes `cost` tokens, or says when they will be there.
     pub fn take(&self, cost: u32) -> Result<(), Refusal> {
+        if cost > self.limits.burst {
+            return Err(Refusal::OverBurst {
+                cost,
+                burst: self.limits.burst,
+            });
+        }
         let rate = f64::from(self.limits.rate_per_sec.max(1));
         let cost = f64::from(cost);
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,7 +151,10 @@ mod tests {
     #[test]
     fn a_cost_larger_than_the_bucket_is_refused() {
         let limiter = limiter(10, 5, 1);
-        assert!(matches!(limiter.take(6), Err(Refusal::Rate { .. })));
+        assert_eq!(
+            limiter.take(6),
+            Err(Refusal::OverBurst { cost: 6, burst: 5 })
+        );
         assert!(limiter.take(5).is_ok());
     }
 }

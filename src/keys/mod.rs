@@ -172,6 +172,7 @@ struct Inner {
     defaults: Limits,
     table: RwLock<Table>,
     reload: tokio::sync::Mutex<()>,
+    miss_reload: Mutex<Option<Instant>>,
     used: Mutex<HashMap<i64, DateTime<Utc>>>,
 }
 
@@ -203,6 +204,7 @@ impl Keys {
                 loaded_at: None,
             }),
             reload: tokio::sync::Mutex::new(()),
+            miss_reload: Mutex::new(None),
             used: Mutex::new(HashMap::new()),
         }))
     }
@@ -257,6 +259,13 @@ impl Keys {
 
     /// Revokes key `key_id`; revoking a revoked key keeps its first revocation time.
     pub async fn revoke(&self, key_id: &str) -> Result<KeyInfo, KeyError> {
+        let well_formed = key_id
+            .trim()
+            .strip_prefix(KEY_PREFIX)
+            .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !well_formed {
+            return Err(KeyError::NotFound(key_id.trim().escape_debug().to_string()));
+        }
         let row = api_key::Entity::find()
             .filter(api_key::Column::KeyId.eq(key_id.trim()))
             .one(&self.0.db)
@@ -274,20 +283,24 @@ impl Keys {
     }
 
     /// Authenticates a presented key (the text after `Bearer `).
+    ///
+    /// The key table is read from the database only when the in-memory copy
+    /// is older than [`TABLE_MAX_AGE`], or when a well-formed key's id is not
+    /// in it (a key created on another instance), at most once a second;
+    /// concurrent requests wait for one read instead of each making one, so
+    /// a flood of bad keys costs the database nothing more.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
-        let stale = {
-            let table = self.read_table();
-            table
-                .loaded_at
-                .is_none_or(|at| at.elapsed() > TABLE_MAX_AGE)
-        };
-        if stale {
-            self.reload().await?;
+        let asked = Instant::now();
+        if self.loaded_before(asked.checked_sub(TABLE_MAX_AGE)) {
+            self.reload_if_loaded_before(asked.checked_sub(TABLE_MAX_AGE))
+                .await?;
         }
         match self.check(presented) {
-            Err(AuthError::Unknown | AuthError::NoKeys) if self.may_reload_on_miss() => {
+            Err(AuthError::Unknown | AuthError::NoKeys)
+                if self.id_is_new(presented) && self.claim_miss_reload() =>
+            {
                 // A key created on another instance since the last reload.
-                self.reload().await?;
+                self.reload_if_loaded_before(Some(asked)).await?;
                 self.check(presented)
             }
             other => other,
@@ -300,21 +313,36 @@ impl Keys {
         Ok(!self.read_table().by_key_id.is_empty())
     }
 
-    /// Writes the last-used times gathered since the last flush; returns how many keys.
+    /// Writes the last-used times gathered since the last flush; returns how
+    /// many keys. A time is never moved backwards (another instance may have
+    /// written a later one), and times not written stay for the next flush.
     pub async fn flush_last_used(&self) -> Result<usize, DbErr> {
         let used: Vec<(i64, DateTime<Utc>)> = {
             let mut used = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
             used.drain().collect()
         };
-        for (id, at) in &used {
-            api_key::Entity::update_many()
+        for (i, (id, at)) in used.iter().enumerate() {
+            let written = api_key::Entity::update_many()
                 .col_expr(
                     api_key::Column::LastUsedAt,
                     sea_orm::sea_query::Expr::value(*at),
                 )
                 .filter(api_key::Column::Id.eq(*id))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(api_key::Column::LastUsedAt.is_null())
+                        .add(api_key::Column::LastUsedAt.lt(*at)),
+                )
                 .exec(&self.0.db)
-                .await?;
+                .await;
+            if let Err(e) = written {
+                let mut pending = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
+                for (id, at) in &used[i..] {
+                    let entry = pending.entry(*id).or_insert(*at);
+                    *entry = (*entry).max(*at);
+                }
+                return Err(e);
+            }
         }
         Ok(used.len())
     }
@@ -335,10 +363,39 @@ impl Keys {
         self.0.table.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn may_reload_on_miss(&self) -> bool {
-        self.read_table()
-            .loaded_at
-            .is_none_or(|at| at.elapsed() >= MISS_RELOAD_INTERVAL)
+    /// Whether the in-memory copy was loaded before `at` (or never; `None`:
+    /// the beginning of time).
+    fn loaded_before(&self, at: Option<Instant>) -> bool {
+        match (self.read_table().loaded_at, at) {
+            (None, _) => true,
+            (Some(loaded), Some(at)) => loaded < at,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether `presented` is a well-formed key whose id the in-memory copy
+    /// does not hold.
+    fn id_is_new(&self, presented: &str) -> bool {
+        key_id_of(presented).is_some_and(|id| !self.read_table().by_key_id.contains_key(id))
+    }
+
+    /// Takes the once-a-second slot for a reload caused by an unknown key.
+    fn claim_miss_reload(&self) -> bool {
+        let mut last = self.0.miss_reload.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < MISS_RELOAD_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Reloads unless another caller did since `at`, while this one waited.
+    async fn reload_if_loaded_before(&self, at: Option<Instant>) -> Result<(), DbErr> {
+        let _one_at_a_time = self.0.reload.lock().await;
+        if self.loaded_before(at) {
+            self.load().await?;
+        }
+        Ok(())
     }
 
     fn check(&self, presented: &str) -> Result<Principal, AuthError> {
@@ -367,9 +424,15 @@ impl Keys {
         })
     }
 
-    /// Reads the key table into memory, keeping the limiters of unchanged keys.
+    /// Reads the key table into memory now (after a change made here).
     async fn reload(&self) -> Result<(), DbErr> {
         let _one_at_a_time = self.0.reload.lock().await;
+        self.load().await
+    }
+
+    /// Reads the key table into memory, keeping the limiters of unchanged
+    /// keys; the caller holds the reload lock.
+    async fn load(&self) -> Result<(), DbErr> {
         let rows = api_key::Entity::find().all(&self.0.db).await?;
         let mut table = self.0.table.write().unwrap_or_else(|e| e.into_inner());
         let mut by_key_id = HashMap::with_capacity(rows.len());

@@ -303,7 +303,7 @@ async fn a_key_with_as_many_requests_in_flight_as_it_may_gets_429() {
     let (appid, openid) = person.followed_in(&appids)[0].clone();
     app.upsert(json!([{ "appid": appid, "openid": openid }]))
         .await;
-    // WeChat hangs, so a read of the stale account stays in flight.
+    // WeChat hangs, so a read of the stale account's follow status stays in flight.
     app.sim
         .fault(api::BATCHGET, json!({ "latency_ms": 8000 }))
         .await;
@@ -320,12 +320,14 @@ async fn a_key_with_as_many_requests_in_flight_as_it_may_gets_429() {
         tokio::spawn(async move {
             client
                 .post(url)
-                .json(&json!({ "query": "query($a: String!, $o: String!) { account(appid: $a, openid: $o) { openid } }",
+                .json(&json!({ "query": "query($a: String!, $o: String!) { account(appid: $a, openid: $o) { openid following } }",
                                 "variables": { "a": appid, "o": openid } }))
                 .send()
                 .await
                 .unwrap()
-                .status()
+                .text()
+                .await
+                .unwrap()
         })
     };
     let mut refused = false;
@@ -339,11 +341,12 @@ async fn a_key_with_as_many_requests_in_flight_as_it_may_gets_429() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let slow = slow.await.unwrap();
     assert!(
         refused,
-        "a second request while one was in flight was admitted"
+        "a second request while one was in flight was admitted (the first: {slow})"
     );
-    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+    assert!(slow.contains("\"openid\""), "{slow}");
 }
 
 on_each_backend!(keys_are_stored_hashed_and_last_use_is_recorded);
@@ -437,4 +440,87 @@ fn the_command_line_creates_lists_and_revokes_keys() {
     assert!(!listed.contains(&key[18..]), "listing shows the secret");
     let revoked = run(&["apikey", "revoke", &key[..17]]);
     assert!(revoked.contains("revoked"), "{revoked}");
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_keys_does_not_reread_the_key_table() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let before = app.state.store().statements.get();
+    let forged = client_with_key(&format!("u360_000000000000_{}", "A".repeat(43)));
+    let malformed = client_with_key("nonsense");
+    let requests = (0..200).map(|i| {
+        let client = if i % 2 == 0 { &forged } else { &malformed };
+        post_with(&app, client, "{ apps { appid } }", json!({}))
+    });
+    for (status, _, _) in futures::future::join_all(requests).await {
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let reads = app.state.store().statements.get() - before;
+    // At most one reload a second for unknown ids, one when the copy ages.
+    assert!(
+        reads <= 4,
+        "{reads} statements for 200 requests with bad keys"
+    );
+}
+
+on_each_backend!(revoking_a_malformed_id_is_not_found);
+async fn revoking_a_malformed_id_is_not_found(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for id in ["u360_\u{0}b", "u360_0000000000zz", ""] {
+        let body = app
+            .graphql(
+                "mutation($id: String!) { revokeApiKey(keyId: $id) { keyId } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(codes(&body), ["NOT_FOUND"], "{backend:?} {id:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn which_profile_fields_are_set_is_personal_too() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let appid = seed(&app).await;
+    let read = client_with_key(&create_key(&app.state, "reader", Scope::Read.into()).await);
+    let (_, _, body) = post_with(
+        &app,
+        &read,
+        "query($a: String!) { account(appid: $a, openid: \"o-scope\") { openid fieldSources { field } } }",
+        json!({ "a": appid }),
+    )
+    .await;
+    assert_eq!(body["data"]["account"]["openid"], "o-scope", "{body}");
+    assert!(body["data"]["account"]["fieldSources"].is_null(), "{body}");
+    assert_eq!(codes(&body), ["FORBIDDEN"]);
+}
+
+#[tokio::test]
+async fn work_costing_more_than_a_keys_burst_is_refused_saying_so() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let appid = seed(&app).await;
+    let created = app
+        .data(
+            "mutation { createApiKey(input: { name: \"small\", scopes: [READ, WRITE], burst: 5 }) { key } }",
+            json!({}),
+        )
+        .await;
+    let client = client_with_key(created["createApiKey"]["key"].as_str().unwrap());
+    // 700 accounts: 7 batches, 6 beyond the request's own token.
+    let keys: Vec<Value> = (0..700)
+        .map(|i| json!({ "appid": appid, "openid": format!("o-{i}") }))
+        .collect();
+    let (status, _, body) = post_with(
+        &app,
+        &client,
+        "mutation($k: [AccountKey!]!) { refreshAccounts(keys: $k) { fetched } }",
+        json!({ "k": keys }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(codes(&body), ["RATE_LIMITED"], "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("more than this API key's burst of 5"),
+        "{message}"
+    );
 }
