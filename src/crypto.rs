@@ -262,6 +262,10 @@ pub fn replace_key_file(path: &Path, text: &SecretString) -> std::io::Result<Pat
     let _ = std::fs::remove_file(&previous);
     std::fs::hard_link(path, &previous)?;
     std::fs::rename(&temp, path)?;
+    // The rename itself is durable once the directory is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(previous)
 }
 

@@ -25,6 +25,20 @@ pub enum MasterKeyCommand {
     },
 }
 
+/// Whether the app secrets stored at `url` open under `key` (`None`: no
+/// app, or the database cannot be read).
+async fn sealed_under(url: &str, key: &MasterKey) -> Option<bool> {
+    let store = store::connect(url).await.ok()?;
+    let app = apps::list(&store.db).await.ok()?.into_iter().next()?;
+    Some(
+        key.open(
+            &apps::seal_purpose("secret", &app.appid),
+            &app.secret_sealed,
+        )
+        .is_ok(),
+    )
+}
+
 /// Runs a `master-key` subcommand.
 pub(super) async fn run(
     database: DatabaseSettings,
@@ -63,9 +77,28 @@ pub(super) async fn run(
                 }
             };
             if let Err(e) = txn.commit().await {
-                // The database still holds the old seals: so must the key file.
-                let _ = std::fs::rename(previous, path);
-                return Err(e).context("committing the re-sealed secrets");
+                // A failed commit may still have been applied (the connection
+                // can drop after the server committed): keep whichever key
+                // opens what the database now holds.
+                let holds_new = sealed_under(url, &new).await;
+                if holds_new == Some(false) {
+                    let _ = std::fs::rename(&previous, path);
+                }
+                let kept = match holds_new {
+                    Some(true) => {
+                        "the database holds the new seals: the key file has the new key".to_owned()
+                    }
+                    Some(false) => {
+                        "the database holds the old seals: the key file has the old key again"
+                            .to_owned()
+                    }
+                    None => format!(
+                        "could not tell which key the database holds: {} has the new key, {} the old one; start a server with each to see which opens the apps",
+                        path.display(),
+                        previous.display()
+                    ),
+                };
+                return Err(e).context(format!("committing the re-sealed secrets ({kept})"));
             }
             eprintln!(
                 "re-sealed {resealed} secret(s) and dropped {tokens} cached token(s); the new key is in {} (the old one in {}.previous: delete it once the servers run)",
@@ -74,14 +107,20 @@ pub(super) async fn run(
             );
         }
         _ => {
-            txn.commit().await?;
-            eprintln!(
-                "re-sealed {resealed} secret(s) and dropped {tokens} cached token(s); start every server with the new UNION360_MASTER_KEY"
-            );
+            // Shown before the database depends on it: if this process dies
+            // after the commit, the operator has it already.
             if generated {
                 eprintln!("the new master key (shown this once):");
                 println!("{}", new_text.expose_secret());
+                std::io::Write::flush(&mut std::io::stdout())
+                    .context("printing the new master key")?;
             }
+            txn.commit().await.context(
+                "committing the re-sealed secrets (if it was applied after all, the new key opens them)",
+            )?;
+            eprintln!(
+                "re-sealed {resealed} secret(s) and dropped {tokens} cached token(s); start every server with the new UNION360_MASTER_KEY"
+            );
         }
     }
     Ok(())
