@@ -27,6 +27,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::json::{self, StrictJsonError};
 use super::playground;
 use crate::error::ErrorCode;
 use crate::graphql::ApiSchema;
@@ -223,8 +224,17 @@ impl Params {
         let mut map = Map::new();
         for (key, value) in pairs {
             let value = match key.as_str() {
-                "variables" | "extensions" => serde_json::from_str(&value)
-                    .map_err(|_| format!("`{key}` must be a URL-encoded JSON object"))?,
+                "variables" | "extensions" => match json::parse(value.as_bytes()) {
+                    Ok(value) => value,
+                    Err(StrictJsonError::DuplicateKey(name)) => {
+                        return Err(format!(
+                            "`{key}` names the key `{name}` twice in one object"
+                        ));
+                    }
+                    Err(StrictJsonError::Syntax) => {
+                        return Err(format!("`{key}` must be a URL-encoded JSON object"));
+                    }
+                },
                 _ => Value::String(value),
             };
             map.insert(key, value);
@@ -278,10 +288,16 @@ pub async fn post(
         Negotiated::Media(media) => media,
         _ => return not_acceptable(&headers),
     };
-    let value: Value = match serde_json::from_slice(&bytes) {
+    let value: Value = match json::parse(&bytes) {
         Ok(value) => value,
+        Err(StrictJsonError::DuplicateKey(name)) => {
+            return request_error(
+                media,
+                &format!("the request body names the key `{name}` twice in one object"),
+            );
+        }
         // A body that is not JSON is a 400 whatever the media type.
-        Err(_) => {
+        Err(StrictJsonError::Syntax) => {
             return error_body(
                 media,
                 StatusCode::BAD_REQUEST,

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod graphql;
+pub mod json;
 pub mod playground;
 mod serve;
 

@@ -366,7 +366,42 @@ async fn an_input_object_naming_a_field_twice_is_refused() {
             "`inApp` more than once",
         );
     }
+    // And in variables, which JSON would otherwise let the last one win.
+    let body = r#"{"query":"query($f: PeopleFilter) { people(filter: $f) { nodes { unionid } } }","variables":{"f":{"inApp":"wx00000000000000a1","inApp":"wx00000000000000a2"}}}"#;
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .header(ACCEPT, GRAPHQL_RESPONSE)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_refused(status, &body, "BAD_REQUEST", "names the key `inApp` twice");
+    let (status, body) = get_with_variables(
+        &app,
+        "query($f: PeopleFilter) { people(filter: $f) { nodes { unionid } } }",
+        r#"{"f":{"inApp":"wx00000000000000a1","inApp":"wx00000000000000a2"}}"#,
+    )
+    .await;
+    assert_refused(status, &body, "BAD_REQUEST", "names the key `inApp` twice");
     still_answers(&app).await;
+}
+
+/// GETs `query` with raw JSON `variables`, asking for `application/graphql-response+json`.
+async fn get_with_variables(app: &TestApp, query: &str, variables: &str) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .get(format!("{}/graphql", app.address))
+        .query(&[("query", query), ("variables", variables)])
+        .header(ACCEPT, GRAPHQL_RESPONSE)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status();
+    (status, response.json().await.expect("a JSON body"))
 }
 
 #[tokio::test]
