@@ -86,6 +86,15 @@ impl Cursors {
         Self(key.mac_for("cursor"))
     }
 
+    /// The cursors of one instance of a list (the accounts of one app, say):
+    /// a cursor of another instance is refused.
+    pub fn within(&self, list: &str) -> Self {
+        let mut mac = self.0.clone();
+        mac.update(list.as_bytes());
+        mac.update(b"\0");
+        Self(mac)
+    }
+
     /// The tagger for row `id` of a list of `kind`.
     fn mac(&self, kind: &str, id: [u8; ID_LEN]) -> Hmac<Sha256> {
         let mut mac = self.0.clone();
@@ -263,6 +272,21 @@ mod tests {
             self::cursors().decode("person", &c).is_err(),
             "another master key"
         );
+    }
+
+    #[test]
+    fn cursors_of_one_app_s_accounts_are_refused_on_another_s() {
+        let cursors = cursors();
+        let a = cursors.within("wx00000000000000a1");
+        let c = a.encode("account", 7);
+        assert_eq!(a.decode("account", &c).unwrap(), 7);
+        assert!(
+            cursors
+                .within("wx00000000000000a2")
+                .decode("account", &c)
+                .is_err()
+        );
+        assert!(cursors.decode("account", &c).is_err());
     }
 
     #[test]

@@ -78,10 +78,11 @@ impl AccountQuery {
         refresh: Option<RefreshPolicy>,
     ) -> ApiResult<AccountConnection> {
         let state = ctx.state()?;
-        let cursors = Cursors::new(state.master_key());
+        let appid = AppId::parse(appid).api()?;
+        // A cursor of one app's accounts means nothing in another's.
+        let cursors = Cursors::new(state.master_key()).within(appid.as_str());
         let args =
             PageArgs::parse(&cursors, AccountConnection::KIND, first, after.as_deref()).api()?;
-        let appid = AppId::parse(appid).api()?;
         let filter = read::AccountFilter::from(filter.unwrap_or_default());
         let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
             .await
