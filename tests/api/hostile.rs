@@ -91,7 +91,7 @@ async fn people_in_one_app(app: &TestApp, people: usize) -> String {
     appid
 }
 
-/// A document whose argument nests `depth` lists (reproduction 1 at 2,000).
+/// A document whose argument nests `depth` lists: 2,000 deep is a 4 KB request that once overflowed the stack.
 fn nested_argument(depth: usize) -> String {
     format!("{{a(b:{}{})}}", "[".repeat(depth), "]".repeat(depth))
 }
@@ -153,7 +153,7 @@ async fn documents_too_large_or_with_too_many_tokens_are_refused() {
     still_answers(&app).await;
 }
 
-/// Fragments `F0`…`F9`, each spreading the next ten times (reproduction 3).
+/// Fragments `F0`…`F9`, each spreading the next ten times: a 905-byte document that once pinned a core for minutes.
 fn fragment_bomb() -> String {
     let mut text = String::from("query { ...F0 }\n");
     for level in 0..10 {
@@ -168,7 +168,7 @@ fn fragment_bomb() -> String {
 async fn fragments_that_multiply_are_refused_before_validation() {
     let app = spawn_app(Backend::Sqlite).await;
     let query = fragment_bomb();
-    assert!(query.len() < 1_000, "the reproduction is a short document");
+    assert!(query.len() < 1_000, "the attack is a short document");
     // Expanded, this is ten billion fields: it would pin a core for minutes.
     let (status, body) = post(&app, &query).await;
     assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_SELECTIONS");
@@ -201,7 +201,7 @@ async fn directives_are_bounded() {
     assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_DIRECTIVES");
 }
 
-/// `aliases` aliases of a page of 100 people with their accounts (reproduction 5 at 1,000).
+/// `aliases` aliases of a page of 100 people with their accounts: 1,000 of them once starved the pool for everyone.
 fn aliased_pages(aliases: usize) -> String {
     let page = "people(first:100){nodes{unionid accounts{openid nickname app{name}}}}";
     let fields: Vec<String> = (0..aliases).map(|i| format!("a{i}:{page}")).collect();
@@ -260,7 +260,7 @@ async fn a_page_of_100_people_with_accounts_and_apps_is_within_the_limits(backen
 
 on_each_backend!(a_person_reached_again_through_its_accounts_is_bounded);
 async fn a_person_reached_again_through_its_accounts_is_bounded(backend: Backend) {
-    // Reproduction 2: one UnionID with 200 openids in one app, read through
+    // A list bomb: one UnionID with 200 openids in one app, read through
     // `accounts { person { accounts … } }` three levels down.
     let app = spawn_app_with(backend, |s| s.server.limits.max_rows = 1_000).await;
     let appid = "wx00000000000000b1";
@@ -352,7 +352,7 @@ async fn sql_statements_past_the_limit_fail_the_fields_that_need_the_database() 
 
 #[tokio::test]
 async fn an_input_object_naming_a_field_twice_is_refused() {
-    // Reproduction 8: GraphQL requires input field names to be unique.
+    // GraphQL requires input field names to be unique.
     let app = spawn_app(Backend::Sqlite).await;
     for query in [
         r#"{ people(filter: {inApp: "wx00000000000000a1", inApp: "wx00000000000000a2"}) { nodes { unionid } } }"#,
