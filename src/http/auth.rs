@@ -14,7 +14,7 @@ use axum::response::Response;
 
 use super::graphql::{Negotiated, http_error, negotiate};
 use crate::error::ErrorCode;
-use crate::keys::{AuthError, Keys, Refusal};
+use crate::keys::{Admission, AuthError, Keys, Principal, Refusal};
 
 /// Admits a request to `/graphql` with a valid key, or answers for it.
 pub async fn require_key(State(keys): State<Keys>, mut request: Request, next: Next) -> Response {
@@ -25,24 +25,37 @@ pub async fn require_key(State(keys): State<Keys>, mut request: Request, next: N
     if request.method() == Method::GET && negotiate(accept, true) == Negotiated::Html {
         return next.run(request).await;
     }
-    let headers = request.headers().clone();
-    let refuse = |status, code, message: &str| http_error(&headers, status, code, message);
-    let principal = match keys.authenticate(bearer(request.headers())).await {
+    let (principal, admission) = match admit(&keys, request.headers()).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    request.extensions_mut().insert(principal);
+    let response = next.run(request).await;
+    drop(admission);
+    response
+}
+
+/// The caller of a request and its in-flight slot, or the answer refusing it.
+async fn admit(keys: &Keys, headers: &HeaderMap) -> Result<(Principal, Admission), Response> {
+    let presented = bearer(headers);
+    let principal = match keys.authenticate(presented).await {
         Ok(principal) => principal,
         Err(AuthError::Db(e)) => {
             tracing::error!(error = %e, "could not read the API key table");
-            return refuse(
+            return Err(http_error(
+                headers,
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Internal,
                 "internal error",
-            );
+            ));
         }
         Err(e) => {
-            let e = match (bearer(request.headers()).is_empty(), e) {
+            let e = match (presented.is_empty(), e) {
                 (true, AuthError::Unknown) => AuthError::Missing,
                 (_, e) => e,
             };
-            let mut response = refuse(
+            let mut response = http_error(
+                headers,
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthenticated,
                 &e.to_string(),
@@ -51,37 +64,32 @@ pub async fn require_key(State(keys): State<Keys>, mut request: Request, next: N
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"union360\""),
             );
-            return response;
+            return Err(response);
         }
     };
-    let admission = match principal.limiter.admit() {
-        Ok(admission) => admission,
-        Err(refusal) => {
-            let (retry_after, message) = match refusal {
-                Refusal::Rate { retry_after } => (
-                    retry_after.as_secs_f64().ceil().max(1.0) as u64,
-                    "this API key's request rate limit is spent",
-                ),
-                // A request costs one token, never more than a burst.
-                Refusal::Concurrency | Refusal::OverBurst { .. } => {
-                    (1, "this API key has as many requests in flight as it may")
-                }
-            };
-            let mut response = refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                message,
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return response;
-        }
-    };
-    request.extensions_mut().insert(principal);
-    let response = next.run(request).await;
-    drop(admission);
-    response
+    let admission = principal.limiter.admit().map_err(|refusal| {
+        let (retry_after, message) = match refusal {
+            Refusal::Rate { retry_after } => (
+                retry_after.as_secs_f64().ceil().max(1.0) as u64,
+                "this API key's request rate limit is spent",
+            ),
+            // A request costs one token, never more than a burst.
+            Refusal::Concurrency | Refusal::OverBurst { .. } => {
+                (1, "this API key has as many requests in flight as it may")
+            }
+        };
+        let mut response = http_error(
+            headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            message,
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        response
+    })?;
+    Ok((principal, admission))
 }
 
 /// The bearer token of a request, or `""`.

@@ -466,17 +466,23 @@ impl Keys {
     }
 }
 
-/// The public id of a well-formed key (`u360_<12 hex>`), or `None`.
+/// Whether `text` is a key's public id: `u360_` and 12 hex digits.
+fn is_key_id(text: &str) -> bool {
+    text.strip_prefix(KEY_PREFIX)
+        .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The public id of a well-formed key (`u360_<12 hex>_<43 base64url>`), or `None`.
 fn key_id_of(presented: &str) -> Option<&str> {
-    let rest = presented.strip_prefix(KEY_PREFIX)?;
-    let (id, secret) = rest.split_once('_')?;
-    let well_formed = id.len() == 12
-        && id.bytes().all(|b| b.is_ascii_hexdigit())
+    let id_len = KEY_PREFIX.len() + 12;
+    let (id, secret) = (presented.get(..id_len)?, presented.get(id_len..)?);
+    let secret = secret.strip_prefix('_')?;
+    let well_formed = is_key_id(id)
         && secret.len() == 43
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    well_formed.then(|| &presented[..KEY_PREFIX.len() + 12])
+    well_formed.then_some(id)
 }
 
 fn check_name(name: &str) -> Result<String, KeyError> {
