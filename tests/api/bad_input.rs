@@ -172,14 +172,7 @@ async fn a_refresh_stores_a_wechat_nickname_holding_a_nul_without_it(backend: Ba
     let mut keys = Vec::new();
     let mut with_nul = None;
     for i in 0..2000 {
-        let person = app
-            .sim
-            .control(
-                reqwest::Method::GET,
-                &format!("/_sim/people/{i}"),
-                Value::Null,
-            )
-            .await;
+        let person = app.sim.person_json(i).await;
         let nickname = person["profile"]["nickname"].as_str().unwrap().to_owned();
         let followed =
             person["apps"].as_array().unwrap().iter().find(|a| {

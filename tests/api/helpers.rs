@@ -297,6 +297,25 @@ impl TestApp {
     }
 }
 
+/// The `extensions.code` of each of a body's errors, in order (`<none>`
+/// for an error without one).
+pub fn codes(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One person of the simulated world: unionid, and (appid, openid, following) per app.
 pub struct SimPerson {
     pub unionid: String,
@@ -336,6 +355,10 @@ pub trait SimControl {
     /// Calls to the WeChat endpoint at `path` since the last reset.
     fn calls_to(&self, path: &str) -> u64;
 
+    /// Person `index` of the simulated world, as the control plane shows it
+    /// (profile and every app's account).
+    async fn person_json(&self, index: u32) -> Value;
+
     /// Person `index` of the simulated world.
     async fn person(&self, index: u32) -> SimPerson;
 
@@ -360,14 +383,17 @@ impl SimControl for SimHandle {
         self.sim.calls().get(path).copied().unwrap_or(0)
     }
 
+    async fn person_json(&self, index: u32) -> Value {
+        self.control(
+            reqwest::Method::GET,
+            &format!("/_sim/people/{index}"),
+            Value::Null,
+        )
+        .await
+    }
+
     async fn person(&self, index: u32) -> SimPerson {
-        let person = self
-            .control(
-                reqwest::Method::GET,
-                &format!("/_sim/people/{index}"),
-                Value::Null,
-            )
-            .await;
+        let person = self.person_json(index).await;
         SimPerson {
             unionid: person["unionid"].as_str().unwrap().to_owned(),
             accounts: person["apps"]

@@ -8,7 +8,7 @@ use reqwest::header::ACCEPT;
 use serde_json::{Value, json};
 use union360::wechat::client::api;
 
-use crate::helpers::{Backend, SimControl, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, SimControl, TestApp, codes, spawn_app, spawn_app_with};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -38,24 +38,6 @@ async fn get(app: &TestApp, query: &str) -> (StatusCode, Value) {
         .expect("the server answers");
     let status = response.status();
     (status, response.json().await.expect("a JSON body"))
-}
-
-/// The codes of a body's errors.
-fn codes(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("<none>")
-                        .to_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Asserts `body` is a request error with one error of `code` whose

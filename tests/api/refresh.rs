@@ -68,14 +68,7 @@ async fn refresh_accounts_links_unionids_marks_followers_and_batches_by_100(back
     let mut followers = Vec::new();
     let mut subscriptions = Vec::new();
     for i in 0..300 {
-        let person = app
-            .sim
-            .control(
-                reqwest::Method::GET,
-                &format!("/_sim/people/{i}"),
-                Value::Null,
-            )
-            .await;
+        let person = app.sim.person_json(i).await;
         let account = person["apps"]
             .as_array()
             .unwrap()

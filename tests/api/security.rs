@@ -10,7 +10,8 @@ use union360::simulator::SimConfig;
 use union360::wechat::client::api;
 
 use crate::helpers::{
-    Backend, SimControl, TestApp, client_with_key, create_key, spawn_app, spawn_app_without_keys,
+    Backend, SimControl, TestApp, client_with_key, codes, create_key, spawn_app,
+    spawn_app_without_keys,
 };
 
 /// POSTs `query` with `client` and returns the status, a header and the body.
@@ -29,23 +30,6 @@ async fn post_with(
     let status = response.status();
     let headers = response.headers().clone();
     (status, headers, response.json().await.unwrap())
-}
-
-fn codes(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("none")
-                        .to_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The paths of the errors with `code`, as dotted strings, sorted.
