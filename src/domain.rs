@@ -322,9 +322,100 @@ impl fmt::Display for ProfileSource {
     }
 }
 
+/// A calendar day in China Standard Time (UTC+8, no daylight saving), the
+/// time WeChat's own statistics and the companies using it count days in.
+/// Audience history is kept and asked for by these days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(chrono::NaiveDate);
+
+impl Day {
+    /// The offset of China Standard Time from UTC, in seconds.
+    const OFFSET_SECS: i32 = 8 * 3600;
+
+    /// The day an instant falls on.
+    pub fn of(instant: chrono::DateTime<chrono::Utc>) -> Self {
+        Self((instant + chrono::TimeDelta::seconds(i64::from(Self::OFFSET_SECS))).date_naive())
+    }
+
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+            .ok()
+            .filter(|_| value.len() == 10)
+            .map(Self)
+            .ok_or(ParseError::Malformed {
+                what: "day",
+                why: "expected a calendar day as YYYY-MM-DD",
+            })
+    }
+
+    /// The day before.
+    pub fn pred(self) -> Option<Self> {
+        self.0.pred_opt().map(Self)
+    }
+
+    /// The next day.
+    pub fn succ(self) -> Option<Self> {
+        self.0.succ_opt().map(Self)
+    }
+
+    /// Days from `self` to `later` (negative when `later` is earlier).
+    pub fn days_until(self, later: Self) -> i64 {
+        (later.0 - self.0).num_days()
+    }
+
+    /// The first instant after this day ends, in UTC.
+    pub fn end(self) -> chrono::DateTime<chrono::Utc> {
+        let midnight = self
+            .0
+            .succ_opt()
+            .unwrap_or(self.0)
+            .and_time(chrono::NaiveTime::MIN);
+        chrono::DateTime::from_naive_utc_and_offset(midnight, chrono::Utc)
+            - chrono::TimeDelta::seconds(i64::from(Self::OFFSET_SECS))
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_are_counted_in_china_standard_time() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.to_utc());
+        let day = |s| Day::parse(s).map_err(|e| e.to_string());
+        assert_eq!(
+            Day::of(at("2026-12-06T15:59:59Z").unwrap()),
+            day("2026-12-06").unwrap()
+        );
+        assert_eq!(
+            Day::of(at("2026-12-06T16:00:00Z").unwrap()),
+            day("2026-12-07").unwrap()
+        );
+        assert_eq!(
+            day("2026-12-07").unwrap().end(),
+            at("2026-12-07T16:00:00Z").unwrap()
+        );
+        assert_eq!(day("2026-12-07").unwrap().to_string(), "2026-12-07");
+        for bad in [
+            "2026-2-07",
+            "2026-13-01",
+            "07/12/2026",
+            "",
+            "2026-12-07T00:00",
+        ] {
+            assert!(day(bad).is_err(), "{bad}");
+        }
+        let (a, b) = (day("2026-02-27").unwrap(), day("2026-03-01").unwrap());
+        assert_eq!(a.days_until(b), 2);
+        assert_eq!(a.succ().and_then(Day::succ), Some(b));
+    }
 
     #[test]
     fn opaque_ids_accept_real_shapes_and_refuse_anomalies() {

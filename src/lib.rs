@@ -26,7 +26,9 @@
 //!   - [`apps`]: registering apps, their secrets, and the in-memory copy of them;
 //!   - [`keys`]: API keys: creating, revoking, authenticating, scopes and per-key limits;
 //!   - [`refresh`]: profiles from WeChat: the freshness rule, fetching, single flight,
-//!     leases, and the refresh of what one read touched within its budget.
+//!     leases, and the refresh of what one read touched within its budget;
+//!   - [`stats`]: the audience statistics (distinct followers, overlaps, history);
+//!   - [`ingest`]: follower sync jobs, from WeChat's follower list into the identity graph.
 //! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`error`]: the error policy (which error type where, what a client sees, what is logged).
@@ -56,6 +58,7 @@ pub mod settings;
 pub mod simulator;
 pub mod startup;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod wechat;

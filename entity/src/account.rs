@@ -36,6 +36,10 @@ pub struct Model {
     pub subscribed: Option<bool>,
     /// Last follow time.
     pub subscribe_time: Option<DateTimeUtc>,
+    /// When the account was last seen to stop following.
+    pub unfollowed_at: Option<DateTimeUtc>,
+    /// The last follower sync job that listed the account as a follower.
+    pub listed_in: Option<i64>,
     /// How the user came to follow (`ADD_SCENE_…`).
     pub subscribe_scene: Option<String>,
     /// Numeric QR scene of the follow.

@@ -26,6 +26,10 @@ pub struct Model {
     pub aes_key_previous_sealed: Option<String>,
     /// Freshness TTL of this app's profiles in seconds; `None` uses the global default.
     pub freshness_ttl_secs: Option<i64>,
+    /// The official account's bit in a person's audience mask (0..=62, in
+    /// registration order); `None` for other kinds and for official accounts
+    /// past the 63rd, which the audience statistics leave out.
+    pub audience_bit: Option<i16>,
     /// When the app was registered.
     pub created_at: DateTimeUtc,
     /// When the app was last changed.

@@ -11,4 +11,7 @@ pub mod account;
 pub mod account_history;
 pub mod api_key;
 pub mod app;
+pub mod audience_cell;
+pub mod audience_day;
 pub mod person;
+pub mod sync_job;

@@ -12,6 +12,10 @@ pub struct Model {
     /// WeChat UnionID, unique.
     #[sea_orm(unique)]
     pub unionid: String,
+    /// The bits (`app.audience_bit`) of the official accounts the person
+    /// follows through their linked accounts; kept by the identity service
+    /// in the transaction that changes a follow or a link.
+    pub audience_mask: i64,
     /// When the person was first seen.
     pub created_at: DateTimeUtc,
     /// When the person or one of their accounts last changed.

@@ -12,6 +12,8 @@ mod m20261124_000003_refresh_lease;
 mod m20261201_000004_snapshot_user;
 mod m20261202_000005_one_account_per_app;
 mod m20261202_000006_api_key;
+mod m20261207_000007_audience;
+mod m20261207_000008_sync_job;
 
 /// The ordered list of union360 migrations.
 pub struct Migrator;
@@ -26,6 +28,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_snapshot_user::Migration),
             Box::new(m20261202_000005_one_account_per_app::Migration),
             Box::new(m20261202_000006_api_key::Migration),
+            Box::new(m20261207_000007_audience::Migration),
+            Box::new(m20261207_000008_sync_job::Migration),
         ]
     }
 }

@@ -9,13 +9,14 @@
 
 pub mod cache;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::app;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Set, SqlErr,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -285,7 +286,7 @@ async fn insert<C: ConnectionTrait>(
     let seal = |field: &str, value: &SecretString| {
         key.seal(&seal_purpose(field, appid), value.expose_secret())
     };
-    let model = app::ActiveModel {
+    let mut model = app::ActiveModel {
         appid: Set(appid.to_owned()),
         kind: Set(new.kind.as_str().to_owned()),
         name: Set(new.name.trim().to_owned()),
@@ -306,13 +307,51 @@ async fn insert<C: ConnectionTrait>(
         updated_at: Set(now),
         ..Default::default()
     };
-    match model.insert(db).await {
-        Ok(model) => Ok(model),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(AppError::Duplicate(appid.to_owned()))
+    // An official account takes the lowest free audience bit. Two
+    // registrations at once may pick the same one: the unique index refuses
+    // the second, which picks again.
+    let official = new.kind == AppKind::OfficialAccount;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if official {
+            model.audience_bit = Set(free_audience_bit(db).await?);
         }
-        Err(e) => Err(e.into()),
+        match model.clone().insert(db).await {
+            Ok(model) => return Ok(model),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                let taken = app::Entity::find()
+                    .filter(app::Column::Appid.eq(appid))
+                    .one(db)
+                    .await?
+                    .is_some();
+                if taken || !official || attempt >= 5 {
+                    return Err(AppError::Duplicate(appid.to_owned()));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+}
+
+/// Most official accounts the audience statistics count (a person's mask is
+/// a 63-bit number); later ones are registered and synced, and left out of
+/// the statistics.
+pub const MAX_AUDIENCE_APPS: i16 = 63;
+
+/// The lowest audience bit no app holds, if any is left.
+async fn free_audience_bit<C: ConnectionTrait>(db: &C) -> Result<Option<i16>, DbErr> {
+    let taken: BTreeSet<i16> = app::Entity::find()
+        .select_only()
+        .column(app::Column::AudienceBit)
+        .filter(app::Column::AudienceBit.is_not_null())
+        .into_tuple::<Option<i16>>()
+        .all(db)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok((0..MAX_AUDIENCE_APPS).find(|bit| !taken.contains(bit)))
 }
 
 /// The kind of a stored app; `None` for a kind this version does not know (written by a newer one).

@@ -45,6 +45,12 @@ pub const TYPE_SCOPES: &[(&str, Scope)] = &[
     ("RefreshAccountsPayload", Scope::Write),
     ("ApiKey", Scope::Admin),
     ("CreatedApiKey", Scope::Admin),
+    ("Audience", Scope::Stats),
+    ("AudienceApp", Scope::Stats),
+    ("AudiencePair", Scope::Stats),
+    ("AudienceCombination", Scope::Stats),
+    ("FollowCount", Scope::Stats),
+    ("CountRange", Scope::Stats),
 ];
 
 /// Fields whose scope is not their type's.
@@ -79,6 +85,9 @@ pub const FIELD_SCOPES: &[(&str, &str, Scope)] = &[
     ("Mutation", "revokeApiKey", Scope::Admin),
     // Keys.
     ("Query", "apiKeys", Scope::Admin),
+    // Statistics.
+    ("Query", "audience", Scope::Stats),
+    ("Query", "audienceHistory", Scope::Stats),
 ];
 
 /// [`TYPE_SCOPES`] and [`FIELD_SCOPES`], indexed.

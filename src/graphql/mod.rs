@@ -28,6 +28,7 @@ pub mod limits;
 pub mod page;
 pub mod person;
 pub mod round;
+pub mod stats;
 
 use std::borrow::Cow;
 
@@ -54,6 +55,7 @@ pub struct QueryFields(
     account::AccountQuery,
     app::AppQuery,
     apikey::ApiKeyQuery,
+    stats::StatsQuery,
 );
 
 impl OutputType for Query {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::account;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, IntoActiveModel, ModelTrait, Set, Value};
+use sea_orm::{ActiveModelTrait, DbErr, IntoActiveModel, ModelTrait, Set, TryIntoModel, Value};
 
 use super::history::Change;
 use super::merge::{self, Decision};
@@ -20,20 +20,32 @@ pub(super) type Seats = HashMap<(i64, i64), i64>;
 /// The persons a call links to, by UnionID (id, and whether the call created it).
 pub(super) type Persons = HashMap<String, (i64, bool)>;
 
-/// Applies `row` to `model` (created by this call or not); returns the
-/// outcome, the changes to record, and the account as written. `seats` holds
-/// the accounts linked so far, this call's links included.
-pub(super) async fn apply_row<C: ConnectionTrait>(
-    txn: &C,
+/// What applying a row gives: the outcome, the changes to record, the
+/// account as it is to be stored, and whether it must be written (rows
+/// whose only news is their freshness are written apart, all in one
+/// statement).
+pub(super) struct Applied {
+    /// What happened to the account.
+    pub(super) outcome: Outcome,
+    /// The changes for the history.
+    pub(super) changes: Vec<Change>,
+    /// The account as it is to be stored.
+    pub(super) account: account::Model,
+    /// Whether `account` must be written.
+    pub(super) write: bool,
+}
+
+/// Applies `row` to `model` (created by this call or not), without writing
+/// anything. `seats` holds the accounts linked so far, this call's links
+/// included.
+pub(super) fn apply_row(
     row: &AccountUpsert,
     created: bool,
     model: account::Model,
     (persons, seats): (&Persons, &mut Seats),
     source: ProfileSource,
     now: DateTime<Utc>,
-) -> Result<(Outcome, Vec<Change>, account::Model), DbErr> {
-    // Only rows whose values change are written here; freshness-only rows are
-    // written by the caller in one statement.
+) -> Result<Applied, DbErr> {
     let mut changes = Vec::new();
     let mut active = model.clone().into_active_model();
     let Link { linked, conflict } = apply_link(
@@ -45,10 +57,11 @@ pub(super) async fn apply_row<C: ConnectionTrait>(
         &mut changes,
     );
 
-    apply_profile(&model, &mut active, row, source, &mut changes);
+    apply_profile(&model, &mut active, row, source, now, &mut changes);
 
     let changed = !changes.is_empty();
-    let account = if changed || conflict.is_some() {
+    let write = changed || conflict.is_some();
+    let account = if write {
         if row.refreshed {
             // Freshness is metadata, not a change of the account: no history row.
             active.refreshed_at = Set(Some(now));
@@ -59,9 +72,8 @@ pub(super) async fn apply_row<C: ConnectionTrait>(
         if changed {
             active.updated_at = Set(now);
         }
-        active.update(txn).await?
+        active.try_into_model()?
     } else if row.refreshed {
-        // Written by the caller, with every other freshness-only row, in one statement.
         account::Model {
             refreshed_at: Some(now),
             refresh_error_code: None,
@@ -81,7 +93,12 @@ pub(super) async fn apply_row<C: ConnectionTrait>(
         (.., true) => Outcome::Updated,
         _ => Outcome::Unchanged,
     };
-    Ok((outcome, changes, account))
+    Ok(Applied {
+        outcome,
+        changes,
+        account,
+        write,
+    })
 }
 
 /// What applying a row did to the account's link to a person.
@@ -285,6 +302,7 @@ fn apply_profile(
     active: &mut account::ActiveModel,
     row: &AccountUpsert,
     source: ProfileSource,
+    now: DateTime<Utc>,
     changes: &mut Vec<Change>,
 ) {
     let p = &row.profile;
@@ -320,7 +338,7 @@ fn apply_profile(
         active.set(column, from_text(column, value));
         active.set(source_column, Value::String(value_source));
     }
-    apply_follow(model, active, &row.follow, changes);
+    apply_follow(model, active, &row.follow, now, changes);
 }
 
 /// Applies reported follow values that differ from the stored ones.
@@ -328,8 +346,14 @@ fn apply_follow(
     model: &account::Model,
     active: &mut account::ActiveModel,
     follow: &Follow,
+    now: DateTime<Utc>,
     changes: &mut Vec<Change>,
 ) {
+    // Stopping to follow is dated; the date stays after a later follow, as
+    // the last time the user was seen to leave.
+    if follow.subscribed == Some(false) && model.subscribed == Some(true) {
+        active.unfollowed_at = Set(Some(now));
+    }
     let remark = follow
         .remark
         .as_ref()

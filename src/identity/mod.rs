@@ -32,6 +32,7 @@
 //! - `history`: the account history.
 
 mod apply;
+mod audience;
 mod history;
 mod lock;
 pub mod merge;

@@ -142,7 +142,7 @@ pub enum IdentityError {
 
 /// "app X is not registered", or "apps X, Y are not registered": the words
 /// every refusal of an unregistered app uses.
-fn not_registered(appids: &[String]) -> String {
+pub(crate) fn not_registered(appids: &[String]) -> String {
     match appids {
         [one] => format!("app {one} is not registered"),
         many => format!("apps {} are not registered", many.join(", ")),

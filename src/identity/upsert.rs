@@ -9,18 +9,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::{account, app, person};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, RuntimeErr,
-    SqlErr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
+    Iterable, QueryFilter, RuntimeErr, SqlErr,
 };
 
-use super::apply::apply_row;
+use super::apply::{Applied, apply_row};
+use super::audience::{self, AudienceChange};
 use super::history::record;
 use super::lock::{CHUNK, held_seats, insert_or_get_accounts, insert_or_get_persons};
 use super::types::{AccountUpsert, IdentityError, MAX_UPSERT_BATCH, UpsertResult};
 use super::validate::validate;
-use crate::domain::ProfileSource;
+use crate::domain::{Day, ProfileSource};
 use crate::store;
 
 /// Upserts accounts reported by `source`, all or nothing, applying the identity rules.
@@ -96,6 +97,7 @@ async fn write(
     now: DateTime<Utc>,
 ) -> Result<Vec<UpsertResult>, DbErr> {
     let txn = store::begin_write(db).await?;
+    let bits = audience::bits(&txn).await?;
     // Phase 1: every account exists and is locked, in key order.
     let keys: Vec<(i64, &str)> = order.keys().copied().collect();
     let mut found = insert_or_get_accounts(&txn, &keys, now).await?;
@@ -141,20 +143,24 @@ async fn write(
     let mut claimed = BTreeSet::new();
     let mut history = Vec::new();
     let mut freshened = Vec::new();
+    let mut written = Vec::new();
+    let mut audience = AudienceChange::default();
     for (index, created, model) in stored {
         let row = &rows[index];
-        let (outcome, changes, account) = apply_row(
-            &txn,
-            row,
-            created,
-            model,
-            (&persons, &mut seats),
-            source,
-            now,
-        )
-        .await?;
+        let before = bits.contains_key(&model.app_id).then(|| model.clone());
+        let Applied {
+            outcome,
+            changes,
+            account,
+            write,
+        } = apply_row(row, created, model, (&persons, &mut seats), source, now)?;
+        if let Some(before) = &before {
+            audience.note(&bits, before, &account);
+        }
         let changed = !changes.is_empty();
-        if !changed && row.refreshed {
+        if write {
+            written.push(account.clone());
+        } else if row.refreshed {
             freshened.push(account.id);
         }
         history.extend(changes.into_iter().map(|c| (account.id, c)));
@@ -175,6 +181,10 @@ async fn write(
             account,
         });
     }
+    write_accounts(&txn, written).await?;
+    // The persons concerned are locked in id order, then their masks and
+    // the audience counts follow what was written.
+    audience::settle(&txn, &bits, audience, &touched, Day::of(now)).await?;
     if !touched.is_empty() {
         person::Entity::update_many()
             .col_expr(person::Column::UpdatedAt, now.into())
@@ -207,6 +217,43 @@ async fn write(
     results.sort_by_key(|r| r.index);
     Ok(results)
 }
+
+/// Writes whole accounts, a chunk per statement (an upsert on the id of
+/// accounts that exist, locked, since phase 1).
+async fn write_accounts<C: ConnectionTrait>(
+    txn: &C,
+    accounts: Vec<account::Model>,
+) -> Result<(), DbErr> {
+    use account::Column;
+    let columns: Vec<Column> = Column::iter()
+        .filter(|c| {
+            !matches!(
+                c,
+                Column::Id | Column::AppId | Column::Openid | Column::CreatedAt
+            )
+        })
+        .collect();
+    for chunk in accounts.chunks(WRITE_CHUNK) {
+        account::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .on_conflict(
+            OnConflict::column(Column::Id)
+                .update_columns(columns.iter().copied())
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Accounts per statement when writing whole accounts (about 45 values
+/// each, under SQLite's 32,766 bound parameters).
+const WRITE_CHUNK: usize = 500;
 
 async fn resolve_apps<C: ConnectionTrait>(
     db: &C,

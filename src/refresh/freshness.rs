@@ -72,6 +72,8 @@ mod tests {
             snapshot_user: false,
             subscribed: None,
             subscribe_time: None,
+            unfollowed_at: None,
+            listed_in: None,
             subscribe_scene: None,
             qr_scene: None,
             qr_scene_str: None,
@@ -143,6 +145,7 @@ mod tests {
             aes_key_sealed: None,
             aes_key_previous_sealed: None,
             freshness_ttl_secs: None,
+            audience_bit: Some(0),
             created_at: DateTime::<Utc>::UNIX_EPOCH,
             updated_at: DateTime::<Utc>::UNIX_EPOCH,
         };

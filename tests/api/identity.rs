@@ -502,33 +502,37 @@ async fn the_migration_settles_second_accounts_linked_before_it(backend: Backend
             updated_at: Set(now),
             ..Default::default()
         };
-        app_ids.push(app.insert(&db).await.unwrap().id);
+        // Inserted without reading back: the entities have columns this
+        // older schema lacks.
+        let inserted = entity::app::Entity::insert(app).exec(&db).await.unwrap();
+        app_ids.push(inserted.last_insert_id);
     }
-    let person = person::ActiveModel {
+    let person_id = person::Entity::insert(person::ActiveModel {
         unionid: Set("u-dup".to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    }
-    .insert(&db)
+    })
+    .exec(&db)
     .await
-    .unwrap();
+    .unwrap()
+    .last_insert_id;
     for (app_id, openid) in [
         (app_ids[0], "a"),
         (app_ids[0], "b"),
         (app_ids[1], "c"),
         (app_ids[0], "d"),
     ] {
-        account::ActiveModel {
+        account::Entity::insert(account::ActiveModel {
             app_id: Set(app_id),
             openid: Set(openid.to_owned()),
-            person_id: Set(Some(person.id)),
+            person_id: Set(Some(person_id)),
             unionid: Set(Some("u-dup".to_owned())),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
-        }
-        .insert(&db)
+        })
+        .exec(&db)
         .await
         .unwrap();
     }
@@ -548,7 +552,7 @@ async fn the_migration_settles_second_accounts_linked_before_it(backend: Backend
             )
         })
         .collect();
-    let p = person.id;
+    let p = person_id;
     let linked = format!("Some({p}) Some(\"u-dup\") None");
     let refused = "None None Some(\"u-dup\")";
     assert_eq!(

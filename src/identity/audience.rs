@@ -1,0 +1,205 @@
+//! The audience counts, kept in the transaction that changes a follow or a
+//! link, so that they are exact under any interleaving of writers.
+//!
+//! Each official account has a bit (`app.audience_bit`). A person's mask is
+//! the bits of the official accounts they follow through their linked
+//! accounts; `audience_cell` counts persons per mask (row `app_id` 0), and
+//! each app's followers linked to no person (row `app_id` = the app). The
+//! day's value of every cell that changes is written to `audience_day`.
+//!
+//! Exactness: every call that changes an account's follow status or link
+//! locks that account first (the upsert's phase 1), then the persons
+//! concerned, in id order, and only then reads their accounts to compute
+//! their masks. The last call to hold a person's lock has seen every
+//! committed change to that person's accounts, and each call moves the
+//! cells from the mask it found to the mask it computed, so the changes add
+//! up. Cells are then changed in one order (by key) and only by holders of
+//! the persons' locks, so calls never deadlock on them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use entity::{account, app, audience_cell, audience_day, person};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::lock::CHUNK;
+use crate::domain::Day;
+
+/// The bit of each official account that has one, by app id.
+pub(super) type Bits = HashMap<i64, i64>;
+
+/// What a call changed that the audience counts depend on.
+#[derive(Debug, Default)]
+pub(super) struct AudienceChange {
+    /// Persons whose mask may have changed.
+    persons: BTreeSet<i64>,
+    /// Change of each app's unlinked followers.
+    unlinked: BTreeMap<i64, i64>,
+}
+
+impl AudienceChange {
+    /// Notes one account written by the call, as it was and as it is.
+    pub(super) fn note(&mut self, bits: &Bits, before: &account::Model, after: &account::Model) {
+        if !bits.contains_key(&after.app_id) {
+            return;
+        }
+        let follows = |m: &account::Model| m.subscribed == Some(true);
+        let unlinked = |m: &account::Model| follows(m) && m.person_id.is_none();
+        let delta = i64::from(unlinked(after)) - i64::from(unlinked(before));
+        if delta != 0 {
+            *self.unlinked.entry(after.app_id).or_default() += delta;
+        }
+        if follows(before) != follows(after) || before.person_id != after.person_id {
+            self.persons.extend(before.person_id);
+            self.persons.extend(after.person_id);
+        }
+    }
+}
+
+/// The bits of the official accounts that have one.
+pub(super) async fn bits<C: ConnectionTrait>(txn: &C) -> Result<Bits, DbErr> {
+    let rows: Vec<(i64, Option<i16>)> = app::Entity::find()
+        .select_only()
+        .columns([app::Column::Id, app::Column::AudienceBit])
+        .filter(app::Column::AudienceBit.is_not_null())
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, bit)| Some((id, i64::from(bit?))))
+        .collect())
+}
+
+/// Applies `change` to the persons' masks and the cells, on `day`.
+pub(super) async fn settle<C: ConnectionTrait>(
+    txn: &C,
+    bits: &Bits,
+    change: AudienceChange,
+    touched: &BTreeSet<i64>,
+    day: Day,
+) -> Result<(), DbErr> {
+    let mut cells: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for (app_id, delta) in change.unlinked {
+        if let Some(bit) = bits.get(&app_id) {
+            *cells.entry((app_id, 1 << bit)).or_default() += delta;
+        }
+    }
+    // Every person the call changes is locked in id order, before any of
+    // their accounts are read: those whose mask may change, and those whose
+    // `updated_at` the caller sets next.
+    let locked: Vec<i64> = change.persons.union(touched).copied().collect();
+    for chunk in locked.chunks(CHUNK) {
+        person::Entity::find()
+            .select_only()
+            .column(person::Column::Id)
+            .filter(person::Column::Id.is_in(chunk.iter().copied()))
+            .order_by_asc(person::Column::Id)
+            // Not `FOR UPDATE`: linking an account to a person holds a key
+            // share on the person (the foreign key), which `FOR UPDATE`
+            // would wait for, and calls linking to one person would
+            // deadlock. `FOR NO KEY UPDATE` still orders the callers.
+            .lock(LockType::NoKeyUpdate)
+            .into_tuple::<i64>()
+            .all(txn)
+            .await?;
+    }
+    let persons: Vec<i64> = change.persons.into_iter().collect();
+    for chunk in persons.chunks(CHUNK) {
+        let found: Vec<(i64, i64)> = person::Entity::find()
+            .select_only()
+            .columns([person::Column::Id, person::Column::AudienceMask])
+            .filter(person::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        let followed: Vec<(Option<i64>, i64)> = account::Entity::find()
+            .select_only()
+            .columns([account::Column::PersonId, account::Column::AppId])
+            .filter(account::Column::PersonId.is_in(chunk.iter().copied()))
+            .filter(account::Column::Subscribed.eq(true))
+            .filter(account::Column::AppId.is_in(bits.keys().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        let mut masks: HashMap<i64, i64> = HashMap::with_capacity(chunk.len());
+        for (person_id, app_id) in followed {
+            if let (Some(person_id), Some(bit)) = (person_id, bits.get(&app_id)) {
+                *masks.entry(person_id).or_default() |= 1 << bit;
+            }
+        }
+        let mut moved: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (id, old) in found {
+            let new = masks.get(&id).copied().unwrap_or(0);
+            if new == old {
+                continue;
+            }
+            moved.entry(new).or_default().push(id);
+            if old != 0 {
+                *cells.entry((0, old)).or_default() -= 1;
+            }
+            if new != 0 {
+                *cells.entry((0, new)).or_default() += 1;
+            }
+        }
+        for (mask, ids) in moved {
+            person::Entity::update_many()
+                .col_expr(person::Column::AudienceMask, Expr::value(mask))
+                .filter(person::Column::Id.is_in(ids))
+                .exec(txn)
+                .await?;
+        }
+    }
+    cells.retain(|_, delta| *delta != 0);
+    if cells.is_empty() {
+        return Ok(());
+    }
+    let mut days = Vec::with_capacity(cells.len());
+    for ((app_id, mask), delta) in cells {
+        let add = Query::insert()
+            .into_table(audience_cell::Entity)
+            .columns([
+                audience_cell::Column::AppId,
+                audience_cell::Column::Mask,
+                audience_cell::Column::Count,
+            ])
+            .values_panic([app_id.into(), mask.into(), delta.into()])
+            .on_conflict(
+                OnConflict::columns([audience_cell::Column::AppId, audience_cell::Column::Mask])
+                    .value(
+                        audience_cell::Column::Count,
+                        Expr::col((audience_cell::Entity, audience_cell::Column::Count))
+                            .add(Expr::value(delta)),
+                    )
+                    .to_owned(),
+            )
+            .returning_col(audience_cell::Column::Count)
+            .to_owned();
+        let row = txn
+            .query_one(&add)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("audience cell".to_owned()))?;
+        let count: i64 = row.try_get_by_index(0)?;
+        days.push(audience_day::ActiveModel {
+            day: sea_orm::Set(day.to_string()),
+            app_id: sea_orm::Set(app_id),
+            mask: sea_orm::Set(mask),
+            count: sea_orm::Set(count),
+        });
+    }
+    audience_day::Entity::insert_many(days)
+        .on_conflict(
+            OnConflict::columns([
+                audience_day::Column::Day,
+                audience_day::Column::AppId,
+                audience_day::Column::Mask,
+            ])
+            .update_column(audience_day::Column::Count)
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
