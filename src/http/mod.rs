@@ -17,6 +17,7 @@
 //!
 //! [`serve`] runs the accept loop that bounds every connection.
 
+mod assets;
 pub mod auth;
 pub mod graphql;
 pub mod json;

@@ -8,10 +8,12 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::LazyLock;
+
+use super::assets::{self, escape};
 
 /// What `build.rs` generated: `ASSETS`, `MISSING`, `MISSING_REASON`, `VERSION`.
 mod generated {
@@ -85,9 +87,6 @@ const INIT_JS: &str = r#"(function () {
 })();
 "#;
 
-/// Assets are addressed with `?v=<fingerprint>`, so they may be cached for good.
-const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
-
 /// Everything the page may load comes from this server.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
@@ -130,43 +129,10 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     if file == INIT_JS_NAME {
         // Part of this module rather than of the pinned packages, so it changes
         // without the fingerprint changing: let browsers revalidate it.
-        return (
-            [
-                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-cache"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            INIT_JS,
-        )
-            .into_response();
+        return assets::own("text/javascript; charset=utf-8", INIT_JS);
     }
-    let found = generated::ASSETS
-        .iter()
-        .find(|(name, _, _)| *name == file)
-        .map(|&(_, content_type, bytes)| (content_type, bytes));
-    let Some((content_type, bytes)) = found else {
-        return (StatusCode::NOT_FOUND, "no such playground asset\n").into_response();
-    };
-
-    let etag = format!("\"{}\"", generated::VERSION);
-    let cache = [
-        (header::CACHE_CONTROL, ASSET_CACHE_CONTROL.to_owned()),
-        (header::ETAG, etag.clone()),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-    ];
-    let revalidated = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if revalidated {
-        return (StatusCode::NOT_MODIFIED, cache).into_response();
-    }
-    (
-        cache,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        bytes,
-    )
-        .into_response()
+    assets::fingerprinted(generated::ASSETS, generated::VERSION, &file, &headers)
+        .unwrap_or_else(|| (StatusCode::NOT_FOUND, "no such playground asset\n").into_response())
 }
 
 /// The working playground.
@@ -243,20 +209,4 @@ your server's address in place of the default one):</p>
 </html>
 "#
     )
-}
-
-/// Escapes text for HTML element content.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
