@@ -5,6 +5,7 @@
 //! nothing from other origins, so the playground works on machines without
 //! internet access. If the build could not fetch the assets, the page says
 //! which are missing and how to rebuild, instead of hanging on "Loading…".
+//! Its logo links to the audience [dashboard](super::dashboard).
 
 use axum::Router;
 use axum::extract::Path;
@@ -36,6 +37,8 @@ const INIT_JS: &str = r#"(function () {
     '# button (or Ctrl-Enter) to run.',
     '# A person is one human (one WeChat UnionID);',
     '# accounts are their per-app OpenIDs.',
+    '# Charts of who follows the official accounts:',
+    '# /dashboard (link at the top right; same key).',
     'query FirstPeople {',
     '  apps { appid kind name }',
     '  people(first: 5) {',
@@ -76,6 +79,14 @@ const INIT_JS: &str = r#"(function () {
     return baseFetcher(params, Object.assign({}, options, { headers: headers }));
   };
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
+  // In place of GraphiQL's own logo: a link to the audience dashboard,
+  // which reuses the key kept here.
+  var logo = React.createElement(GraphiQL.Logo, null,
+    React.createElement('a', {
+      className: 'graphiql-logo-link',
+      href: '/dashboard',
+      title: 'Charts of who follows the official accounts (uses the key from the Headers tab)'
+    }, 'Audience dashboard'));
   root.render(React.createElement(GraphiQL, {
     fetcher: fetcher,
     defaultQuery: DEFAULT_QUERY,
@@ -83,7 +94,7 @@ const INIT_JS: &str = r#"(function () {
     // The key stays in this browser's local storage, never on the server.
     shouldPersistHeaders: true,
     defaultEditorToolsVisibility: 'headers'
-  }));
+  }, logo));
 })();
 "#;
 
