@@ -76,7 +76,7 @@ const SETS: &[PackageSet] = &[
     },
     PackageSet {
         dir: "dashboard",
-        what: "dashboard",
+        what: "audience dashboard",
         page: "/dashboard",
         generated: "dashboard_assets.rs",
         assets: DASHBOARD_ASSETS,
@@ -294,11 +294,12 @@ fn generate(set: &PackageSet, npm_dir: &Path, failure: Option<&str>) -> String {
         } else {
             String::new()
         };
+        let mut what = set.what.to_owned();
+        what[..1].make_ascii_uppercase();
         println!(
-            "cargo:warning={} assets are missing ({}): {reason}{log_note}. \
+            "cargo:warning={what} assets are missing ({}): {reason}{log_note}. \
              The binary builds and serves GraphQL, but {} will only explain this. \
              Make `npm` and the npm registry reachable, then rebuild (e.g. `touch build.rs`).",
-            set.what,
             missing.join(", "),
             set.page,
         );
