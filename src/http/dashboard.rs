@@ -110,6 +110,7 @@ fn missing_assets_html() -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>union360 dashboard: assets missing</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/dashboard/assets/union360-dashboard.css">
 </head>
 <body class="plain" data-union360-assets-missing>
