@@ -63,6 +63,8 @@
   var charts = {};
   /** The last answer drawn, redrawn when the window's size changes. */
   var lastAnswer = null;
+  /** Off while redrawing for a new window size, which is no news. */
+  var animate = true;
   var key = '';
   var loading = false;
   var again = false;
@@ -220,14 +222,14 @@
     if (codes.indexOf('GRAPHQL_VALIDATION_FAILED') >= 0) {
       return { problem: {
         title: 'This server does not offer the audience statistics the dashboard reads.',
-        list: errors.map(describe),
+        list: describeAll(errors),
         todo: 'Upgrade union360 to a version with the audience API.'
       } };
     }
     if (errors.length) {
       return { problem: {
         title: 'The server answered with ' + (errors.length === 1 ? 'an error' : errors.length + ' errors') + '.',
-        list: errors.map(describe),
+        list: describeAll(errors),
         todo: 'Press Refresh to try again; if it persists, the server log says more.'
       } };
     }
@@ -237,9 +239,17 @@
     } };
   }
 
-  function describe(error) {
-    var code = error && error.extensions && error.extensions.code;
-    return String(error && error.message || 'error') + (code ? ' (' + code + ')' : '');
+  /** Each error's message and code, said once however often it was reported. */
+  function describeAll(errors) {
+    var seen = {};
+    return errors.map(function (error) {
+      var code = error && error.extensions && error.extensions.code;
+      return String(error && error.message || 'error') + (code ? ' (' + code + ')' : '');
+    }).filter(function (text) {
+      if (seen[text]) return false;
+      seen[text] = true;
+      return true;
+    });
   }
 
   // ---- the page ------------------------------------------------------
@@ -419,6 +429,7 @@
     var c = chart('chart-followers', 90 + apps.length * 34);
     c.setOption({
       aria: { enabled: true },
+      animation: animate,
       color: [COLORS.linked, COLORS.unlinked],
       tooltip: tooltip({ trigger: 'axis', axisPointer: { type: 'shadow' } }),
       legend: { top: 0, left: 0 },
@@ -474,6 +485,7 @@
     var rotate = apps.length > 3 ? 30 : 0;
     c.setOption({
       aria: { enabled: true },
+      animation: animate,
       tooltip: tooltip({
         formatter: function (p) {
           var x = p.value[0];
@@ -594,6 +606,7 @@
 
     c.setOption({
       aria: { enabled: true },
+      animation: animate,
       tooltip: tooltip({}),
       grid: [
         { left: left, right: 16, top: 24, height: BARS, outerBoundsMode: 'none' },
@@ -729,6 +742,7 @@
     });
     c.setOption({
       aria: { enabled: true },
+      animation: animate,
       tooltip: tooltip({ trigger: 'axis' }),
       legend: { type: 'scroll', top: 0, left: 0, right: 0 },
       grid: { left: 8, right: 24, top: 44, bottom: 28 },
@@ -789,7 +803,10 @@
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(function () {
       // Layouts depend on the width (the UpSet chart's columns), so redraw.
-      if (lastAnswer && !content.hidden) render(lastAnswer.audience, lastAnswer.audienceHistory);
+      if (!lastAnswer || content.hidden) return;
+      animate = false;
+      render(lastAnswer.audience, lastAnswer.audienceHistory);
+      animate = true;
     }, 150);
   });
 
