@@ -1,14 +1,20 @@
-//! Build script: fetches the GraphiQL playground assets pinned in
-//! `graphiql/package.json` and `graphiql/package-lock.json` with `npm ci`, and
-//! generates `$OUT_DIR/graphiql_assets.rs`, which `src/http/playground.rs`
-//! includes so the binary serves the playground without any network access.
+//! Build script: fetches the browser assets of the two pages the binary
+//! serves, each set pinned in its own `package.json` and `package-lock.json`,
+//! with `npm ci`, and generates one Rust file per set in `$OUT_DIR` that the
+//! page's module includes, so the binary serves them without any network
+//! access:
+//!
+//! | package files | generated | included by |
+//! |---|---|---|
+//! | `graphiql/` (GraphiQL, React) | `graphiql_assets.rs` | `src/http/playground.rs` |
+//! | `dashboard/` (Apache ECharts) | `dashboard_assets.rs` | `src/http/dashboard.rs` |
 //!
 //! The assets are never committed. When they cannot be fetched (no `npm`, no
 //! access to the npm registry, or `UNION360_SKIP_NPM=1`), the build still
 //! succeeds: it prints a `cargo:warning` and the generated `MISSING` list
-//! makes the playground page explain what is missing and how to fix it.
+//! makes the page explain what is missing and how to fix it.
 //!
-//! An install in `$OUT_DIR/graphiql-npm` is reused while its package files
+//! An install in `$OUT_DIR/<set>-npm` is reused while its package files
 //! match the pinned ones, so incremental builds do not run npm again.
 //!
 //! It also sets `cfg(postgres_tests)` when `TEST_DATABASE_URL` is set, so
@@ -25,8 +31,8 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The pinned package files, relative to the package root.
-const PACKAGE_FILES: [&str; 2] = ["graphiql/package.json", "graphiql/package-lock.json"];
+/// The pinned package files, relative to a set's directory.
+const PACKAGE_FILES: [&str; 2] = ["package.json", "package-lock.json"];
 
 /// Longest time `npm ci` may take before it is stopped.
 const NPM_TIMEOUT: Duration = Duration::from_secs(300);
@@ -34,7 +40,22 @@ const NPM_TIMEOUT: Duration = Duration::from_secs(300);
 /// Written after a successful install; holds the package files it installed.
 const STAMP: &str = "union360-installed.stamp";
 
-/// One asset the playground serves: its name under `/graphiql/assets/`, its
+/// One set of npm packages, installed on its own, and the assets a page
+/// serves from it.
+struct PackageSet {
+    /// The directory (relative to the package root) with the package files;
+    /// also names the install directory, `$OUT_DIR/<dir>-npm`.
+    dir: &'static str,
+    /// What the assets are for, in warnings.
+    what: &'static str,
+    /// The page that explains missing assets.
+    page: &'static str,
+    /// The file generated in `$OUT_DIR`.
+    generated: &'static str,
+    assets: &'static [Asset],
+}
+
+/// One asset a page serves: its name under the page's `assets/` path, its
 /// content type, and where it may sit inside the npm install (first match wins).
 struct Asset {
     name: &'static str,
@@ -45,7 +66,24 @@ struct Asset {
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
-const ASSETS: &[Asset] = &[
+const SETS: &[PackageSet] = &[
+    PackageSet {
+        dir: "graphiql",
+        what: "GraphiQL playground",
+        page: "/graphiql",
+        generated: "graphiql_assets.rs",
+        assets: GRAPHIQL_ASSETS,
+    },
+    PackageSet {
+        dir: "dashboard",
+        what: "audience dashboard",
+        page: "/dashboard",
+        generated: "dashboard_assets.rs",
+        assets: DASHBOARD_ASSETS,
+    },
+];
+
+const GRAPHIQL_ASSETS: &[Asset] = &[
     Asset {
         name: "react.production.min.js",
         content_type: JS,
@@ -74,9 +112,17 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
+const DASHBOARD_ASSETS: &[Asset] = &[Asset {
+    name: "echarts.min.js",
+    content_type: JS,
+    candidates: &["node_modules/echarts/dist/echarts.min.js"],
+}];
+
 fn main() {
-    for file in PACKAGE_FILES {
-        println!("cargo:rerun-if-changed={file}");
+    for set in SETS {
+        for file in PACKAGE_FILES {
+            println!("cargo:rerun-if-changed={}/{file}", set.dir);
+        }
     }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=UNION360_SKIP_NPM");
@@ -94,37 +140,40 @@ fn main() {
     };
     let manifest_dir = PathBuf::from(manifest_dir);
     let out_dir = PathBuf::from(out_dir);
-    let npm_dir = out_dir.join("graphiql-npm");
 
-    let install = install(&manifest_dir, &npm_dir);
-    let generated = generate(&npm_dir, install.as_ref().err().map(String::as_str));
-    // Rewriting identical content would still make cargo recompile the crate.
-    let target = out_dir.join("graphiql_assets.rs");
-    if fs::read_to_string(&target).is_ok_and(|old| old == generated) {
-        return;
-    }
-    if let Err(err) = fs::write(&target, generated) {
-        println!("cargo:warning=cannot write graphiql_assets.rs: {err}");
-        std::process::exit(1);
+    for set in SETS {
+        let npm_dir = out_dir.join(format!("{}-npm", set.dir));
+        let install = install(set, &manifest_dir.join(set.dir), &npm_dir);
+        let generated = generate(set, &npm_dir, install.as_ref().err().map(String::as_str));
+        // Rewriting identical content would still make cargo recompile the crate.
+        let target = out_dir.join(set.generated);
+        if fs::read_to_string(&target).is_ok_and(|old| old == generated) {
+            continue;
+        }
+        if let Err(err) = fs::write(&target, generated) {
+            println!("cargo:warning=cannot write {}: {err}", set.generated);
+            std::process::exit(1);
+        }
     }
 }
 
-/// Makes `npm_dir/node_modules` hold the pinned packages, reusing a matching
-/// install. Returns why the assets could not be fetched on failure.
-fn install(manifest_dir: &Path, npm_dir: &Path) -> Result<(), String> {
+/// Makes `npm_dir/node_modules` hold the packages pinned in `package_dir`,
+/// reusing a matching install. Returns why the assets could not be fetched
+/// on failure.
+fn install(set: &PackageSet, package_dir: &Path, npm_dir: &Path) -> Result<(), String> {
     if env::var("UNION360_SKIP_NPM").is_ok_and(|v| v == "1") {
         return Err("the build ran with UNION360_SKIP_NPM=1".to_owned());
     }
 
     let mut pinned = Vec::new();
     for file in PACKAGE_FILES {
-        let path = manifest_dir.join(file);
-        let bytes = fs::read(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let bytes = fs::read(package_dir.join(file))
+            .map_err(|e| format!("cannot read {}/{file}: {e}", set.dir))?;
         pinned.push((file, bytes));
     }
     let stamp_content: Vec<u8> = pinned.iter().flat_map(|(_, b)| b.iter().copied()).collect();
     let stamp = npm_dir.join(STAMP);
-    if fs::read(&stamp).is_ok_and(|s| s == stamp_content) && all_assets_present(npm_dir) {
+    if fs::read(&stamp).is_ok_and(|s| s == stamp_content) && all_assets_present(set, npm_dir) {
         return Ok(());
     }
 
@@ -136,8 +185,8 @@ fn install(manifest_dir: &Path, npm_dir: &Path) -> Result<(), String> {
         Err(e) => return Err(format!("cannot remove {}: {e}", stamp.display())),
     }
     for (file, bytes) in &pinned {
-        let name = Path::new(file).file_name().unwrap_or_default();
-        fs::write(npm_dir.join(name), bytes).map_err(|e| format!("cannot copy {file}: {e}"))?;
+        fs::write(npm_dir.join(file), bytes)
+            .map_err(|e| format!("cannot copy {}/{file}: {e}", set.dir))?;
     }
 
     run_npm_ci(npm_dir)?;
@@ -215,15 +264,15 @@ fn locate(npm_dir: &Path, asset: &Asset) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn all_assets_present(npm_dir: &Path) -> bool {
-    ASSETS.iter().all(|a| locate(npm_dir, a).is_some())
+fn all_assets_present(set: &PackageSet, npm_dir: &Path) -> bool {
+    set.assets.iter().all(|a| locate(npm_dir, a).is_some())
 }
 
-/// Renders `graphiql_assets.rs`. `failure` is why the install failed, if it did.
-fn generate(npm_dir: &Path, failure: Option<&str>) -> String {
+/// Renders `set.generated`. `failure` is why the install failed, if it did.
+fn generate(set: &PackageSet, npm_dir: &Path, failure: Option<&str>) -> String {
     let mut found = Vec::new();
     let mut missing = Vec::new();
-    for asset in ASSETS {
+    for asset in set.assets {
         match failure.is_none().then(|| locate(npm_dir, asset)).flatten() {
             Some(path) => found.push((asset, path)),
             None => missing.push(asset.name),
@@ -245,11 +294,14 @@ fn generate(npm_dir: &Path, failure: Option<&str>) -> String {
         } else {
             String::new()
         };
+        let mut what = set.what.to_owned();
+        what[..1].make_ascii_uppercase();
         println!(
-            "cargo:warning=GraphiQL assets are missing ({}): {reason}{log_note}. \
-             The binary builds and serves GraphQL, but /graphiql will only explain this. \
+            "cargo:warning={what} assets are missing ({}): {reason}{log_note}. \
+             The binary builds and serves GraphQL, but {} will only explain this. \
              Make `npm` and the npm registry reachable, then rebuild (e.g. `touch build.rs`).",
-            missing.join(", ")
+            missing.join(", "),
+            set.page,
         );
     }
 
@@ -266,8 +318,16 @@ fn generate(npm_dir: &Path, failure: Option<&str>) -> String {
     }
 
     let mut out = String::new();
-    out.push_str("// Generated by build.rs from graphiql/package-lock.json. Do not edit.\n\n");
-    out.push_str("/// Embedded playground assets: (file name, content type, bytes).\n");
+    let _ = writeln!(
+        out,
+        "// Generated by build.rs from {}/package-lock.json. Do not edit.\n",
+        set.dir
+    );
+    let _ = writeln!(
+        out,
+        "/// Embedded {} assets: (file name, content type, bytes).",
+        set.what
+    );
     out.push_str("pub static ASSETS: &[(&str, &str, &[u8])] = &[\n");
     for (asset, path) in &found {
         let path = path.to_string_lossy();

@@ -16,7 +16,8 @@
 //! - [`settings`]: typed settings from flags, environment and `.env`, each default declared once.
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
 //! - [`state`]: the composition root: builds each service from explicit parts.
-//! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground, health checks;
+//! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground and audience
+//!   dashboard, health checks;
 //!   the accept loop that bounds every connection (timeouts, caps, graceful shutdown).
 //! - [`graphql`]: the schema, one module per domain (object, query, mutation), the
 //!   per-request context, batch loading, the query-wide refresh round, errors.

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET, POST /graphql` | GraphQL over HTTP ([`graphql`]), with an API key ([`auth`]); `GET` with `Accept: text/html` shows the playground |
 //! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
+//! | `GET /dashboard` | the audience dashboard: charts of who follows the official accounts, read from `/graphql` with the key the browser keeps ([`dashboard`]) |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 when the database answers, else 503 |
 //! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]), here unless it has a listener of its own |
@@ -17,7 +18,9 @@
 //!
 //! [`serve`] runs the accept loop that bounds every connection.
 
+mod assets;
 pub mod auth;
+pub mod dashboard;
 pub mod graphql;
 pub mod json;
 pub mod playground;
@@ -62,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(graphql_routes)
         .merge(health_routes)
         .merge(playground::router())
+        .merge(dashboard::router())
         .fallback(not_found)
         // The configured limit replaces axum's built-in 2 MiB one.
         .layer(DefaultBodyLimit::disable())

@@ -5,13 +5,16 @@
 //! nothing from other origins, so the playground works on machines without
 //! internet access. If the build could not fetch the assets, the page says
 //! which are missing and how to rebuild, instead of hanging on "Loading…".
+//! Its logo links to the audience [dashboard](super::dashboard).
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::LazyLock;
+
+use super::assets::{self, escape};
 
 /// What `build.rs` generated: `ASSETS`, `MISSING`, `MISSING_REASON`, `VERSION`.
 mod generated {
@@ -34,6 +37,8 @@ const INIT_JS: &str = r#"(function () {
     '# button (or Ctrl-Enter) to run.',
     '# A person is one human (one WeChat UnionID);',
     '# accounts are their per-app OpenIDs.',
+    '# Charts of who follows the official accounts:',
+    '# /dashboard (link at the top right; same key).',
     'query FirstPeople {',
     '  apps { appid kind name }',
     '  people(first: 5) {',
@@ -74,6 +79,14 @@ const INIT_JS: &str = r#"(function () {
     return baseFetcher(params, Object.assign({}, options, { headers: headers }));
   };
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
+  // In place of GraphiQL's own logo: a link to the audience dashboard,
+  // which reuses the key kept here.
+  var logo = React.createElement(GraphiQL.Logo, null,
+    React.createElement('a', {
+      className: 'graphiql-logo-link',
+      href: '/dashboard',
+      title: 'Charts of who follows the official accounts (uses the key from the Headers tab)'
+    }, 'Audience dashboard'));
   root.render(React.createElement(GraphiQL, {
     fetcher: fetcher,
     defaultQuery: DEFAULT_QUERY,
@@ -81,12 +94,9 @@ const INIT_JS: &str = r#"(function () {
     // The key stays in this browser's local storage, never on the server.
     shouldPersistHeaders: true,
     defaultEditorToolsVisibility: 'headers'
-  }));
+  }, logo));
 })();
 "#;
-
-/// Assets are addressed with `?v=<fingerprint>`, so they may be cached for good.
-const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// Everything the page may load comes from this server.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -130,43 +140,10 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     if file == INIT_JS_NAME {
         // Part of this module rather than of the pinned packages, so it changes
         // without the fingerprint changing: let browsers revalidate it.
-        return (
-            [
-                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-cache"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            INIT_JS,
-        )
-            .into_response();
+        return assets::own("text/javascript; charset=utf-8", INIT_JS);
     }
-    let found = generated::ASSETS
-        .iter()
-        .find(|(name, _, _)| *name == file)
-        .map(|&(_, content_type, bytes)| (content_type, bytes));
-    let Some((content_type, bytes)) = found else {
-        return (StatusCode::NOT_FOUND, "no such playground asset\n").into_response();
-    };
-
-    let etag = format!("\"{}\"", generated::VERSION);
-    let cache = [
-        (header::CACHE_CONTROL, ASSET_CACHE_CONTROL.to_owned()),
-        (header::ETAG, etag.clone()),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-    ];
-    let revalidated = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if revalidated {
-        return (StatusCode::NOT_MODIFIED, cache).into_response();
-    }
-    (
-        cache,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        bytes,
-    )
-        .into_response()
+    assets::fingerprinted(generated::ASSETS, generated::VERSION, &file, &headers)
+        .unwrap_or_else(|| (StatusCode::NOT_FOUND, "no such playground asset\n").into_response())
 }
 
 /// The working playground.
@@ -243,20 +220,4 @@ your server's address in place of the default one):</p>
 </html>
 "#
     )
-}
-
-/// Escapes text for HTML element content.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }

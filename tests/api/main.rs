@@ -12,6 +12,7 @@ mod helpers;
 mod apps;
 mod bad_input;
 mod connections;
+mod dashboard;
 mod graphql_http;
 mod health;
 mod hostile;
