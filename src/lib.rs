@@ -52,6 +52,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod ingest;
 pub mod keys;
 pub mod metrics;
 pub mod refresh;

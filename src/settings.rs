@@ -197,6 +197,47 @@ pub struct ServerSettings {
     /// Per-key limits of API keys without their own.
     #[command(flatten)]
     pub keys: KeySettings,
+    /// Follower syncs.
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// How follower syncs run (`union360 sync` and the server's sync worker).
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// `user/info/batchget` calls in flight at once per sync job.
+    #[arg(long = "sync-concurrency", env = "UNION360_SYNC_CONCURRENCY", default_value_t = DEFAULT_SYNC_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Sync every official account's followers this often, in hours
+    /// (the server's schedule; off when not set).
+    #[arg(long = "sync-every-hours", env = "UNION360_SYNC_EVERY_HOURS")]
+    pub every_hours: Option<u64>,
+}
+
+/// `batchget` calls in flight per sync job by default.
+pub const DEFAULT_SYNC_CONCURRENCY: usize = 8;
+
+impl Default for SyncArgs {
+    fn default() -> Self {
+        Self {
+            concurrency: DEFAULT_SYNC_CONCURRENCY,
+            every_hours: None,
+        }
+    }
+}
+
+impl SyncArgs {
+    /// The sync service's settings.
+    pub fn settings(&self) -> crate::ingest::sync::SyncSettings {
+        crate::ingest::sync::SyncSettings {
+            concurrency: self.concurrency.clamp(1, 64),
+            every: self
+                .every_hours
+                .filter(|h| *h > 0)
+                .map(|h| Duration::from_secs(h.saturating_mul(3600))),
+            ..crate::ingest::sync::SyncSettings::default()
+        }
+    }
 }
 
 /// The default limits of API keys (a key may carry its own).
@@ -261,6 +302,7 @@ impl Default for ServerSettings {
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             keys: KeySettings::default(),
             http: HttpSettings::default(),
+            sync: SyncArgs::default(),
         }
     }
 }

@@ -37,33 +37,14 @@ impl Application {
 
     /// Like [`Self::build`], with time read from `clock` (tests move it by hand).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        let url = settings.database.database_url.clone();
-        let (master_key, origin) = MasterKey::resolve(settings.database.master_key.as_ref(), &url)?;
-        match &origin {
-            KeyOrigin::Generated(path) => tracing::warn!(
-                key.file = %path.display(),
-                "no UNION360_MASTER_KEY set: generated a master key beside the database; back it up with the database, or app secrets cannot be decrypted"
-            ),
-            KeyOrigin::File(path) => {
-                tracing::info!(key.file = %path.display(), "master key read from key file");
-            }
-            KeyOrigin::Ephemeral => tracing::warn!(
-                "in-memory database without UNION360_MASTER_KEY: using a throw-away master key"
-            ),
-            KeyOrigin::Setting => {}
-        }
         crate::metrics::install();
-        let store = connect_database(&settings.database).await?;
-        let applied = store::migrate(&store.db)
+        let listen = settings.server.listen;
+        let metrics_listen = settings.server.http.metrics_listen;
+        let state = build_state(settings, clock).await?;
+        let listener = TcpListener::bind(listen)
             .await
-            .context("applying database migrations")?;
-        if applied > 0 {
-            tracing::info!(migrations.applied = applied, "database migrated");
-        }
-        let listener = TcpListener::bind(settings.server.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.server.listen))?;
-        let metrics_listener = match settings.server.http.metrics_listen {
+            .with_context(|| format!("binding {listen}"))?;
+        let metrics_listener = match metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -71,14 +52,6 @@ impl Application {
             ),
             None => None,
         };
-        let mut wechat_config = ClientConfig::new(&settings.server.wechat_api_base);
-        wechat_config.token_endpoint = settings.server.wechat_token_endpoint;
-        let token_store = TokenStore {
-            db: store.db.clone(),
-            key: master_key.clone(),
-        };
-        let wechat = WechatClient::new(wechat_config, Some(token_store), clock.clone())?;
-        let state = AppState::new(store, master_key, settings, wechat, clock);
         Ok(Self {
             listener,
             metrics_listener,
@@ -143,6 +116,9 @@ impl Application {
                 stopped(),
             )
         });
+        // Follower syncs asked for through the API (or due on the schedule)
+        // run here; on shutdown a running job is let go at its last saved page.
+        let worker = tokio::spawn(self.state.syncer().clone().work(stopped()));
         let main = http::serve(self.listener, http::router(self.state), limits, stopped());
         let serve = async move {
             match metrics {
@@ -164,6 +140,12 @@ impl Application {
             }
         }
         flusher.abort();
+        if tokio::time::timeout(Duration::from_secs(5), worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the sync worker did not stop in time");
+        }
         if let Err(e) = keys.flush_last_used().await {
             tracing::warn!(error = %e, "could not record API keys' last use");
         }
@@ -179,6 +161,42 @@ impl Application {
         })
         .await
     }
+}
+
+/// Resolves the master key, connects, migrates and builds the services, as
+/// `settings` say, without listening: for the server and for commands that
+/// work on the same data (`sync`, `demo`).
+pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<AppState> {
+    let url = settings.database.database_url.clone();
+    let (master_key, origin) = MasterKey::resolve(settings.database.master_key.as_ref(), &url)?;
+    match &origin {
+        KeyOrigin::Generated(path) => tracing::warn!(
+            key.file = %path.display(),
+            "no UNION360_MASTER_KEY set: generated a master key beside the database; back it up with the database, or app secrets cannot be decrypted"
+        ),
+        KeyOrigin::File(path) => {
+            tracing::info!(key.file = %path.display(), "master key read from key file");
+        }
+        KeyOrigin::Ephemeral => tracing::warn!(
+            "in-memory database without UNION360_MASTER_KEY: using a throw-away master key"
+        ),
+        KeyOrigin::Setting => {}
+    }
+    let store = connect_database(&settings.database).await?;
+    let applied = store::migrate(&store.db)
+        .await
+        .context("applying database migrations")?;
+    if applied > 0 {
+        tracing::info!(migrations.applied = applied, "database migrated");
+    }
+    let mut wechat_config = ClientConfig::new(&settings.server.wechat_api_base);
+    wechat_config.token_endpoint = settings.server.wechat_token_endpoint;
+    let token_store = TokenStore {
+        db: store.db.clone(),
+        key: master_key.clone(),
+    };
+    let wechat = WechatClient::new(wechat_config, Some(token_store), clock.clone())?;
+    Ok(AppState::new(store, master_key, settings, wechat, clock))
 }
 
 /// Connects to the database the settings name, within their connect

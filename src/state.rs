@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
+use crate::ingest::sync::Syncer;
 use crate::keys::Keys;
 use crate::refresh::{RefreshSettings, Refresher};
 use crate::settings::Settings;
@@ -31,6 +32,7 @@ struct Inner {
     apps: Apps,
     keys: Keys,
     refresher: Refresher,
+    syncer: Syncer,
     clock: Clock,
 }
 
@@ -60,6 +62,13 @@ impl AppState {
                 budget: settings.refresh_budget(),
             },
         );
+        let syncer = Syncer::new(
+            store.db.clone(),
+            wechat.clone(),
+            apps.clone(),
+            clock.clone(),
+            settings.server.sync.settings(),
+        );
         Self(Arc::new(Inner {
             store,
             master_key,
@@ -68,8 +77,14 @@ impl AppState {
             apps,
             keys,
             refresher,
+            syncer,
             clock,
         }))
+    }
+
+    /// The follower sync service.
+    pub fn syncer(&self) -> &Syncer {
+        &self.0.syncer
     }
 
     /// The current time, as the service's clock says.

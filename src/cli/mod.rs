@@ -5,19 +5,23 @@
 
 mod apikey;
 mod app;
+mod audience;
 pub mod bench;
 mod master_key;
 mod migrate;
 mod schema;
 mod serve;
 mod simulator;
+pub mod sync;
 
 use clap::{Parser, Subcommand};
 
 pub use apikey::ApiKeyCommand;
 pub use app::AppCommand;
+pub use audience::AudienceCommand;
 pub use master_key::MasterKeyCommand;
 pub use simulator::SimulatorArgs;
+pub use sync::SyncCommand;
 
 use crate::settings::{DatabaseSettings, LogSettings, ServerSettings};
 
@@ -58,6 +62,10 @@ pub enum Command {
     MasterKey(MasterKeyCommand),
     /// Run the WeChat simulator alone: a local WeChat sandbox with a `/_sim` control plane.
     Simulator(SimulatorArgs),
+    /// Import the followers of official accounts from WeChat (resumes where a stopped sync left off).
+    Sync(SyncCommand),
+    /// Print the audience statistics: distinct followers and overlaps.
+    Audience(AudienceCommand),
     /// Run the benchmark harness (server, SQLite and simulator in one process).
     Bench(bench::BenchArgs),
 }
@@ -77,5 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::MasterKey(command)) => master_key::run(cli.database, command).await,
         Some(Command::Simulator(args)) => simulator::run(args).await,
         Some(Command::Bench(args)) => bench::run(args).await,
+        Some(Command::Sync(command)) => sync::run(cli.database, command).await,
+        Some(Command::Audience(command)) => audience::run(cli.database, command).await,
     }
 }

@@ -51,6 +51,7 @@ pub const TYPE_SCOPES: &[(&str, Scope)] = &[
     ("AudienceCombination", Scope::Stats),
     ("FollowCount", Scope::Stats),
     ("CountRange", Scope::Stats),
+    ("SyncJob", Scope::Read),
 ];
 
 /// Fields whose scope is not their type's.
@@ -79,6 +80,7 @@ pub const FIELD_SCOPES: &[(&str, &str, Scope)] = &[
     // Mutations.
     ("Mutation", "upsertAccounts", Scope::Write),
     ("Mutation", "refreshAccounts", Scope::Write),
+    ("Mutation", "startFollowerSync", Scope::Write),
     ("Mutation", "registerApp", Scope::Admin),
     ("Mutation", "setFreshnessTtl", Scope::Admin),
     ("Mutation", "createApiKey", Scope::Admin),

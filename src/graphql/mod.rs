@@ -29,6 +29,7 @@ pub mod page;
 pub mod person;
 pub mod round;
 pub mod stats;
+pub mod sync;
 
 use std::borrow::Cow;
 
@@ -56,6 +57,7 @@ pub struct QueryFields(
     app::AppQuery,
     apikey::ApiKeyQuery,
     stats::StatsQuery,
+    sync::SyncQuery,
 );
 
 impl OutputType for Query {
@@ -91,6 +93,7 @@ pub struct Mutation(
     account::RefreshMutation,
     app::AppMutation,
     apikey::ApiKeyMutation,
+    sync::SyncMutation,
 );
 
 /// The union360 schema type.

@@ -1,4 +1,8 @@
 //! The account history: what changed on an account, when, from which source.
+//!
+//! An account's first values are not history: they are the account as
+//! created, with its `created_at` and each value's source. A UnionID
+//! refused on creation is recorded all the same.
 
 use chrono::{DateTime, Utc};
 use entity::account_history;

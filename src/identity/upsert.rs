@@ -163,7 +163,15 @@ async fn write(
         } else if row.refreshed {
             freshened.push(account.id);
         }
-        history.extend(changes.into_iter().map(|c| (account.id, c)));
+        // An account's first values are not history but the account as
+        // created (its `created_at` and each value's source); a refused
+        // UnionID is recorded even then.
+        history.extend(
+            changes
+                .into_iter()
+                .filter(|c| !created || c.field == "unionid_conflict")
+                .map(|c| (account.id, c)),
+        );
         if changed && let Some(person_id) = account.person_id {
             touched.insert(person_id);
         }

@@ -232,7 +232,7 @@ impl Refresher {
 }
 
 /// What `user/info` says about one account, as an identity upsert.
-fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
+pub fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
     let openid = OpenId::parse(user.openid.clone())
         .inspect_err(|e| tracing::warn!(error = %e, "WeChat sent an unusable openid"))
         .ok()?;

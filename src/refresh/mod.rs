@@ -30,7 +30,7 @@ use std::time::Duration;
 use entity::{account, app};
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use fetch::RefreshReport;
+pub use fetch::{RefreshReport, upsert_from};
 pub use flight::RECENT;
 pub use plan::{Refreshed, SeenAccount};
 
