@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 
 use crate::apps::{self, Apps, NewApp};
@@ -38,9 +39,20 @@ pub enum AppCommand {
 pub(super) async fn run(database: DatabaseSettings, command: AppCommand) -> anyhow::Result<()> {
     let store = crate::startup::connect_database(&database).await?;
     store::migrate(&store.db).await?;
+    let result = run_on(&store.db, &database, command).await;
+    // Closing checkpoints a SQLite file's write-ahead log and removes it.
+    store::close(&store.db).await?;
+    result
+}
+
+async fn run_on(
+    db: &DatabaseConnection,
+    database: &DatabaseSettings,
+    command: AppCommand,
+) -> anyhow::Result<()> {
     match command {
         AppCommand::List => {
-            let apps = apps::list(&store.db).await?;
+            let apps = apps::list(db).await?;
             if apps.is_empty() {
                 println!("no apps registered; add one with `union360 app add`");
             }
@@ -84,7 +96,7 @@ pub(super) async fn run(database: DatabaseSettings, command: AppCommand) -> anyh
                 aes_key,
                 freshness_ttl_secs: None,
             };
-            let app = Apps::new(store.db, key, Clock::system())
+            let app = Apps::new(db.clone(), key, Clock::system())
                 .register(new)
                 .await?;
             println!("registered {} ({}) as {}", app.appid, app.kind, app.name);

@@ -11,6 +11,7 @@ mod helpers;
 
 mod apps;
 mod bad_input;
+mod binary;
 mod connections;
 mod graphql_http;
 mod health;

@@ -1,0 +1,139 @@
+//! The real binary as a new user first meets it: what its help shows, what
+//! it says when it starts, and what it leaves behind when it stops.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+
+/// Long enough to mean "hung", never reached by a working binary.
+const HANG: Duration = Duration::from_secs(60);
+
+/// `union360` with an environment of its own: nothing from the test's.
+fn union360() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_union360"));
+    command
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// A started `union360 serve` and the lines of its log.
+struct Server {
+    child: Child,
+    lines: Lines<BufReader<ChildStderr>>,
+    /// The log lines read so far.
+    log: Vec<String>,
+}
+
+impl Server {
+    /// Starts `union360 serve` on a free port with `env`, and waits until
+    /// it logs that it listens.
+    async fn start(db: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = union360()
+            .arg("serve")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            )
+            .env("UNION360_LISTEN", "127.0.0.1:0")
+            .env("WECHAT_API_BASE", "http://127.0.0.1:1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut server = Self {
+            child,
+            lines,
+            log: Vec::new(),
+        };
+        server.read_until("union360 listening").await;
+        server
+    }
+
+    /// Reads log lines until one contains `needle`; panics if the log ends first.
+    async fn read_until(&mut self, needle: &str) {
+        let found = tokio::time::timeout(HANG, async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                let hit = line.contains(needle);
+                self.log.push(line);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .expect("the server logs in time");
+        assert!(
+            found,
+            "no log line with {needle:?} in:\n{}",
+            self.log.join("\n")
+        );
+    }
+
+    /// Sends `signal` (`INT`, `TERM`) and waits for the process to end;
+    /// its exit status, with the rest of its log read.
+    async fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+        let status = tokio::time::timeout(HANG, self.child.wait())
+            .await
+            .expect("the server exits")
+            .unwrap();
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            self.log.push(line);
+        }
+        status
+    }
+}
+
+/// The files beside `db` that SQLite's write-ahead log keeps while the
+/// database is open.
+fn wal_files(db: &Path) -> Vec<String> {
+    ["-wal", "-shm"]
+        .iter()
+        .map(|suffix| format!("{}{suffix}", db.display()))
+        .filter(|path| Path::new(path).exists())
+        .collect()
+}
+
+/// Ctrl-C (and SIGTERM, as a service manager sends it) closes the
+/// database: SQLite checkpoints its log and removes the `-wal` and `-shm`
+/// files, and the last log line says the server stopped.
+#[cfg(unix)]
+#[tokio::test]
+async fn shutdown_closes_the_database_and_says_so() {
+    for signal in ["INT", "TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("u.db");
+        let mut server = Server::start(&db, &[]).await;
+        assert!(
+            !wal_files(&db).is_empty(),
+            "a running server keeps its write-ahead log open"
+        );
+        let status = server.stop_with(signal).await;
+        assert!(status.success(), "SIG{signal}: {status}");
+        let last = server.log.last().cloned().unwrap_or_default();
+        assert!(
+            last.contains("stopped; database closed"),
+            "SIG{signal}: the last log line says so: {last:?}\n{}",
+            server.log.join("\n")
+        );
+        assert_eq!(
+            wal_files(&db),
+            Vec::<String>::new(),
+            "SIG{signal}: nothing left beside the database"
+        );
+    }
+}
