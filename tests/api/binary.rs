@@ -137,3 +137,46 @@ async fn shutdown_closes_the_database_and_says_so() {
         );
     }
 }
+
+/// `union360 <args> --help`: its standard output.
+async fn help(args: &[&str]) -> String {
+    let output = union360().args(args).arg("--help").output().await.unwrap();
+    assert!(output.status.success(), "{args:?} --help: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The help of a command lists only the flags that apply to it: the
+/// database's belong to the commands that open one.
+#[tokio::test]
+async fn help_lists_the_database_flags_only_where_they_apply() {
+    const DATABASE_FLAGS: [&str; 3] = [
+        "--database-url",
+        "--master-key",
+        "--database-connect-timeout-secs",
+    ];
+    for command in [&["simulator"][..], &["schema"], &["bench"]] {
+        let text = help(command).await;
+        for flag in DATABASE_FLAGS {
+            assert!(
+                !text.contains(flag),
+                "{command:?} --help lists {flag}:\n{text}"
+            );
+        }
+    }
+    for command in [
+        &[][..],
+        &["serve"],
+        &["migrate"],
+        &["app", "add"],
+        &["apikey", "create"],
+        &["master-key", "rotate"],
+    ] {
+        let text = help(command).await;
+        for flag in DATABASE_FLAGS {
+            assert!(
+                text.contains(flag),
+                "{command:?} --help lacks {flag}:\n{text}"
+            );
+        }
+    }
+}
