@@ -321,16 +321,28 @@ impl Simulator {
         let count = |kind: world::SimKind| w.apps.iter().filter(|a| a.kind == kind).count();
         let followers: usize = w.follows.iter().map(world::Follows::total).sum();
         format!(
-            "seed {}, {} people, {} apps ({} official accounts, {} mini programs, {} mobile apps, {} websites; {} unbound), {} follows in {:.1} MiB",
+            "seed {}, {}, {} ({}, {}, {}, {}; {} unbound), {} in {:.1} MiB",
             st.config.seed,
-            w.people,
-            w.apps.len(),
-            count(world::SimKind::OfficialAccount),
-            count(world::SimKind::MiniProgram),
-            count(world::SimKind::MobileApp),
-            count(world::SimKind::Website),
+            counted(w.people as usize, "person", "people"),
+            counted(w.apps.len(), "app", "apps"),
+            counted(
+                count(world::SimKind::OfficialAccount),
+                "official account",
+                "official accounts"
+            ),
+            counted(
+                count(world::SimKind::MiniProgram),
+                "mini program",
+                "mini programs"
+            ),
+            counted(
+                count(world::SimKind::MobileApp),
+                "mobile app",
+                "mobile apps"
+            ),
+            counted(count(world::SimKind::Website), "website", "websites"),
             w.apps.iter().filter(|a| !a.bound).count(),
-            followers,
+            counted(followers, "follow", "follows"),
             w.follow_bytes() as f64 / (1024.0 * 1024.0),
         )
     }
@@ -344,7 +356,50 @@ impl Simulator {
     }
 }
 
+/// `n` and the noun, singular or plural as `n` asks.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `GET` on an endpoint that only takes `POST`.
 async fn wire_post_only() -> axum::response::Response {
     wire::error(43002)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_one_of_each_in_the_singular() {
+        let one = Simulator::new(SimConfig {
+            people: 1,
+            apps: 1,
+            kinds: KindMix::OFFICIAL_ACCOUNTS,
+            unbound_share: 0.0,
+            ..SimConfig::default()
+        });
+        let summary = one.summary();
+        assert!(
+            summary.starts_with("seed 42, 1 person, 1 app (1 official account, 0 mini programs, 0 mobile apps, 0 websites; 0 unbound), "),
+            "{summary}"
+        );
+        let many = Simulator::new(SimConfig {
+            people: 200,
+            apps: 8,
+            kinds: KindMix {
+                oa: 1.0,
+                mp: 1.0,
+                app: 1.0,
+                web: 1.0,
+            },
+            ..SimConfig::default()
+        });
+        let summary = many.summary();
+        assert!(
+            summary.contains(" 200 people, 8 apps (2 official accounts, 2 mini programs, 2 mobile apps, 2 websites; 2 unbound), "),
+            "{summary}"
+        );
+        assert!(summary.contains(" follows in "), "{summary}");
+    }
 }
