@@ -53,7 +53,10 @@ pub struct SimConfig {
     pub people: u32,
     /// How many apps the open platform has.
     pub apps: u32,
-    /// The share of apps (0..1) not bound to the open platform (no UnionIDs).
+    /// The share of apps (0..1) not bound to the open platform (no
+    /// UnionIDs); official accounts stay mostly bound (see
+    /// `world::unbound_apps`): no more than a minority of them is unbound
+    /// unless the share is 1.
     pub unbound_share: f64,
     /// How the apps split among the four kinds.
     pub kinds: KindMix,
@@ -347,6 +350,22 @@ impl Simulator {
         )
     }
 
+    /// One line per app: its appid, its kind (as union360's `registerApp`
+    /// takes it) and whether it is bound to the open platform.
+    pub fn app_lines(&self) -> Vec<String> {
+        self.apps()
+            .iter()
+            .map(|app| {
+                let binding = if app.bound {
+                    "bound: returns UnionIDs"
+                } else {
+                    "unbound: returns no UnionID"
+                };
+                format!("{}  {:<16}  {binding}", app.appid, app.kind)
+            })
+            .collect()
+    }
+
     fn now(&self) -> u64 {
         self.0.clock.now()
     }
@@ -401,5 +420,22 @@ mod tests {
             "{summary}"
         );
         assert!(summary.contains(" follows in "), "{summary}");
+    }
+
+    #[test]
+    fn each_app_line_says_whether_it_is_bound() {
+        let sim = Simulator::new(SimConfig {
+            apps: 6,
+            ..SimConfig::default()
+        });
+        let lines = sim.app_lines();
+        assert_eq!(lines.len(), 6);
+        for (line, app) in lines.iter().zip(sim.apps()) {
+            assert!(line.starts_with(&app.appid), "{line}");
+            assert!(line.contains(&app.kind), "{line}");
+            let bound = if app.bound { " bound:" } else { " unbound:" };
+            assert!(line.contains(bound), "{line}");
+        }
+        assert_eq!(lines.iter().filter(|l| l.contains(" unbound:")).count(), 2);
     }
 }

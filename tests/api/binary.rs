@@ -180,3 +180,75 @@ async fn help_lists_the_database_flags_only_where_they_apply() {
         }
     }
 }
+
+/// The README's simulator command keeps every official account bound, says
+/// which apps are bound and which are not, in the singular where it should,
+/// and `/_sim/apps` agrees.
+#[tokio::test]
+async fn the_simulator_says_which_apps_are_bound() {
+    let mut child = union360()
+        .args([
+            "simulator",
+            "--people",
+            "100000",
+            "--apps",
+            "6",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = Vec::new();
+    tokio::time::timeout(HANG, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let last = line.starts_with("point union360 at it");
+            out.push(line);
+            if last {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the simulator starts");
+    let text = out.join("\n");
+    let base = out[0]
+        .strip_prefix("WeChat simulator listening on ")
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_owned();
+    assert!(
+        out[1].contains(
+            "6 apps (3 official accounts, 1 mini program, 1 mobile app, 1 website; 2 unbound)"
+        ),
+        "{text}"
+    );
+    let apps: Vec<serde_json::Value> = reqwest::get(format!("{base}/_sim/apps"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(apps.len(), 6);
+    for app in &apps {
+        let appid = app["appid"].as_str().unwrap();
+        let kind = app["kind"].as_str().unwrap();
+        let bound = app["bound"].as_bool().expect("/_sim/apps says `bound`");
+        if kind == "OFFICIAL_ACCOUNT" {
+            assert!(bound, "official account {appid} is bound:\n{text}");
+        }
+        let line = out
+            .iter()
+            .find(|l| l.trim_start().starts_with(appid))
+            .unwrap_or_else(|| panic!("a line for {appid}:\n{text}"));
+        assert!(line.contains(kind), "{line}");
+        let says = if bound { " bound:" } else { " unbound:" };
+        assert!(line.contains(says), "{appid} bound={bound}: {line}");
+    }
+    assert!(
+        text.contains(&format!("WECHAT_API_BASE={base} union360 serve")),
+        "{text}"
+    );
+    child.kill().await.unwrap();
+}
