@@ -24,6 +24,9 @@ use crate::store::Store;
 use crate::wechat::{ClientConfig, TokenStore, WechatClient};
 use crate::{http, store};
 
+/// What start-up says when no WeChat app is registered: how to get data.
+pub const NO_APP_YET: &str = "no WeChat app registered yet, so there is no data: register your apps (mutation registerApp, or `union360 app add`) and import followers (`union360 sync --app <appid>`), or try it all on simulated data with `union360 demo`; the playground's first tab says more";
+
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -126,6 +129,16 @@ impl Application {
             tracing::warn!(
                 "no API key exists yet, so every GraphQL request is refused: create one with `union360 apikey create --name admin --scopes read,pii,stats,write,admin`"
             );
+        }
+        if self
+            .state
+            .apps()
+            .list()
+            .await
+            .context("reading the apps")?
+            .is_empty()
+        {
+            tracing::info!("{NO_APP_YET}");
         }
         let flush_every = self.state.settings().server.keys.last_used_flush();
         let flusher = tokio::spawn(keys.clone().flush_every(flush_every));

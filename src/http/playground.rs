@@ -25,6 +25,7 @@ const INIT_JS_NAME: &str = "union360-graphiql.js";
 /// Starts GraphiQL against this server's `/graphql` (same origin).
 const INIT_JS: &str = r#"(function () {
   'use strict';
+  var dashboard = window.location.origin + '/dashboard';
   var DEFAULT_QUERY = [
     '# Welcome to union360. Paste your API key into the',
     '# Headers tab below, in place of <your API key>',
@@ -34,6 +35,21 @@ const INIT_JS: &str = r#"(function () {
     '# button (or Ctrl-Enter) to run.',
     '# A person is one human (one WeChat UnionID);',
     '# accounts are their per-app OpenIDs.',
+    '#',
+    '# No data yet? Three ways to get some:',
+    '# 1. Register your WeChat apps: the registerApp',
+    '#    mutation (admin scope) or `union360 app add`;',
+    '#    then import an official account\'s followers:',
+    '#    `union360 sync --app <appid>`, or the mutation',
+    '#    startFollowerSync(appid: "<appid>").',
+    '# 2. Import accounts you already know (from a CRM)',
+    '#    with the upsertAccounts mutation.',
+    '# 3. Try everything on simulated WeChat data:',
+    '#    `union360 demo` starts a simulator, a server and',
+    '#    a sync in one command.',
+    '# Then see the audience, deduplicated across your',
+    '# official accounts, at ' + dashboard,
+    '',
     'query FirstPeople {',
     '  apps { appid kind name }',
     '  people(first: 5) {',

@@ -57,6 +57,18 @@ impl Server {
         server
     }
 
+    /// `http://127.0.0.1:<port>`, as the server says it listens.
+    fn base(&self) -> String {
+        let line = self
+            .log
+            .iter()
+            .find(|l| l.contains("union360 listening"))
+            .unwrap();
+        let from = line.find("http://").unwrap();
+        let to = from + line[from..].find("/graphql").unwrap();
+        line[from..to].to_owned()
+    }
+
     /// Reads log lines until one contains `needle`; panics if the log ends first.
     async fn read_until(&mut self, needle: &str) {
         let found = tokio::time::timeout(HANG, async {
@@ -251,4 +263,74 @@ async fn the_simulator_says_which_apps_are_bound() {
         "{text}"
     );
     child.kill().await.unwrap();
+}
+
+/// A server without any app says, once, how to get data; so does the
+/// playground's first tab. A server with an app says nothing of the kind.
+#[tokio::test]
+async fn an_empty_server_says_how_to_get_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let mut server = Server::start(&db, &[]).await;
+    server.read_until("no WeChat app registered yet").await;
+    let line = server.log.last().unwrap().clone();
+    for hint in [
+        "registerApp",
+        "union360 app add",
+        "union360 sync --app",
+        "union360 demo",
+    ] {
+        assert!(line.contains(hint), "{hint}: {line}");
+    }
+    let script = reqwest::get(format!(
+        "{}/graphiql/assets/union360-graphiql.js",
+        server.base()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    for hint in [
+        "registerApp",
+        "union360 sync --app <appid>",
+        "startFollowerSync(appid:",
+        "union360 demo",
+        "upsertAccounts",
+        "'/dashboard'",
+    ] {
+        assert!(script.contains(hint), "the playground's first tab: {hint}");
+    }
+    assert!(server.stop_with("TERM").await.success());
+    let said = |server: &Server| {
+        server
+            .log
+            .iter()
+            .filter(|l| l.contains("no WeChat app registered yet"))
+            .count()
+    };
+    assert_eq!(said(&server), 1, "{}", server.log.join("\n"));
+
+    let registered = union360()
+        .args([
+            "app",
+            "add",
+            "--appid",
+            "wx0123456789abcdef",
+            "--kind",
+            "website",
+        ])
+        .args(["--name", "Shop"])
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        )
+        .env("UNION360_APP_SECRET", "0123456789abcdef0123456789abcdef")
+        .output()
+        .await
+        .unwrap();
+    assert!(registered.status.success(), "{registered:?}");
+    let mut server = Server::start(&db, &[]).await;
+    assert!(server.stop_with("TERM").await.success());
+    assert_eq!(said(&server), 0, "{}", server.log.join("\n"));
 }
