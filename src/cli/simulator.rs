@@ -37,17 +37,24 @@ pub struct SimulatorArgs {
     pub unionid_for_non_followers: bool,
 }
 
+impl SimulatorArgs {
+    /// The world these flags describe.
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            seed: self.seed,
+            people: self.people,
+            apps: self.apps,
+            unbound_share: self.unbound_share,
+            kinds: self.kinds.unwrap_or_default(),
+            blank_profiles: self.blank_profiles,
+            unionid_for_non_followers: self.unionid_for_non_followers,
+        }
+    }
+}
+
 /// Runs the simulator until Ctrl-C.
 pub(super) async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
-    let config = SimConfig {
-        seed: args.seed,
-        people: args.people,
-        apps: args.apps,
-        unbound_share: args.unbound_share,
-        kinds: args.kinds.unwrap_or_default(),
-        blank_profiles: args.blank_profiles,
-        unionid_for_non_followers: args.unionid_for_non_followers,
-    };
+    let config = args.config();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -20,6 +20,7 @@ mod http_edge;
 mod identity;
 mod pagination;
 mod random_input;
+mod readme;
 mod refresh;
 mod schema;
 mod secrets;
