@@ -2,13 +2,11 @@
 
 use std::io::Write as _;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() {
     // A `.env` file is optional; its absence is not an error.
     let _ = dotenvy::dotenv();
-    let cli = union360::cli::Cli::parse();
+    let cli = union360::cli::Cli::parse_args();
     union360::telemetry::init_with(cli.log.log_format);
     let code = match union360::cli::run(cli).await {
         Ok(()) => 0,

@@ -87,21 +87,18 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// The default time allowed for connecting to the database, in seconds.
 pub const DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS: u64 = 5;
 
-/// Where to find the database.
+/// Where to find the database, and the key that opens its secrets: flags of
+/// the commands that use the database (and of a bare `union360`), not of
+/// those that do not (`simulator`, `schema`, `bench`).
 #[derive(Clone, Args)]
 pub struct DatabaseSettings {
     /// Database URL: `sqlite://file.db?mode=rwc` or `postgres://user@host:5432/db`.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
     /// Master key (32 bytes as base64 or hex) that encrypts app secrets at rest.
     /// Optional on SQLite (a key file is generated beside the database); required on PostgreSQL.
-    #[arg(
-        long,
-        env = "UNION360_MASTER_KEY",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "UNION360_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<SecretString>,
 
     /// Seconds allowed for reaching the database at start-up; past it (or on a
@@ -109,8 +106,7 @@ pub struct DatabaseSettings {
     #[arg(
         long,
         env = "UNION360_DATABASE_CONNECT_TIMEOUT_SECS",
-        default_value_t = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS,
-        global = true
+        default_value_t = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECS
     )]
     pub database_connect_timeout_secs: u64,
 }

@@ -3,7 +3,9 @@
 //! [`Application::build`] connects to the database, applies pending
 //! migrations, resolves the master key and binds the listener (port 0 picks
 //! a free one, which tests use); [`Application::run_until_stopped`] serves
-//! until a shutdown signal, then lets in-flight requests finish.
+//! until a shutdown signal, then lets in-flight requests finish and closes
+//! the database (on SQLite, that checkpoints the write-ahead log and removes
+//! the `-wal` and `-shm` files).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +23,9 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::wechat::{ClientConfig, TokenStore, WechatClient};
 use crate::{http, store};
+
+/// What start-up says when no WeChat app is registered: how to get data.
+pub const NO_APP_YET: &str = "no WeChat app registered yet, so there is no data: register your apps (mutation registerApp, or `union360 app add`) and import followers (`union360 sync --app <appid>`), or try it all on simulated data with `union360 demo`; the playground's first tab says more";
 
 /// A built server, bound and ready to run.
 pub struct Application {
@@ -77,7 +82,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests
-    /// (for at most the configured grace period) and returns.
+    /// (for at most the configured grace period), closes the database and
+    /// returns.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -91,10 +97,21 @@ impl Application {
             "union360 listening: GraphQL at http://{addr}/graphql, playground at http://{addr}/graphiql"
         );
         let keys = self.state.keys().clone();
+        let db = self.state.db().clone();
         if !keys.any().await.context("reading the API keys")? {
             tracing::warn!(
                 "no API key exists yet, so every GraphQL request is refused: create one with `union360 apikey create --name admin --scopes read,pii,stats,write,admin`"
             );
+        }
+        if self
+            .state
+            .apps()
+            .list()
+            .await
+            .context("reading the apps")?
+            .is_empty()
+        {
+            tracing::info!("{NO_APP_YET}");
         }
         let flush_every = self.state.settings().server.keys.last_used_flush();
         let flusher = tokio::spawn(keys.clone().flush_every(flush_every));
@@ -148,6 +165,10 @@ impl Application {
         }
         if let Err(e) = keys.flush_last_used().await {
             tracing::warn!(error = %e, "could not record API keys' last use");
+        }
+        match store::close(&db).await {
+            Ok(()) => tracing::info!("stopped; database closed"),
+            Err(e) => tracing::warn!(error = %e, "stopped; the database did not close cleanly"),
         }
         Ok(())
     }
@@ -212,8 +233,9 @@ pub async fn connect_database(settings: &DatabaseSettings) -> anyhow::Result<Sto
 /// Listens for Ctrl-C and SIGTERM on a thread and a runtime of its own, so
 /// that a signal is heard even while every worker of the server's runtime is
 /// held by a long computation; reports the signal through the returned
-/// receiver, then ends the process when `grace` has passed, whether or not
-/// the server has stopped by then.
+/// receiver, then ends the process when `grace` (and the time allowed for
+/// closing the database) has passed, whether or not the server has stopped
+/// by then.
 fn watch_signals(grace: Duration) -> anyhow::Result<oneshot::Receiver<()>> {
     let (signalled_tx, signalled_rx) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -225,7 +247,7 @@ fn watch_signals(grace: Duration) -> anyhow::Result<oneshot::Receiver<()>> {
         .spawn(move || {
             runtime.block_on(shutdown_signal());
             let _ = signalled_tx.send(());
-            std::thread::sleep(grace);
+            std::thread::sleep(grace + store::CLOSE_TIMEOUT + Duration::from_secs(1));
             tracing::warn!("shutdown grace period over with requests still running: exiting");
             std::process::exit(0);
         })

@@ -122,6 +122,23 @@ async fn probe(url: &str, timeout: Duration) -> Result<(), DbErr> {
     Ok(())
 }
 
+/// How long closing the database may wait for connections still in use.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes the connection pool: idle connections at once, connections in use
+/// when they are returned, waiting at most [`CLOSE_TIMEOUT`]. Closing the
+/// last connection of a SQLite file checkpoints its write-ahead log and
+/// removes the `-wal` and `-shm` files beside it.
+pub async fn close(db: &DatabaseConnection) -> Result<(), DbErr> {
+    match tokio::time::timeout(CLOSE_TIMEOUT, db.close_by_ref()).await {
+        Ok(result) => result,
+        Err(_) => Err(DbErr::Conn(RuntimeErr::Internal(format!(
+            "connections still in use after {} s",
+            CLOSE_TIMEOUT.as_secs()
+        )))),
+    }
+}
+
 /// Applies every pending migration; returns how many were applied.
 pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbErr> {
     let pending = Migrator::get_pending_migrations(db).await?.len();

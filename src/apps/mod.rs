@@ -1,13 +1,15 @@
 //! The apps service: registering WeChat apps, reading them back, and
 //! opening their secrets for the WeChat client.
 //!
-//! Secrets are write-only: they are validated, sealed with the master key
+//! A registration is checked field by field, every wrong field reported at
+//! once ([`input`]). Secrets are write-only: they are validated, sealed with the master key
 //! and stored; nothing here returns them to a caller other than the WeChat
 //! client's credentials, and they are never logged. The registered apps are
 //! also kept in memory ([`cache`]); every change made through [`Apps`]
 //! refreshes that copy.
 
 pub mod cache;
+mod input;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,18 +23,22 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 
 pub use cache::{AppCache, AppsById, CACHE_MAX_AGE};
+pub use input::{APP_SECRET_LEN, AppField, AppInput, FieldProblem, FieldProblems, is_app_secret};
 
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, MasterKey};
-use crate::domain::{AppId, AppKind, check_storable};
+use crate::domain::{AppId, AppKind};
 use crate::wechat::AppCredentials;
 
 /// Why an app could not be registered.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// A field is invalid; the message says which and why.
+    /// A setting is invalid; the message says which and why.
     #[error("{0}")]
     Invalid(String),
+    /// Fields of a registration are invalid: every one of them, each with why.
+    #[error("{0}")]
+    InvalidFields(FieldProblems),
     /// The appid is registered already.
     #[error("app {0} is already registered")]
     Duplicate(String),
@@ -82,57 +88,6 @@ fn check_ttl(seconds: Option<i64>) -> Result<(), AppError> {
 /// The associated data under which an app's secret of `field` is sealed.
 pub fn seal_purpose(field: &str, appid: &str) -> String {
     format!("app.{field}:{appid}")
-}
-
-impl NewApp {
-    fn validate(&self) -> Result<(), AppError> {
-        check_ttl(self.freshness_ttl_secs)?;
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(AppError::Invalid(
-                "name must be 1 to 100 characters".to_owned(),
-            ));
-        }
-        check_storable("name", name).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let secret = self.secret.expose_secret();
-        // Sealed, a secret with a NUL would store; no real one has a control
-        // character, and WeChat would refuse it at the first token fetch.
-        if secret.is_empty()
-            || secret.len() > 128
-            || secret.trim() != secret
-            || secret.chars().any(char::is_control)
-        {
-            return Err(AppError::Invalid(
-                "secret must be 1 to 128 characters without surrounding white space or control characters"
-                    .to_owned(),
-            ));
-        }
-        if self.kind != AppKind::OfficialAccount
-            && (self.callback_token.is_some() || self.aes_key.is_some())
-        {
-            return Err(AppError::Invalid(
-                "only official accounts have a callback token and EncodingAESKey".to_owned(),
-            ));
-        }
-        if let Some(token) = &self.callback_token {
-            let token = token.expose_secret();
-            if !(3..=32).contains(&token.len()) || !token.chars().all(|c| c.is_ascii_alphanumeric())
-            {
-                return Err(AppError::Invalid(
-                    "callback token must be 3 to 32 letters or digits".to_owned(),
-                ));
-            }
-        }
-        if let Some(key) = &self.aes_key
-            && crate::crypto::decode_encoding_aes_key(key.expose_secret()).is_none()
-        {
-            return Err(AppError::Invalid(
-                "EncodingAESKey must be the 43 base64 characters shown in the WeChat console"
-                    .to_owned(),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// The apps service: a cheap handle on the database, the master key, the

@@ -42,7 +42,11 @@ pub enum ApiKeyCommand {
 pub(super) async fn run(database: DatabaseSettings, command: ApiKeyCommand) -> anyhow::Result<()> {
     let store = store::connect(&database.database_url).await?;
     store::migrate(&store.db).await?;
-    let keys = Keys::new(store.db, Clock::system(), KeySettings::default().limits());
+    let keys = Keys::new(
+        store.db.clone(),
+        Clock::system(),
+        KeySettings::default().limits(),
+    );
     match command {
         ApiKeyCommand::Create {
             name,
@@ -82,6 +86,8 @@ pub(super) async fn run(database: DatabaseSettings, command: ApiKeyCommand) -> a
             println!("revoked {}", line(&key));
         }
     }
+    // Closing checkpoints a SQLite file's write-ahead log and removes it.
+    store::close(&store.db).await?;
     Ok(())
 }
 

@@ -2,14 +2,15 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Subcommand;
+use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 
-use crate::apps::{self, Apps, NewApp};
+use crate::apps::{self, AppError, AppField, AppInput, Apps, FieldProblems};
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
-use crate::domain::{AppId, AppKind};
+use crate::domain::AppKind;
 use crate::settings::DatabaseSettings;
 use crate::store;
 
@@ -19,6 +20,8 @@ pub enum AppCommand {
     /// Register an app. Secrets are read from the environment
     /// (UNION360_APP_SECRET, UNION360_APP_CALLBACK_TOKEN, UNION360_APP_AES_KEY)
     /// or, when unset, from standard input, one per line; never from a flag.
+    /// Every invalid field is reported at once.
+    #[command(visible_alias = "register")]
     Add {
         /// The WeChat appid (`wx…`).
         #[arg(long)]
@@ -38,9 +41,20 @@ pub enum AppCommand {
 pub(super) async fn run(database: DatabaseSettings, command: AppCommand) -> anyhow::Result<()> {
     let store = crate::startup::connect_database(&database).await?;
     store::migrate(&store.db).await?;
+    let result = run_on(&store.db, &database, command).await;
+    // Closing checkpoints a SQLite file's write-ahead log and removes it.
+    store::close(&store.db).await?;
+    result
+}
+
+async fn run_on(
+    db: &DatabaseConnection,
+    database: &DatabaseSettings,
+    command: AppCommand,
+) -> anyhow::Result<()> {
     match command {
         AppCommand::List => {
-            let apps = apps::list(&store.db).await?;
+            let apps = apps::list(db).await?;
             if apps.is_empty() {
                 println!("no apps registered; add one with `union360 app add`");
             }
@@ -56,15 +70,14 @@ pub(super) async fn run(database: DatabaseSettings, command: AppCommand) -> anyh
             Ok(())
         }
         AppCommand::Add { appid, kind, name } => {
-            let appid = AppId::parse(appid)?;
-            let kind: AppKind = kind.parse()?;
             let (key, _) =
                 MasterKey::resolve(database.master_key.as_ref(), &database.database_url)?;
             let mut input = SecretInput::new();
             let secret = input
                 .read("UNION360_APP_SECRET", "App secret")?
-                .context("an app secret is required")?;
-            let (callback_token, aes_key) = if kind == AppKind::OfficialAccount {
+                .unwrap_or_else(|| SecretString::from(String::new()));
+            let official = kind.parse::<AppKind>() == Ok(AppKind::OfficialAccount);
+            let (callback_token, aes_key) = if official {
                 (
                     input.read(
                         "UNION360_APP_CALLBACK_TOKEN",
@@ -75,7 +88,7 @@ pub(super) async fn run(database: DatabaseSettings, command: AppCommand) -> anyh
             } else {
                 (None, None)
             };
-            let new = NewApp {
+            let parsed = AppInput {
                 appid,
                 kind,
                 name,
@@ -83,14 +96,39 @@ pub(super) async fn run(database: DatabaseSettings, command: AppCommand) -> anyh
                 callback_token,
                 aes_key,
                 freshness_ttl_secs: None,
+            }
+            .parse();
+            let new = match parsed {
+                Ok(new) => new,
+                Err(AppError::InvalidFields(problems)) => bail!(describe(&problems)),
+                Err(e) => return Err(e.into()),
             };
-            let app = Apps::new(store.db, key, Clock::system())
+            let app = Apps::new(db.clone(), key, Clock::system())
                 .register(new)
                 .await?;
             println!("registered {} ({}) as {}", app.appid, app.kind, app.name);
             Ok(())
         }
     }
+}
+
+/// Every problem on a line of its own, each under the flag or variable it
+/// came from.
+fn describe(problems: &FieldProblems) -> String {
+    let mut text = String::from("invalid app:");
+    for problem in &problems.0 {
+        let source = match problem.field {
+            AppField::Appid => "--appid",
+            AppField::Kind => "--kind",
+            AppField::Name => "--name",
+            AppField::Secret => "UNION360_APP_SECRET (or line 1 of standard input)",
+            AppField::CallbackToken => "UNION360_APP_CALLBACK_TOKEN (or line 2)",
+            AppField::EncodingAesKey => "UNION360_APP_AES_KEY (or line 3)",
+            AppField::FreshnessTtlSeconds => "the freshness TTL",
+        };
+        text.push_str(&format!("\n  {source}: {}", problem.message));
+    }
+    text
 }
 
 /// Reads secrets from the environment, else from standard input (prompting on a terminal).

@@ -11,6 +11,9 @@ use crate::store;
 /// `union360 audience …`
 #[derive(Debug, Args)]
 pub struct AudienceCommand {
+    /// Database and key settings.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
     /// An official account to count (an appid; repeat for several; all when omitted).
     #[arg(long = "app")]
     pub apps: Vec<String>,
@@ -20,10 +23,8 @@ pub struct AudienceCommand {
 }
 
 /// Runs `union360 audience`.
-pub(super) async fn run(
-    database: DatabaseSettings,
-    command: AudienceCommand,
-) -> anyhow::Result<()> {
+pub(super) async fn run(command: AudienceCommand) -> anyhow::Result<()> {
+    let database = &command.database;
     let store = store::connect(&database.database_url).await?;
     store::migrate(&store.db).await?;
     let appids = command

@@ -123,5 +123,6 @@ pub(super) async fn run(
             );
         }
     }
+    store::close(&store.db).await?;
     Ok(())
 }

@@ -8,5 +8,6 @@ pub(super) async fn run(database: DatabaseSettings) -> anyhow::Result<()> {
     let store = crate::startup::connect_database(&database).await?;
     let applied = store::migrate(&store.db).await?;
     println!("{applied} migration(s) applied");
+    store::close(&store.db).await?;
     Ok(())
 }

@@ -19,8 +19,12 @@ pub struct SimulatorArgs {
     /// How many apps the open platform has.
     #[arg(long, default_value_t = 4)]
     pub apps: u32,
-    /// The share of apps (0..1) not bound to the open platform.
-    #[arg(long, default_value_t = 0.25)]
+    /// The share of apps (0..1) not bound to the open platform: their APIs
+    /// return no UnionID. Official accounts stay mostly bound: of n, the
+    /// share rounded down is unbound, never more than (n - 1) / 2 of them
+    /// (none of 1 or 2, one of 3 or 4); the other unbound apps are of other
+    /// kinds. 1 unbinds every app. Start-up lists which apps are bound.
+    #[arg(long, default_value_t = SimConfig::default().unbound_share)]
     pub unbound_share: f64,
     /// Relative weights of the app kinds, e.g. `oa=3,mp=1,app=1,web=1`.
     #[arg(long)]
@@ -33,23 +37,36 @@ pub struct SimulatorArgs {
     pub unionid_for_non_followers: bool,
 }
 
+impl SimulatorArgs {
+    /// The world these flags describe.
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            seed: self.seed,
+            people: self.people,
+            apps: self.apps,
+            unbound_share: self.unbound_share,
+            kinds: self.kinds.unwrap_or_default(),
+            blank_profiles: self.blank_profiles,
+            unionid_for_non_followers: self.unionid_for_non_followers,
+        }
+    }
+}
+
 /// Runs the simulator until Ctrl-C.
 pub(super) async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
-    let config = SimConfig {
-        seed: args.seed,
-        people: args.people,
-        apps: args.apps,
-        unbound_share: args.unbound_share,
-        kinds: args.kinds.unwrap_or_default(),
-        blank_profiles: args.blank_profiles,
-        unionid_for_non_followers: args.unionid_for_non_followers,
-    };
+    let config = args.config();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let handle = Simulator::new(config).serve_on(listener)?;
-    println!("WeChat simulator listening on {}", handle.base_url());
+    let base = handle.base_url();
+    println!("WeChat simulator listening on {base}");
     println!("{}", handle.sim.summary());
+    println!("apps (their secrets, tokens and AES keys: GET {base}/_sim/apps):");
+    for line in handle.sim.app_lines() {
+        println!("  {line}");
+    }
+    println!("point union360 at it: WECHAT_API_BASE={base} union360 serve");
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

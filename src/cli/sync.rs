@@ -21,6 +21,9 @@ use crate::startup;
 /// `union360 sync …`
 #[derive(Debug, Args)]
 pub struct SyncCommand {
+    /// Database and key settings.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
     /// The official account to sync (an appid; repeat for several).
     #[arg(long = "app", required_unless_present = "all")]
     pub apps: Vec<String>,
@@ -36,7 +39,8 @@ pub struct SyncCommand {
 }
 
 /// Runs `union360 sync`.
-pub(super) async fn run(database: DatabaseSettings, command: SyncCommand) -> anyhow::Result<()> {
+pub(super) async fn run(command: SyncCommand) -> anyhow::Result<()> {
+    let database = command.database.clone();
     let server = ServerSettings {
         wechat_api_base: command.wechat_api_base.clone(),
         sync: command.sync.clone(),

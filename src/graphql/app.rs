@@ -9,7 +9,7 @@ use super::context::ContextExt;
 use super::enums::AppKind;
 use super::error::{ApiResult, ResultExt};
 use super::limits::cost;
-use crate::apps::{self, NewApp};
+use crate::apps::{self, AppInput};
 use crate::domain::AppId;
 
 /// A stored app as the API shows it.
@@ -92,10 +92,11 @@ pub struct RegisterAppInput {
     pub kind: AppKind,
     /// A display name (1 to 100 characters).
     pub name: String,
-    /// The AppSecret from the WeChat console.
+    /// The AppSecret from the WeChat console: 32 hexadecimal characters.
     #[graphql(secret)]
     pub secret: String,
-    /// Official accounts: the callback token configured in the WeChat console.
+    /// Official accounts: the callback token configured in the WeChat console
+    /// (3 to 32 letters or digits).
     #[graphql(secret)]
     pub callback_token: Option<String>,
     /// Official accounts: the 43-character EncodingAESKey.
@@ -111,22 +112,25 @@ pub struct AppMutation;
 
 #[Object]
 impl AppMutation {
-    /// Registers a WeChat app. Fails with BAD_USER_INPUT when the appid is taken or a
-    /// field is invalid.
+    /// Registers a WeChat app. Fails with BAD_USER_INPUT when the appid is taken, or
+    /// when fields are invalid: one error names every invalid field, in its message
+    /// and in `extensions.fields`.
     async fn register_app(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The app and its secrets.")] input: RegisterAppInput,
     ) -> ApiResult<App> {
-        let new = NewApp {
-            appid: AppId::parse(input.appid).api()?,
-            kind: input.kind.into(),
+        let new = AppInput {
+            appid: input.appid,
+            kind: crate::domain::AppKind::from(input.kind).as_str().to_owned(),
             name: input.name,
             secret: SecretString::from(input.secret),
             callback_token: input.callback_token.map(SecretString::from),
             aes_key: input.encoding_aes_key.map(SecretString::from),
             freshness_ttl_secs: input.freshness_ttl_seconds,
-        };
+        }
+        .parse()
+        .api()?;
         let model = ctx.state()?.apps().register(new).await.api()?;
         Ok(App(model))
     }

@@ -30,6 +30,15 @@ pub enum ApiError {
     /// The input is invalid; the message says how.
     #[error("{0}")]
     BadUserInput(String),
+    /// Fields of an input are invalid: the message says how, and
+    /// `extensions.fields` names them.
+    #[error("{message}")]
+    BadFields {
+        /// Every problem, in one message.
+        message: String,
+        /// The names of the invalid fields, as the input spells them.
+        fields: Vec<&'static str>,
+    },
     /// The request asks for more than a limit allows; the message names it.
     #[error("{0}")]
     LimitExceeded(String),
@@ -45,7 +54,7 @@ impl ApiError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::NotFound(_) => ErrorCode::NotFound,
-            Self::BadUserInput(_) => ErrorCode::BadUserInput,
+            Self::BadUserInput(_) | Self::BadFields { .. } => ErrorCode::BadUserInput,
             Self::LimitExceeded(_) => ErrorCode::LimitExceeded,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -65,7 +74,12 @@ impl ErrorExtensions for ApiError {
             tracing::error!(error = %format_args!("{cause:#}"), "request failed");
         }
         let code = self.code().as_str();
-        async_graphql::Error::new(self.to_string()).extend_with(|_, e| e.set("code", code))
+        async_graphql::Error::new(self.to_string()).extend_with(|_, e| {
+            e.set("code", code);
+            if let Self::BadFields { fields, .. } = self {
+                e.set("fields", fields.clone());
+            }
+        })
     }
 }
 
@@ -101,6 +115,10 @@ impl From<AppError> for ApiError {
         match e {
             AppError::NotRegistered(_) => Self::NotFound(e.to_string()),
             AppError::Invalid(_) | AppError::Duplicate(_) => Self::BadUserInput(e.to_string()),
+            AppError::InvalidFields(problems) => Self::BadFields {
+                message: problems.to_string(),
+                fields: problems.fields(),
+            },
             AppError::Crypto(e) => Self::internal(e),
             AppError::Db(e) => Self::internal(e),
         }

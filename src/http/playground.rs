@@ -28,6 +28,7 @@ const INIT_JS_NAME: &str = "union360-graphiql.js";
 /// Starts GraphiQL against this server's `/graphql` (same origin).
 const INIT_JS: &str = r#"(function () {
   'use strict';
+  var dashboard = window.location.origin + '/dashboard';
   var DEFAULT_QUERY = [
     '# Welcome to union360. Paste your API key into the',
     '# Headers tab below, in place of <your API key>',
@@ -39,6 +40,20 @@ const INIT_JS: &str = r#"(function () {
     '# accounts are their per-app OpenIDs.',
     '# Charts of who follows the official accounts:',
     '# /dashboard (link at the top right; same key).',
+    '#',
+    '# No data yet? Three ways to get some:',
+    '# 1. Register your WeChat apps: the registerApp',
+    '#    mutation (admin scope) or `union360 app add`;',
+    '#    then import an official account\'s followers:',
+    '#    `union360 sync --app <appid>`, or the mutation',
+    '#    startFollowerSync(appid: "<appid>").',
+    '# 2. Import accounts you already know (from a CRM)',
+    '#    with the upsertAccounts mutation.',
+    '# 3. Try it all on simulated WeChat data, in one',
+    '#    command: `union360 demo`.',
+    '# Then see the audience, deduplicated across your',
+    '# official accounts, at ' + dashboard,
+    '',
     'query FirstPeople {',
     '  apps { appid kind name }',
     '  people(first: 5) {',

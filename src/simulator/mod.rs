@@ -53,7 +53,10 @@ pub struct SimConfig {
     pub people: u32,
     /// How many apps the open platform has.
     pub apps: u32,
-    /// The share of apps (0..1) not bound to the open platform (no UnionIDs).
+    /// The share of apps (0..1) not bound to the open platform (no
+    /// UnionIDs); official accounts stay mostly bound (see
+    /// `world::unbound_apps`): no more than a minority of them is unbound
+    /// unless the share is 1.
     pub unbound_share: f64,
     /// How the apps split among the four kinds.
     pub kinds: KindMix,
@@ -321,18 +324,46 @@ impl Simulator {
         let count = |kind: world::SimKind| w.apps.iter().filter(|a| a.kind == kind).count();
         let followers: usize = w.follows.iter().map(world::Follows::total).sum();
         format!(
-            "seed {}, {} people, {} apps ({} official accounts, {} mini programs, {} mobile apps, {} websites; {} unbound), {} follows in {:.1} MiB",
+            "seed {}, {}, {} ({}, {}, {}, {}; {} unbound), {} in {:.1} MiB",
             st.config.seed,
-            w.people,
-            w.apps.len(),
-            count(world::SimKind::OfficialAccount),
-            count(world::SimKind::MiniProgram),
-            count(world::SimKind::MobileApp),
-            count(world::SimKind::Website),
+            counted(w.people as usize, "person", "people"),
+            counted(w.apps.len(), "app", "apps"),
+            counted(
+                count(world::SimKind::OfficialAccount),
+                "official account",
+                "official accounts"
+            ),
+            counted(
+                count(world::SimKind::MiniProgram),
+                "mini program",
+                "mini programs"
+            ),
+            counted(
+                count(world::SimKind::MobileApp),
+                "mobile app",
+                "mobile apps"
+            ),
+            counted(count(world::SimKind::Website), "website", "websites"),
             w.apps.iter().filter(|a| !a.bound).count(),
-            followers,
+            counted(followers, "follow", "follows"),
             w.follow_bytes() as f64 / (1024.0 * 1024.0),
         )
+    }
+
+    /// One line per app: its appid, its kind (as union360's `registerApp`
+    /// takes it) and whether it is bound to the open platform.
+    pub fn app_lines(&self) -> Vec<String> {
+        self.apps()
+            .iter()
+            .map(|app| {
+                let binding = if app.bound {
+                    "bound: returns UnionIDs"
+                } else {
+                    "unbound: returns no UnionID"
+                };
+                format!("{}  {:<16}  {binding}", app.appid, app.kind)
+            })
+            .collect()
     }
 
     fn now(&self) -> u64 {
@@ -344,7 +375,67 @@ impl Simulator {
     }
 }
 
+/// `n` and the noun, singular or plural as `n` asks.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `GET` on an endpoint that only takes `POST`.
 async fn wire_post_only() -> axum::response::Response {
     wire::error(43002)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_one_of_each_in_the_singular() {
+        let one = Simulator::new(SimConfig {
+            people: 1,
+            apps: 1,
+            kinds: KindMix::OFFICIAL_ACCOUNTS,
+            unbound_share: 0.0,
+            ..SimConfig::default()
+        });
+        let summary = one.summary();
+        assert!(
+            summary.starts_with("seed 42, 1 person, 1 app (1 official account, 0 mini programs, 0 mobile apps, 0 websites; 0 unbound), "),
+            "{summary}"
+        );
+        let many = Simulator::new(SimConfig {
+            people: 200,
+            apps: 8,
+            kinds: KindMix {
+                oa: 1.0,
+                mp: 1.0,
+                app: 1.0,
+                web: 1.0,
+            },
+            ..SimConfig::default()
+        });
+        let summary = many.summary();
+        assert!(
+            summary.contains(" 200 people, 8 apps (2 official accounts, 2 mini programs, 2 mobile apps, 2 websites; 2 unbound), "),
+            "{summary}"
+        );
+        assert!(summary.contains(" follows in "), "{summary}");
+    }
+
+    #[test]
+    fn each_app_line_says_whether_it_is_bound() {
+        let sim = Simulator::new(SimConfig {
+            apps: 6,
+            ..SimConfig::default()
+        });
+        let lines = sim.app_lines();
+        assert_eq!(lines.len(), 6);
+        for (line, app) in lines.iter().zip(sim.apps()) {
+            assert!(line.starts_with(&app.appid), "{line}");
+            assert!(line.contains(&app.kind), "{line}");
+            let bound = if app.bound { " bound:" } else { " unbound:" };
+            assert!(line.contains(bound), "{line}");
+        }
+        assert_eq!(lines.iter().filter(|l| l.contains(" unbound:")).count(), 2);
+    }
 }

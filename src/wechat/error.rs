@@ -65,12 +65,23 @@ pub enum WechatError {
         /// The `errmsg`, as sent.
         errmsg: String,
     },
-    /// The request did not complete (connection refused, reset, TLS…).
-    #[error("WeChat unreachable: {0}")]
-    Transport(#[source] reqwest::Error),
+    /// The request did not complete (no DNS answer, connection refused,
+    /// reset, TLS…).
+    #[error("WeChat unreachable at {base}: {cause}")]
+    Transport {
+        /// The base URL called (`WECHAT_API_BASE`), without credentials,
+        /// query or fragment.
+        base: String,
+        /// Why, as the chain of causes (never the request's URL, which
+        /// carries secrets and access tokens in its query).
+        cause: String,
+    },
     /// No answer within the client's timeout.
-    #[error("WeChat did not answer in time")]
-    Timeout,
+    #[error("WeChat at {base} did not answer in time")]
+    Timeout {
+        /// The base URL called, as in [`Self::Transport`].
+        base: String,
+    },
     /// An HTTP status other than 200.
     #[error("WeChat answered HTTP {0}")]
     Http(u16),
@@ -113,7 +124,7 @@ impl WechatError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api { errcode, .. } => ErrorClass::of(*errcode),
-            Self::Transport(_) | Self::Timeout => ErrorClass::Retryable,
+            Self::Transport { .. } | Self::Timeout { .. } => ErrorClass::Retryable,
             Self::Http(status) if *status >= 500 => ErrorClass::Retryable,
             Self::Http(_) | Self::Decode(_) | Self::Storage(_) => ErrorClass::Unknown,
             Self::BreakerOpen { errcode, .. } => ErrorClass::of(*errcode),
@@ -134,16 +145,53 @@ impl WechatError {
     }
 }
 
-impl From<reqwest::Error> for WechatError {
-    /// Drops the URL from the error: WeChat URLs carry the app secret or the
-    /// access token in their query, and errors end up in logs.
-    fn from(e: reqwest::Error) -> Self {
+impl WechatError {
+    /// The error of a request to `base` that did not complete. The request's
+    /// URL is dropped: WeChat URLs carry the app secret or the access token
+    /// in their query, and errors end up in logs and in `refreshError`.
+    pub fn transport(base: &str, e: reqwest::Error) -> Self {
+        let base = shown_base(base);
         if e.is_timeout() {
-            Self::Timeout
-        } else {
-            Self::Transport(e.without_url())
+            return Self::Timeout { base };
         }
+        let e = e.without_url();
+        // reqwest's own message ("error sending request") only repeats
+        // "unreachable": its causes say why.
+        let cause = match std::error::Error::source(&e) {
+            Some(source) => cause_chain(source),
+            None => e.to_string(),
+        };
+        Self::Transport { base, cause }
     }
+}
+
+/// A base URL fit for a message: scheme, host, port and path, without
+/// credentials, query or fragment.
+fn shown_base(base: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => "an invalid WECHAT_API_BASE".to_owned(),
+    }
+}
+
+/// An error and its sources, `: `-separated, each message once.
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let message = e.to_string();
+        if !message.is_empty() && !parts.iter().any(|p| p.contains(&message)) {
+            parts.push(message);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -165,5 +213,25 @@ mod tests {
             assert_eq!(ErrorClass::of(code), ErrorClass::Unauthorized);
         }
         assert_eq!(ErrorClass::of(99999), ErrorClass::Unknown);
+    }
+
+    #[test]
+    fn a_base_url_is_shown_without_credentials_or_query() {
+        assert_eq!(
+            shown_base("https://api.weixin.qq.com"),
+            "https://api.weixin.qq.com"
+        );
+        assert_eq!(
+            shown_base("http://user:pw@127.0.0.1:9090/wechat/?secret=s#x"),
+            "http://127.0.0.1:9090/wechat"
+        );
+        assert_eq!(shown_base("not a url"), "an invalid WECHAT_API_BASE");
+    }
+
+    #[test]
+    fn a_cause_chain_names_each_cause_once() {
+        let io = std::io::Error::other("failed to lookup address");
+        let outer = std::io::Error::other(io);
+        assert_eq!(cause_chain(&outer), "failed to lookup address");
     }
 }

@@ -10,7 +10,7 @@ use union360::domain::{AppId, OpenId, ProfileSource};
 use union360::identity::{self, AccountUpsert, Follow, Profile};
 use union360::simulator::SimConfig;
 
-use crate::helpers::{Backend, SimControl, TestApp, spawn_app, spawn_app_in};
+use crate::helpers::{Backend, SimControl, TestApp, UNUSED_SECRET, spawn_app, spawn_app_in};
 
 const OA: &str = "wx00000000000000a1";
 
@@ -88,11 +88,11 @@ async fn an_app_name_or_secret_with_a_nul_character_is_bad_user_input(backend: B
     let cases = [
         (
             "name",
-            json!({ "appid": OA, "kind": "OFFICIAL_ACCOUNT", "name": "Shop\u{0}", "secret": "s3cret" }),
+            json!({ "appid": OA, "kind": "OFFICIAL_ACCOUNT", "name": "Shop\u{0}", "secret": UNUSED_SECRET }),
         ),
         (
             "secret",
-            json!({ "appid": OA, "kind": "OFFICIAL_ACCOUNT", "name": "Shop", "secret": "s3\u{0}cret" }),
+            json!({ "appid": OA, "kind": "OFFICIAL_ACCOUNT", "name": "Shop", "secret": "0123456789abcdef\u{0}123456789abcdef" }),
         ),
     ];
     for (field, input) in cases {

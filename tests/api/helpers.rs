@@ -59,6 +59,10 @@ macro_rules! on_postgres {
     };
 }
 
+/// An AppSecret of the form WeChat's take (32 hexadecimal characters), for
+/// apps WeChat is never asked about.
+pub const UNUSED_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
 /// A running server.
 pub struct TestApp {
     pub address: String,
@@ -264,7 +268,7 @@ impl TestApp {
 
     /// Registers an app of `kind` that WeChat is never asked about.
     pub async fn register_app(&self, appid: &str, kind: &str) {
-        self.register(appid, kind, "s3cret-value").await;
+        self.register(appid, kind, UNUSED_SECRET).await;
     }
 
     /// Registers the simulator's bound official accounts, with their real

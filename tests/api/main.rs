@@ -11,6 +11,7 @@ mod helpers;
 
 mod apps;
 mod bad_input;
+mod binary;
 mod connections;
 mod dashboard;
 mod graphql_http;
@@ -20,6 +21,7 @@ mod http_edge;
 mod identity;
 mod pagination;
 mod random_input;
+mod readme;
 mod refresh;
 mod schema;
 mod secrets;

@@ -775,3 +775,42 @@ async fn openids_refused_before_are_batched_apart_from_the_others(backend: Backe
     assert_eq!(payload["fetched"], 100, "{backend:?}: {counts:?}");
     assert_eq!(batchget_calls(&app), 1 + (1 + budget), "{backend:?}");
 }
+
+/// With a WeChat that cannot be reached (here a host that never resolves),
+/// an account's `refreshError` says which WeChat and why.
+#[tokio::test]
+async fn an_unreachable_wechat_is_named_in_the_refresh_error() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.wechat_api_base = "http://unreachable.invalid".to_owned();
+    })
+    .await;
+    let oa = app.sim.official_accounts().remove(0);
+    app.register(&oa.appid, "OFFICIAL_ACCOUNT", &oa.secret)
+        .await;
+    let person = app.sim.person(0).await;
+    let (_, openid, _) = person
+        .accounts
+        .iter()
+        .find(|(appid, _, _)| *appid == oa.appid)
+        .unwrap()
+        .clone();
+    app.upsert(json!([{ "appid": oa.appid, "openid": openid }]))
+        .await;
+    let data = app
+        .data(
+            REFRESH,
+            json!({ "keys": [{ "appid": oa.appid, "openid": openid }] }),
+        )
+        .await;
+    let payload = &data["refreshAccounts"];
+    assert_eq!(payload["failed"], 1, "{payload}");
+    let message = payload["accounts"][0]["refreshError"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.starts_with("WeChat unreachable at http://unreachable.invalid: "),
+        "{message}"
+    );
+    assert!(message.contains("dns error"), "{message}");
+    assert!(!message.contains(oa.secret.as_str()), "{message}");
+}

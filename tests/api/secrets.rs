@@ -290,6 +290,11 @@ async fn no_secret_reaches_a_response_a_log_or_the_database_file() {
     }
 }
 
+/// A secret of the form WeChat's take (32 hexadecimal characters), one per appid.
+fn secret_of(appid: &str) -> String {
+    appid[2..].repeat(2)
+}
+
 #[tokio::test]
 async fn rotating_the_master_key_reseals_every_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -300,7 +305,7 @@ async fn rotating_the_master_key_reseals_every_secret() {
         c.args([
             "app", "add", "--appid", appid, "--kind", kind, "--name", appid,
         ])
-        .env("UNION360_APP_SECRET", format!("secret-of-{appid}"))
+        .env("UNION360_APP_SECRET", secret_of(appid))
         .env("UNION360_APP_CALLBACK_TOKEN", "callbacktoken123")
         .env(
             "UNION360_APP_AES_KEY",
@@ -336,10 +341,7 @@ async fn rotating_the_master_key_reseals_every_secret() {
             .unwrap();
         let credentials = apps.credentials(&app).unwrap();
         use secrecy::ExposeSecret;
-        assert_eq!(
-            credentials.secret.expose_secret(),
-            format!("secret-of-{appid}")
-        );
+        assert_eq!(credentials.secret.expose_secret(), secret_of(appid));
         let purpose = union360::apps::seal_purpose("secret", appid);
         assert!(old.open(&purpose, &app.secret_sealed).is_err());
     }

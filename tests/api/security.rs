@@ -198,7 +198,7 @@ async fn each_scope_sees_exactly_its_fields() {
 
     // Writes need write; app registration and keys need admin.
     let upsert = "mutation { upsertAccounts(input: [{ appid: \"wx00000000000000a1\", openid: \"o-2\" }]) { created } }";
-    let register = "mutation { registerApp(input: { appid: \"wx00000000000000b2\", kind: WEBSITE, name: \"B\", secret: \"s\" }) { appid } }";
+    let register = "mutation { registerApp(input: { appid: \"wx00000000000000b2\", kind: WEBSITE, name: \"B\", secret: \"0123456789abcdef0123456789abcdef\" }) { appid } }";
     let register_again = register.replace("b2", "b3");
     let keys = "{ apiKeys { keyId name } }";
     let cases: [(&[Scope], &str, bool); 8] = [

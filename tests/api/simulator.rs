@@ -21,11 +21,25 @@ async fn start(config: SimConfig) -> Sim {
     }
 }
 
-/// A small world: 2,000 people, the default mix.
+/// A small world: 2,000 people, the default mix, every app bound (the
+/// tests of unbound apps build a world with some).
 async fn small() -> Sim {
     start(SimConfig {
         people: 2000,
         apps: 6,
+        unbound_share: 0.0,
+        ..SimConfig::default()
+    })
+    .await
+}
+
+/// Three official accounts, one of them unbound.
+async fn one_unbound_of_three() -> Sim {
+    start(SimConfig {
+        people: 2000,
+        apps: 3,
+        unbound_share: 0.34,
+        kinds: KindMix::OFFICIAL_ACCOUNTS,
         ..SimConfig::default()
     })
     .await
@@ -288,6 +302,7 @@ async fn user_info_shapes() {
     let mp_token = sim.token(&other).await;
     assert_eq!(errcode(&sim.info(&mp_token, &openid).await), 48001);
 
+    let sim = one_unbound_of_three().await;
     let unbound = sim.app("OFFICIAL_ACCOUNT", false);
     let token = sim.token(&unbound).await;
     let (_, openid) = sim.find(&unbound, true).await;
@@ -665,7 +680,13 @@ async fn faults_return_errors_add_latency_and_hang() {
     );
 
     // Scoped to another app: not hit.
-    let other = sim.app("OFFICIAL_ACCOUNT", false);
+    let other = sim
+        .handle
+        .sim
+        .apps()
+        .into_iter()
+        .find(|a| a.kind == "OFFICIAL_ACCOUNT" && a.appid != oa.appid)
+        .unwrap();
     fault(json!({"path": "/cgi-bin/user/info", "appid": other.appid, "errcode": 45009})).await;
     assert_eq!(errcode(&sim.info(&token, &openid).await), 0);
     sim.client

@@ -457,3 +457,34 @@ async fn a_failed_token_is_fetched_again_after_its_hold_off_once_for_all_who_wai
     }
     assert_eq!(sim.calls_to(api::STABLE_TOKEN), 2, "one more fetch");
 }
+
+/// A WeChat that cannot be reached is named, with the cause, and neither the
+/// secret nor the URL that carried it shows: `.invalid` never resolves.
+#[tokio::test]
+async fn an_unreachable_wechat_is_named_with_the_cause() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let app = AppCredentials {
+        appid: "wx0123456789abcdef".to_owned(),
+        secret: secret.to_owned().into(),
+    };
+    for endpoint in [TokenEndpoint::Stable, TokenEndpoint::Classic] {
+        let mut config = ClientConfig::new("http://unreachable.invalid/");
+        config.token_endpoint = endpoint;
+        let client = WechatClient::new(config, None, Clock::system()).unwrap();
+        let error = client
+            .user_info(&app, "o6_bmjrPTlm6_2sgVt7hMZOPfL2M")
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("WeChat unreachable at http://unreachable.invalid: "),
+            "{endpoint:?}: {message}"
+        );
+        assert!(message.contains("dns error"), "the cause: {message}");
+        for leak in [secret, "secret=", "appid=", "/cgi-bin", "?"] {
+            assert!(!message.contains(leak), "{leak:?} in {message}");
+        }
+        assert!(matches!(error, WechatError::Transport { .. }), "{error:?}");
+        assert_eq!(error.class(), ErrorClass::Retryable);
+    }
+}

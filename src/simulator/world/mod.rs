@@ -106,7 +106,7 @@ impl World {
         let seed = config.seed;
         let count = config.apps.min(u32::from(u16::MAX - 1)) as usize;
         let kinds = allocate(count, &config.kinds);
-        let unbound = unbound_apps(seed, count, config.unbound_share);
+        let unbound = unbound_apps(seed, &kinds, config.unbound_share);
         let hexdigits = b"0123456789abcdef";
         let apps: Vec<AppDef> = kinds
             .into_iter()
@@ -245,13 +245,55 @@ fn allocate(count: usize, mix: &KindMix) -> Vec<SimKind> {
         .collect()
 }
 
-/// Which app indices are not bound to the open platform.
-fn unbound_apps(seed: u64, count: usize, share: f64) -> Vec<usize> {
-    let n = ((count as f64) * share.clamp(0.0, 1.0)).round() as usize;
-    let mut order: Vec<usize> = (0..count).collect();
-    order.sort_by_key(|i| hash(seed, &[12, *i as u64]));
-    order.truncate(n);
-    order
+/// Which apps (indices into `kinds`) are not bound to the open platform,
+/// so that their APIs return no UnionID.
+///
+/// `share` of the apps, rounded to the nearest whole app, are unbound, but
+/// official accounts, whose followers are the audience union360
+/// deduplicates, stay mostly bound: of `n` official accounts, `share × n`
+/// rounded down are unbound, and never more than a minority, ⌊(n − 1) / 2⌋
+/// (none of 1 or 2, one of 3 or 4, …); the other unbound apps are of the
+/// other kinds, and only when those run out are more official accounts
+/// unbound, up to that minority. A share of 1 unbinds every app. Within
+/// each group the seed decides which.
+pub(crate) fn unbound_apps(seed: u64, kinds: &[SimKind], share: f64) -> Vec<usize> {
+    let count = kinds.len();
+    let share = if share.is_nan() {
+        0.0
+    } else {
+        share.clamp(0.0, 1.0)
+    };
+    if share >= 1.0 {
+        return (0..count).collect();
+    }
+    let seeded = |official: bool| {
+        let mut group: Vec<usize> = (0..count)
+            .filter(|i| (kinds[*i] == SimKind::OfficialAccount) == official)
+            .collect();
+        group.sort_by_key(|i| hash(seed, &[12, *i as u64]));
+        group
+    };
+    let (official, others) = (seeded(true), seeded(false));
+    let wanted = ((count as f64) * share).round() as usize;
+    let cap = official_accounts_unbound_at_most(official.len());
+    let official_share = ((official.len() as f64 * share).floor() as usize)
+        .min(cap)
+        .min(wanted);
+    let from_others = (wanted - official_share).min(others.len());
+    let from_official = (wanted - from_others).min(cap);
+    let mut unbound: Vec<usize> = official[..from_official]
+        .iter()
+        .chain(&others[..from_others])
+        .copied()
+        .collect();
+    unbound.sort_unstable();
+    unbound
+}
+
+/// The most official accounts of `n` that a share below 1 leaves unbound:
+/// a strict minority.
+pub(crate) fn official_accounts_unbound_at_most(n: usize) -> usize {
+    n.saturating_sub(1) / 2
 }
 
 #[cfg(test)]
@@ -279,5 +321,88 @@ mod tests {
             .count();
         assert!(oa >= 3, "{kinds:?}");
         assert_eq!(kinds.len(), 6);
+    }
+
+    const MIXES: [KindMix; 4] = [
+        KindMix {
+            oa: 0.6,
+            mp: 0.2,
+            app: 0.1,
+            web: 0.1,
+        },
+        KindMix::OFFICIAL_ACCOUNTS,
+        KindMix {
+            oa: 1.0,
+            mp: 1.0,
+            app: 0.0,
+            web: 0.0,
+        },
+        KindMix {
+            oa: 0.0,
+            mp: 1.0,
+            app: 1.0,
+            web: 1.0,
+        },
+    ];
+
+    #[test]
+    fn most_official_accounts_stay_bound() {
+        for seed in [1, 42, 7_777] {
+            for count in 1..=12 {
+                for mix in &MIXES {
+                    let kinds = allocate(count, mix);
+                    let oa = kinds
+                        .iter()
+                        .filter(|k| **k == SimKind::OfficialAccount)
+                        .count();
+                    for step in 0..=20 {
+                        let share = f64::from(step) / 20.0;
+                        let unbound = unbound_apps(seed, &kinds, share);
+                        let case = format!("seed {seed}, {kinds:?}, share {share}: {unbound:?}");
+                        assert!(unbound.windows(2).all(|w| w[0] < w[1]), "{case}");
+                        assert!(unbound.iter().all(|i| *i < count), "{case}");
+                        let unbound_oa = unbound
+                            .iter()
+                            .filter(|i| kinds[**i] == SimKind::OfficialAccount)
+                            .count();
+                        if step == 20 {
+                            assert_eq!(unbound.len(), count, "{case}");
+                            continue;
+                        }
+                        assert!(unbound_oa <= oa.saturating_sub(1) / 2, "{case}");
+                        assert!(2 * unbound_oa < oa.max(1), "a minority: {case}");
+                        let wanted = (count as f64 * share).round() as usize;
+                        let possible = count - oa + official_accounts_unbound_at_most(oa);
+                        assert_eq!(unbound.len(), wanted.min(possible), "{case}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_world_of_six_apps_keeps_its_official_accounts_bound() {
+        let world = World::build(&SimConfig {
+            people: 10,
+            apps: 6,
+            ..SimConfig::default()
+        });
+        let oa: Vec<&AppDef> = world
+            .apps
+            .iter()
+            .filter(|a| a.kind == SimKind::OfficialAccount)
+            .collect();
+        assert_eq!(oa.len(), 3);
+        assert!(oa.iter().all(|a| a.bound), "{:?}", world.apps);
+        assert_eq!(world.apps.iter().filter(|a| !a.bound).count(), 2);
+    }
+
+    #[test]
+    fn a_share_of_a_third_unbinds_one_of_three_official_accounts() {
+        let kinds = vec![SimKind::OfficialAccount; 3];
+        assert_eq!(unbound_apps(42, &kinds, 0.34).len(), 1);
+        assert_eq!(unbound_apps(42, &kinds, 0.9).len(), 1);
+        assert_eq!(unbound_apps(42, &kinds, 1.0).len(), 3);
+        assert_eq!(unbound_apps(42, &kinds, f64::NAN).len(), 0);
     }
 }

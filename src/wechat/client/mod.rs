@@ -101,7 +101,7 @@ impl WechatClient {
             .timeout(config.request_timeout)
             .user_agent(concat!("union360/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(WechatError::Transport)?;
+            .map_err(|e| WechatError::transport(&config.base_url, e))?;
         Ok(Self {
             http,
             config,

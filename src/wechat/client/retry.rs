@@ -42,12 +42,13 @@ impl WechatClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, WechatError> {
-        let response = request.send().await?;
+        let transport = |e| WechatError::transport(&self.config.base_url, e);
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
             return Err(WechatError::Http(status.as_u16()));
         }
-        let body = response.bytes().await?;
+        let body = response.bytes().await.map_err(transport)?;
         let value = lenient::parse(&body).map_err(|e| WechatError::Decode(e.to_string()))?;
         match value.get("errcode").and_then(Value::as_i64) {
             Some(0) | None => Ok(value),
