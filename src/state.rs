@@ -5,7 +5,7 @@
 //! (a connection, the WeChat client, the apps service, a clock, its own
 //! settings), and only `http` and `graphql` read them back from here.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sea_orm::DatabaseConnection;
 
@@ -34,6 +34,8 @@ struct Inner {
     refresher: Refresher,
     syncer: Syncer,
     clock: Clock,
+    /// Example operations the playground opens with: (tab title, document).
+    playground_examples: RwLock<Vec<(String, String)>>,
 }
 
 impl AppState {
@@ -79,7 +81,27 @@ impl AppState {
             refresher,
             syncer,
             clock,
+            playground_examples: RwLock::default(),
         }))
+    }
+
+    /// Sets the example operations the playground opens with (the demo
+    /// fills them in for its data; they are public, like the page).
+    pub fn set_playground_examples(&self, examples: Vec<(String, String)>) {
+        *self
+            .0
+            .playground_examples
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = examples;
+    }
+
+    /// The example operations the playground opens with, if any.
+    pub fn playground_examples(&self) -> Vec<(String, String)> {
+        self.0
+            .playground_examples
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The follower sync service.

@@ -7,6 +7,7 @@ mod apikey;
 mod app;
 mod audience;
 pub mod bench;
+mod demo;
 mod master_key;
 mod migrate;
 mod schema;
@@ -77,6 +78,8 @@ pub enum Command {
     Sync(SyncCommand),
     /// Print the audience statistics: distinct followers and overlaps.
     Audience(AudienceCommand),
+    /// Try union360 on simulated WeChat data: simulator, sync, server, dashboard and a key, in one command.
+    Demo(demo::DemoArgs),
     /// Run the benchmark harness (server, SQLite and simulator in one process).
     Bench(bench::BenchArgs),
 }
@@ -144,7 +147,7 @@ impl Command {
             Self::MasterKey(args) => Some(&mut args.database),
             Self::Sync(args) => Some(&mut args.database),
             Self::Audience(args) => Some(&mut args.database),
-            Self::Schema | Self::Simulator(_) | Self::Bench(_) => None,
+            Self::Schema | Self::Simulator(_) | Self::Bench(_) | Self::Demo(_) => None,
         }
     }
 }
@@ -237,6 +240,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Simulator(args)) => simulator::run(args).await,
         Some(Command::Bench(args)) => bench::run(args).await,
         Some(Command::Sync(command)) => sync::run(command).await,
+        Some(Command::Demo(args)) => demo::run(args).await,
         Some(Command::Audience(command)) => audience::run(command).await,
     }
 }

@@ -56,7 +56,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(crate::graphql::build_schema(state.clone()));
     let mut health_routes = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/graphiql/examples", get(playground::examples));
     if state.settings().server.http.metrics_listen.is_none() {
         health_routes = health_routes.route("/metrics", get(metrics));
     }

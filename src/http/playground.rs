@@ -102,14 +102,25 @@ const INIT_JS: &str = r#"(function () {
       href: '/dashboard',
       title: 'Charts of who follows the official accounts (uses the key from the Headers tab)'
     }, 'Audience dashboard'));
-  root.render(React.createElement(GraphiQL, {
-    fetcher: fetcher,
-    defaultQuery: DEFAULT_QUERY,
-    defaultHeaders: '{\n  "Authorization": "Bearer <your API key>"\n}',
-    // The key stays in this browser's local storage, never on the server.
-    shouldPersistHeaders: true,
-    defaultEditorToolsVisibility: 'headers'
-  }, logo));
+  // A server may offer example operations for its data (the demo does):
+  // each opens as a tab of its own, after the welcome tab.
+  function render(examples) {
+    var tabs = [{ query: DEFAULT_QUERY }].concat(
+      examples.map(function (e) { return { query: e.query }; }));
+    root.render(React.createElement(GraphiQL, {
+      fetcher: fetcher,
+      defaultQuery: DEFAULT_QUERY,
+      defaultTabs: tabs,
+      defaultHeaders: '{\n  "Authorization": "Bearer <your API key>"\n}',
+      // The key stays in this browser's local storage, never on the server.
+      shouldPersistHeaders: true,
+      defaultEditorToolsVisibility: 'headers'
+    }, logo));
+  }
+  fetch('/graphiql/examples')
+    .then(function (r) { return r.ok ? r.json() : []; })
+    .catch(function () { return []; })
+    .then(function (examples) { render(Array.isArray(examples) ? examples : []); });
 })();
 "#;
 
@@ -235,4 +246,18 @@ your server's address in place of the default one):</p>
 </html>
 "#
     )
+}
+
+/// `GET /graphiql/examples`: the example operations the server offers for
+/// its data (`[{"title", "query"}]`, empty unless set, as by the demo).
+/// Public, like the page that reads them.
+pub async fn examples(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+) -> axum::Json<serde_json::Value> {
+    let examples: Vec<serde_json::Value> = state
+        .playground_examples()
+        .into_iter()
+        .map(|(title, query)| serde_json::json!({ "title": title, "query": query }))
+        .collect();
+    axum::Json(serde_json::Value::Array(examples))
 }
