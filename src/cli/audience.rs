@@ -40,6 +40,7 @@ pub(super) async fn run(command: AudienceCommand) -> anyhow::Result<()> {
         .context("--day")?;
     let appids = (!appids.is_empty()).then_some(appids);
     let audience = stats::audience(&store.db, appids.as_deref(), day).await?;
+    store::close(&store.db).await?;
     print!("{}", render(&audience));
     Ok(())
 }

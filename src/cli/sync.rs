@@ -16,7 +16,7 @@ use crate::ingest::sync::{JobState, Progress, Syncer};
 use crate::settings::{
     DEFAULT_WECHAT_API_BASE, DatabaseSettings, ServerSettings, Settings, SyncArgs,
 };
-use crate::startup;
+use crate::{startup, store};
 
 /// `union360 sync …`
 #[derive(Debug, Args)]
@@ -73,6 +73,7 @@ pub(super) async fn run(command: SyncCommand) -> anyhow::Result<()> {
             failed += 1;
         }
     }
+    store::close(state.db()).await?;
     if failed > 0 {
         bail!("{failed} of {} syncs did not finish", appids.len());
     }
