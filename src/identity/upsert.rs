@@ -70,6 +70,20 @@ pub async fn upsert_accounts(
     }
 }
 
+/// Upserts any number of rows, [`MAX_UPSERT_BATCH`] per call (one
+/// transaction each), for writers of bulk data (refresh, follower sync).
+pub async fn upsert_in_batches(
+    db: &DatabaseConnection,
+    rows: &[AccountUpsert],
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<(), IdentityError> {
+    for chunk in rows.chunks(MAX_UPSERT_BATCH) {
+        upsert_accounts(db, chunk.to_vec(), source, now).await?;
+    }
+    Ok(())
+}
+
 /// How many times a call is written when it loses a race for a unique link
 /// (each loss means a concurrent call took a seat that stays taken, so later
 /// attempts see it and refuse that link instead).

@@ -92,15 +92,13 @@ impl Refresher {
             report.add(&app_report);
             rows.extend(app_rows);
         }
-        for chunk in rows.chunks(identity::MAX_UPSERT_BATCH) {
-            identity::upsert_accounts(
-                &self.0.db,
-                chunk.to_vec(),
-                ProfileSource::UserInfo,
-                self.0.clock.now(),
-            )
-            .await?;
-        }
+        identity::upsert_in_batches(
+            &self.0.db,
+            &rows,
+            ProfileSource::UserInfo,
+            self.0.clock.now(),
+        )
+        .await?;
         Ok(report)
     }
 

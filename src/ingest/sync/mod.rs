@@ -462,8 +462,8 @@ impl Syncer {
                                 .filter_map(|o| OpenId::parse(o).ok())
                                 .map(|openid| follower_only(&appid, openid)),
                         );
-                        if let Err(e) = self.write(all).await {
-                            result = Err(e);
+                        if let Err(e) = self.write(&all).await {
+                            result = Err(Stop::Db(e));
                             break;
                         }
                         // `shown` holds complete pages; the page in hand is added.
@@ -509,21 +509,19 @@ impl Syncer {
     }
 
     /// Writes rows through the identity service, a batch at a time.
-    async fn write(&self, rows: Vec<AccountUpsert>) -> Result<(), Stop> {
-        for chunk in rows.chunks(identity::MAX_UPSERT_BATCH) {
-            identity::upsert_accounts(
-                &self.0.db,
-                chunk.to_vec(),
-                ProfileSource::UserInfo,
-                self.0.clock.now(),
-            )
-            .await
-            .map_err(|e| match e {
-                identity::IdentityError::Db(e) => Stop::Db(e),
-                other => Stop::Db(DbErr::Custom(other.to_string())),
-            })?;
-        }
-        Ok(())
+    async fn write(&self, rows: &[AccountUpsert]) -> Result<(), DbErr> {
+        identity::upsert_in_batches(
+            &self.0.db,
+            rows,
+            ProfileSource::UserInfo,
+            self.0.clock.now(),
+        )
+        .await
+        .map_err(|e| match e {
+            identity::IdentityError::Db(e) => e,
+            // Rows from WeChat are fitted before they get here.
+            other => DbErr::Custom(other.to_string()),
+        })
     }
 
     /// Marks a complete page's followers as listed by the job, then saves
@@ -607,17 +605,7 @@ impl Syncer {
             if rows.is_empty() {
                 break;
             }
-            identity::upsert_accounts(
-                &self.0.db,
-                rows,
-                ProfileSource::UserInfo,
-                self.0.clock.now(),
-            )
-            .await
-            .map_err(|e| match e {
-                identity::IdentityError::Db(e) => e,
-                other => DbErr::Custom(other.to_string()),
-            })?;
+            self.write(&rows).await?;
         }
         let marked = account::Entity::find()
             .filter(not_listed)
