@@ -14,6 +14,7 @@ mod bad_input;
 mod binary;
 mod connections;
 mod dashboard;
+mod demo;
 mod graphql_http;
 mod health;
 mod hostile;
