@@ -242,9 +242,30 @@ fn watch_signals(grace: Duration) -> anyhow::Result<oneshot::Receiver<()>> {
         .enable_all()
         .build()
         .context("building the signal runtime")?;
+    // The handlers are in place before this returns, hence before the server
+    // says it listens: a signal sent as soon as it does is heard.
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _entered = runtime.enter();
+        (
+            signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        )
+    };
     std::thread::Builder::new()
         .name("union360-signals".to_owned())
         .spawn(move || {
+            #[cfg(unix)]
+            runtime.block_on(async move {
+                let (mut interrupt, mut terminate) = signals;
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutdown signal received");
+            });
+            #[cfg(not(unix))]
             runtime.block_on(shutdown_signal());
             let _ = signalled_tx.send(());
             std::thread::sleep(grace + store::CLOSE_TIMEOUT + Duration::from_secs(1));
