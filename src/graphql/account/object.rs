@@ -145,6 +145,13 @@ impl Account {
         Ok(self.current(ctx).await?.subscribe_time)
     }
 
+    /// When the account was last seen to stop following this official
+    /// account (a refresh, a follower sync or an import reporting it no
+    /// longer follows); kept after a later follow. Null when never seen.
+    async fn unfollowed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
+        Ok(self.current(ctx).await?.unfollowed_at)
+    }
+
     /// How the user came to follow, as WeChat names it (`subscribe_scene`:
     /// `ADD_SCENE_SEARCH`, `ADD_SCENE_QR_CODE`, `ADD_SCENE_PROFILE_CARD`,
     /// `ADD_SCENE_PAID`, `ADD_SCENE_OTHERS`, …); null when unknown.
