@@ -27,4 +27,5 @@ mod security;
 mod shapes;
 mod simulator;
 mod statements;
+mod sync;
 mod wechat_client;
