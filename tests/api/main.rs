@@ -10,6 +10,7 @@
 mod helpers;
 
 mod apps;
+mod audience;
 mod bad_input;
 mod connections;
 mod dashboard;
