@@ -208,16 +208,25 @@ pub struct SyncArgs {
     /// (the server's schedule; off when not set).
     #[arg(long = "sync-every-hours", env = "UNION360_SYNC_EVERY_HOURS")]
     pub every_hours: Option<u64>,
+    /// How long a process's claim on a sync job holds without progress, in
+    /// seconds: a job whose process died is resumed by another once it runs
+    /// out. Each saved page renews it, so keep it well above the time one
+    /// page of 10,000 followers takes.
+    #[arg(long = "sync-lease-secs", env = "UNION360_SYNC_LEASE_SECS", default_value_t = DEFAULT_SYNC_LEASE_SECS)]
+    pub lease_secs: u64,
 }
 
 /// `batchget` calls in flight per sync job by default.
 pub const DEFAULT_SYNC_CONCURRENCY: usize = 8;
+/// How long a claim on a sync job holds without a saved page by default, in seconds.
+pub const DEFAULT_SYNC_LEASE_SECS: u64 = 30;
 
 impl Default for SyncArgs {
     fn default() -> Self {
         Self {
             concurrency: DEFAULT_SYNC_CONCURRENCY,
             every_hours: None,
+            lease_secs: DEFAULT_SYNC_LEASE_SECS,
         }
     }
 }
@@ -231,6 +240,7 @@ impl SyncArgs {
                 .every_hours
                 .filter(|h| *h > 0)
                 .map(|h| Duration::from_secs(h.saturating_mul(3600))),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
             ..crate::ingest::sync::SyncSettings::default()
         }
     }

@@ -170,6 +170,18 @@ pub struct SimApp {
     pub gh_id: Option<String>,
 }
 
+/// One follower of a simulated official account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimFollower {
+    /// The person's index in the world.
+    pub person: u32,
+    /// Their OpenID in the app.
+    pub openid: String,
+    /// Their UnionID, when the app is bound to the open platform (WeChat
+    /// reports it then).
+    pub unionid: Option<String>,
+}
+
 /// The WeChat sandbox: cheap to clone, every clone is the same simulator.
 #[derive(Debug, Clone)]
 pub struct Simulator(Arc<Inner>);
@@ -300,6 +312,28 @@ impl Simulator {
                 gh_id: a.gh_id.clone(),
             })
             .collect()
+    }
+
+    /// Everyone who follows the official account `appid` now, by person
+    /// index (`None` for an unknown appid): what a complete import of its
+    /// followers must hold. Read from who follows, not from the pages
+    /// `user/get` serves, so that it checks them.
+    pub fn followers(&self, appid: &str) -> Option<Vec<SimFollower>> {
+        let st = self.lock();
+        let w = &st.world;
+        let app = w.app_index(appid)?;
+        let bound = w.apps.get(app).is_some_and(|a| a.bound);
+        let follows = w.follows.get(app)?;
+        Some(
+            (0..w.people)
+                .filter(|p| follows.contains(*p))
+                .map(|person| SimFollower {
+                    person,
+                    openid: w.openid(app, person),
+                    unionid: bound.then(|| w.unionid(person)),
+                })
+                .collect(),
+        )
     }
 
     /// Calls per WeChat endpoint since the last reset (as `GET /_sim/calls`).

@@ -237,6 +237,26 @@ async fn fresh_postgres_database() -> String {
 }
 
 impl TestApp {
+    /// Another server on this one's database, master key and simulator,
+    /// with its own clock (the system's): a second instance of a fleet.
+    /// It shares this one's API key.
+    pub async fn another_instance(&self) -> TestApp {
+        let app = Application::build_with_clock(self.state.settings().clone(), Clock::system())
+            .await
+            .expect("second server builds");
+        let address = format!("http://{}", app.local_addr().expect("bound"));
+        let state = app.state().clone();
+        tokio::spawn(app.run_until(std::future::pending()));
+        TestApp {
+            address,
+            sim: self.sim.clone(),
+            client: self.client.clone(),
+            key: self.key.clone(),
+            state,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     /// POSTs a GraphQL request and returns the JSON body (any status).
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
         self.client

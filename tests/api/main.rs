@@ -10,6 +10,7 @@
 mod helpers;
 
 mod apps;
+mod audience;
 mod bad_input;
 mod binary;
 mod connections;
@@ -30,4 +31,5 @@ mod security;
 mod shapes;
 mod simulator;
 mod statements;
+mod sync;
 mod wechat_client;

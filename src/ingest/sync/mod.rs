@@ -66,7 +66,7 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             concurrency: 8,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
             max_attempts: 5,
             retry_base: Duration::from_secs(5),
             every: None,
