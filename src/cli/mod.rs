@@ -66,7 +66,8 @@ pub enum Command {
     Sync(SyncCommand),
     /// Print the audience statistics: distinct followers and overlaps.
     Audience(AudienceCommand),
-    /// Run the benchmark harness (server, SQLite and simulator in one process).
+    /// Run the benchmark harness: refresh (the default), sync or audience,
+    /// each with the real services and a WeChat simulator in one process.
     Bench(bench::BenchArgs),
 }
 
@@ -84,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Apikey(command)) => apikey::run(cli.database, command).await,
         Some(Command::MasterKey(command)) => master_key::run(cli.database, command).await,
         Some(Command::Simulator(args)) => simulator::run(args).await,
-        Some(Command::Bench(args)) => bench::run(args).await,
+        Some(Command::Bench(args)) => bench::run(cli.database, args).await,
         Some(Command::Sync(command)) => sync::run(cli.database, command).await,
         Some(Command::Audience(command)) => audience::run(cli.database, command).await,
     }

@@ -31,6 +31,10 @@ pub struct SimulatorArgs {
     /// Return UnionIDs of non-followers from user/info (WeChat's older behaviour).
     #[arg(long)]
     pub unionid_for_non_followers: bool,
+    /// The chance (0..1) that a person follows each official account, in
+    /// place of the seeded mix (1 makes everyone follow every account).
+    #[arg(long)]
+    pub follow_share: Option<f64>,
 }
 
 /// Runs the simulator until Ctrl-C.
@@ -43,6 +47,7 @@ pub(super) async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
         kinds: args.kinds.unwrap_or_default(),
         blank_profiles: args.blank_profiles,
         unionid_for_non_followers: args.unionid_for_non_followers,
+        follow_share: args.follow_share,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
