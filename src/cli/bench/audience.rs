@@ -292,7 +292,11 @@ impl Graph {
         if pair % 2 == 1 && person / 2 * 2 + 1 < self.people {
             let (first, second) = (share(pair * 2), share(pair * 2 + 1));
             if first < APPS as u32 && second > 1 {
-                n = if person % 2 == 0 { n + 1 } else { n - 1 };
+                n = if person.is_multiple_of(2) {
+                    n + 1
+                } else {
+                    n - 1
+                };
             }
         }
         let start = person.wrapping_mul(2_654_435_761) >> 30;
