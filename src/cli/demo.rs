@@ -95,6 +95,7 @@ async fn demo(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> anyho
         },
         blank_profiles: args.blank_profiles,
         unionid_for_non_followers: false,
+        follow_share: None,
     })
     .await
     .context("starting the WeChat simulator")?;

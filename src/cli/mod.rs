@@ -80,7 +80,8 @@ pub enum Command {
     Audience(AudienceCommand),
     /// Try union360 on simulated WeChat data: simulator, sync, server, dashboard and a key, in one command.
     Demo(demo::DemoArgs),
-    /// Run the benchmark harness (server, SQLite and simulator in one process).
+    /// Run the benchmark harness: refresh (the default), sync or audience,
+    /// each with the real services and a WeChat simulator in one process.
     Bench(bench::BenchArgs),
 }
 
@@ -238,7 +239,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Apikey(args)) => apikey::run(args.database, args.command).await,
         Some(Command::MasterKey(args)) => master_key::run(args.database, args.command).await,
         Some(Command::Simulator(args)) => simulator::run(args).await,
-        Some(Command::Bench(args)) => bench::run(args).await,
+        Some(Command::Bench(args)) => bench::run(cli.database, args).await,
         Some(Command::Sync(command)) => sync::run(command).await,
         Some(Command::Demo(args)) => demo::run(args).await,
         Some(Command::Audience(command)) => audience::run(command).await,

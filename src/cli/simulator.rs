@@ -35,6 +35,10 @@ pub struct SimulatorArgs {
     /// Return UnionIDs of non-followers from user/info (WeChat's older behaviour).
     #[arg(long)]
     pub unionid_for_non_followers: bool,
+    /// The chance (0..1) that a person follows each official account, in
+    /// place of the seeded mix (1 makes everyone follow every account).
+    #[arg(long)]
+    pub follow_share: Option<f64>,
 }
 
 impl SimulatorArgs {
@@ -48,6 +52,7 @@ impl SimulatorArgs {
             kinds: self.kinds.unwrap_or_default(),
             blank_profiles: self.blank_profiles,
             unionid_for_non_followers: self.unionid_for_non_followers,
+            follow_share: self.follow_share,
         }
     }
 }

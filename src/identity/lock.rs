@@ -80,7 +80,15 @@ pub(super) async fn insert_or_get_accounts<C: ConnectionTrait>(
             .on_conflict_do_nothing_on([account::Column::AppId, account::Column::Openid])
             .exec_with_returning_many(txn)
             .await?;
-        let created: BTreeSet<i64> = match inserted {
+        let created = match inserted {
+            // Every one created here, so already locked by this transaction
+            // and returned whole: nothing to read back.
+            TryInsertResult::Inserted(models) if models.len() == missing.len() => {
+                for model in models {
+                    all.insert((model.app_id, model.openid.clone()), (true, model));
+                }
+                continue;
+            }
             TryInsertResult::Inserted(models) => models.iter().map(|m| m.id).collect(),
             TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
         };
@@ -163,8 +171,17 @@ pub(super) async fn insert_or_get_persons<C: ConnectionTrait>(
             .on_conflict_do_nothing_on([person::Column::Unionid])
             .exec_with_returning_many(txn)
             .await?;
-        let created: BTreeSet<i64> = match inserted {
-            TryInsertResult::Inserted(models) => models.iter().map(|m| m.id).collect(),
+        let created = match inserted {
+            // Every one created here: nothing to read back.
+            TryInsertResult::Inserted(models) if models.len() == missing.len() => {
+                for p in models {
+                    all.insert(p.unionid, (p.id, true));
+                }
+                continue;
+            }
+            TryInsertResult::Inserted(models) => {
+                models.iter().map(|m| m.id).collect::<BTreeSet<i64>>()
+            }
             TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
         };
         for p in find(missing).await? {

@@ -66,6 +66,11 @@ pub struct SimConfig {
     /// Return the UnionID of non-followers from `user/info` (WeChat's older
     /// behaviour; today it is withheld).
     pub unionid_for_non_followers: bool,
+    /// When set, each person follows each official account with this
+    /// chance (0..1) instead of the seeded mix of account popularity and
+    /// personal engagement: `1.0` makes every person follow every official
+    /// account, so an account with N followers is a world of N people.
+    pub follow_share: Option<f64>,
 }
 
 impl Default for SimConfig {
@@ -78,6 +83,7 @@ impl Default for SimConfig {
             kinds: KindMix::default(),
             blank_profiles: true,
             unionid_for_non_followers: false,
+            follow_share: None,
         }
     }
 }

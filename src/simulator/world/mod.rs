@@ -132,10 +132,12 @@ impl World {
                 let mut follows = Follows::with_people(config.people);
                 if app.kind == SimKind::OfficialAccount {
                     let rate = 0.1 + 0.5 * unit(hash(seed, &[6, i as u64]));
+                    let chance = |person: u32| match config.follow_share {
+                        Some(share) => share.clamp(0.0, 1.0),
+                        None => (rate * engagement(seed, person)).min(0.95),
+                    };
                     for person in 0..config.people {
-                        if unit(hash(seed, &[7, i as u64, u64::from(person)]))
-                            < (rate * engagement(seed, person)).min(0.95)
-                        {
+                        if unit(hash(seed, &[7, i as u64, u64::from(person)])) < chance(person) {
                             follows.base.push(person);
                             follows.set(person, true);
                         }
@@ -310,6 +312,25 @@ mod tests {
         assert_eq!(a.apps[0].appid, b.apps[0].appid);
         assert_eq!(a.follows[0].base, b.follows[0].base);
         assert_eq!(a.openid(1, 5), b.openid(1, 5));
+    }
+
+    #[test]
+    fn a_follow_share_of_one_makes_everyone_follow() {
+        let config = SimConfig {
+            people: 5000,
+            apps: 2,
+            kinds: KindMix::OFFICIAL_ACCOUNTS,
+            follow_share: Some(1.0),
+            ..SimConfig::default()
+        };
+        let world = World::build(&config);
+        assert!(world.follows.iter().all(|f| f.total() == 5000));
+        let half = World::build(&SimConfig {
+            follow_share: Some(0.5),
+            ..config
+        });
+        let n = half.follows[0].total();
+        assert!((2300..2700).contains(&n), "{n}");
     }
 
     #[test]

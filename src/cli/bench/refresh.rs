@@ -1,4 +1,4 @@
-//! `union360 bench`: the benchmark harness.
+//! `union360 bench refresh` (and bare `union360 bench`): lazy refresh.
 //!
 //! Runs the real server on a temporary SQLite database against an
 //! in-process WeChat simulator whose `batchget` answers after a set latency,
@@ -31,9 +31,11 @@ use crate::settings::Settings;
 use crate::simulator::{KindMix, SimConfig, Simulator};
 use crate::startup::Application;
 
-/// Options of `union360 bench`.
+use super::row;
+
+/// Options of `union360 bench refresh`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+pub struct RefreshArgs {
     /// Timed runs per scenario.
     #[arg(long, default_value_t = 30)]
     pub iterations: u32,
@@ -55,7 +57,7 @@ const BY_APP: &str = "query($a0: String!, $a1: String!, $a2: String!) {
     a2: accounts(appid: $a2, first: 100) { nodes { openid nickname following stale } } }";
 
 /// Runs every scenario and prints a Markdown report.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     let sim = Simulator::spawn(SimConfig {
         people: 2000,
         apps: 3,
@@ -247,20 +249,4 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "- SQL statements per query: {fresh_statements} with refresh on (fresh profiles), {cache_statements} with refresh off."
     );
     Ok(())
-}
-
-/// Prints one row; returns the median.
-fn row(name: &str, samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
-    println!(
-        "| {name} | {} | {} | {} | {} | {} |",
-        samples.len(),
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(at(0.0)),
-        ms(at(1.0))
-    );
-    at(0.5)
 }
