@@ -192,14 +192,22 @@ pub(super) async fn run(database: &DatabaseSettings, args: SyncBenchArgs) -> any
         mb(rss_before),
         mb(peak)
     );
-    println!(
-        "- Targets: ≤ 30 s ({}), peak RSS ≤ 200 MB ({}).",
-        if secs <= 30.0 { "met" } else { "missed" },
-        match peak {
-            Some(p) if p <= 200_000_000 => "met",
-            Some(_) => "missed",
-            None => "not measured",
-        }
-    );
+    // The targets are set for a million followers with 10 ms calls; a
+    // smaller or faster run says nothing about them.
+    if args.followers >= 1_000_000 && args.wechat_latency_ms >= 10 {
+        println!(
+            "- Targets: ≤ 30 s ({}), peak RSS ≤ 200 MB ({}).",
+            if secs <= 30.0 { "met" } else { "missed" },
+            match peak {
+                Some(p) if p <= 200_000_000 => "met",
+                Some(_) => "missed",
+                None => "not measured",
+            }
+        );
+    } else {
+        println!(
+            "- The targets (≤ 30 s, peak RSS ≤ 200 MB) are for 1,000,000 followers with 10 ms per call; this run is smaller."
+        );
+    }
     Ok(())
 }
