@@ -133,3 +133,49 @@ impl Related<super::account_history::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// An account with its key and times and nothing else known: neither
+    /// linked, nor following, nor any profile value.
+    pub fn blank(id: i64, app_id: i64, openid: String, at: DateTimeUtc) -> Self {
+        Self {
+            id,
+            app_id,
+            openid,
+            person_id: None,
+            unionid: None,
+            unionid_conflict: None,
+            unionid_conflict_at: None,
+            snapshot_user: false,
+            subscribed: None,
+            subscribe_time: None,
+            unfollowed_at: None,
+            listed_in: None,
+            subscribe_scene: None,
+            qr_scene: None,
+            qr_scene_str: None,
+            remark: None,
+            tag_ids: None,
+            nickname: None,
+            nickname_source: None,
+            avatar_url: None,
+            avatar_url_source: None,
+            sex: None,
+            sex_source: None,
+            language: None,
+            language_source: None,
+            city: None,
+            city_source: None,
+            province: None,
+            province_source: None,
+            country: None,
+            country_source: None,
+            refreshed_at: None,
+            refresh_error_code: None,
+            refresh_error_message: None,
+            refresh_error_at: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}

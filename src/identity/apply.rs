@@ -60,8 +60,16 @@ pub(super) fn apply_row(
     apply_profile(&model, &mut active, row, source, now, &mut changes);
 
     let changed = !changes.is_empty();
-    let write = changed || conflict.is_some();
+    // Being listed by a sync job is written, but is not a change.
+    let listed = row
+        .follow
+        .listed_in
+        .filter(|job| model.listed_in != Some(*job));
+    let write = changed || conflict.is_some() || listed.is_some();
     let account = if write {
+        if let Some(job) = listed {
+            active.listed_in = Set(Some(job));
+        }
         if row.refreshed {
             // Freshness is metadata, not a change of the account: no history row.
             active.refreshed_at = Set(Some(now));

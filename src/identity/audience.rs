@@ -74,10 +74,14 @@ pub(super) async fn bits<C: ConnectionTrait>(txn: &C) -> Result<Bits, DbErr> {
 }
 
 /// Applies `change` to the persons' masks and the cells, on `day`.
+/// `created` holds the mask of each person the call created (whose only
+/// accounts are the call's, so nothing needs reading); `touched`, the other
+/// persons whose `updated_at` the caller sets next.
 pub(super) async fn settle<C: ConnectionTrait>(
     txn: &C,
     bits: &Bits,
     change: AudienceChange,
+    created: &HashMap<i64, i64>,
     touched: &BTreeSet<i64>,
     day: Day,
 ) -> Result<(), DbErr> {
@@ -87,10 +91,23 @@ pub(super) async fn settle<C: ConnectionTrait>(
             *cells.entry((app_id, 1 << bit)).or_default() += delta;
         }
     }
-    // Every person the call changes is locked in id order, before any of
-    // their accounts are read: those whose mask may change, and those whose
-    // `updated_at` the caller sets next.
-    let locked: Vec<i64> = change.persons.union(touched).copied().collect();
+    let mut moved: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (&id, &mask) in created {
+        if mask != 0 {
+            moved.entry(mask).or_default().push(id);
+            *cells.entry((0, mask)).or_default() += 1;
+        }
+    }
+    let persons: Vec<i64> = change
+        .persons
+        .into_iter()
+        .filter(|id| !created.contains_key(id))
+        .collect();
+    // Every other person the call changes is locked in id order, before
+    // any of their accounts are read: those whose mask may change, and
+    // those whose `updated_at` the caller sets next.
+    let locked: BTreeSet<i64> = persons.iter().chain(touched).copied().collect();
+    let locked: Vec<i64> = locked.into_iter().collect();
     for chunk in locked.chunks(CHUNK) {
         person::Entity::find()
             .select_only()
@@ -106,7 +123,6 @@ pub(super) async fn settle<C: ConnectionTrait>(
             .all(txn)
             .await?;
     }
-    let persons: Vec<i64> = change.persons.into_iter().collect();
     for chunk in persons.chunks(CHUNK) {
         let found: Vec<(i64, i64)> = person::Entity::find()
             .select_only()
@@ -130,7 +146,6 @@ pub(super) async fn settle<C: ConnectionTrait>(
                 *masks.entry(person_id).or_default() |= 1 << bit;
             }
         }
-        let mut moved: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         for (id, old) in found {
             let new = masks.get(&id).copied().unwrap_or(0);
             if new == old {
@@ -144,10 +159,12 @@ pub(super) async fn settle<C: ConnectionTrait>(
                 *cells.entry((0, new)).or_default() += 1;
             }
         }
-        for (mask, ids) in moved {
+    }
+    for (mask, ids) in moved {
+        for chunk in ids.chunks(CHUNK) {
             person::Entity::update_many()
                 .col_expr(person::Column::AudienceMask, Expr::value(mask))
-                .filter(person::Column::Id.is_in(ids))
+                .filter(person::Column::Id.is_in(chunk.iter().copied()))
                 .exec(txn)
                 .await?;
         }

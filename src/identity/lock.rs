@@ -1,18 +1,21 @@
 //! Accounts and persons that exist, locked, before a call changes them.
 //!
-//! Accounts are inserted when absent and then read back locked (`FOR
-//! UPDATE` on PostgreSQL), in key order; persons are inserted with an
-//! insert-or-get under the unique UnionID constraint, in UnionID order, so
-//! that concurrent discoveries of one UnionID make one person and concurrent
-//! calls take their locks in one order and cannot deadlock.
+//! Stored accounts are read locked (`FOR UPDATE` on PostgreSQL), in key
+//! order; persons are inserted with an insert-or-get under the unique
+//! UnionID constraint, in UnionID order, so that concurrent discoveries of
+//! one UnionID make one person and concurrent calls take their locks in one
+//! order. (New accounts are inserted whole afterwards, by the caller: a
+//! concurrent call inserting the same account makes one of them fail on the
+//! unique key, and that one is written again.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::{account, person};
+use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TryInsertResult,
+    QuerySelect, QueryTrait, Set,
 };
 
 /// Rows per bulk statement (well under SQLite's bound-parameter limit).
@@ -49,54 +52,17 @@ async fn locked_accounts<C: ConnectionTrait>(
         .await
 }
 
-/// Inserts the accounts that are absent, then returns all of them locked, by key,
-/// with whether this call created each.
-pub(super) async fn insert_or_get_accounts<C: ConnectionTrait>(
+/// The stored accounts of `keys`, locked (`FOR UPDATE` on PostgreSQL, in
+/// key order), by key. Accounts that do not exist are absent: the call
+/// inserts them whole once it knows their values.
+pub(super) async fn existing_accounts<C: ConnectionTrait>(
     txn: &C,
     keys: &[(i64, &str)],
-    now: DateTime<Utc>,
-) -> Result<HashMap<(i64, String), (bool, account::Model)>, DbErr> {
+) -> Result<HashMap<(i64, String), account::Model>, DbErr> {
     let mut all = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
         for model in locked_accounts(txn, chunk).await? {
-            all.insert((model.app_id, model.openid.clone()), (false, model));
-        }
-        let missing: Vec<(i64, &str)> = chunk
-            .iter()
-            .filter(|(app_id, openid)| !all.contains_key(&(*app_id, (*openid).to_owned())))
-            .copied()
-            .collect();
-        if missing.is_empty() {
-            continue;
-        }
-        let skeletons = missing.iter().map(|(app_id, openid)| account::ActiveModel {
-            app_id: Set(*app_id),
-            openid: Set((*openid).to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        });
-        let inserted = account::Entity::insert_many(skeletons)
-            .on_conflict_do_nothing_on([account::Column::AppId, account::Column::Openid])
-            .exec_with_returning_many(txn)
-            .await?;
-        let created = match inserted {
-            // Every one created here, so already locked by this transaction
-            // and returned whole: nothing to read back.
-            TryInsertResult::Inserted(models) if models.len() == missing.len() => {
-                for model in models {
-                    all.insert((model.app_id, model.openid.clone()), (true, model));
-                }
-                continue;
-            }
-            TryInsertResult::Inserted(models) => models.iter().map(|m| m.id).collect(),
-            TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
-        };
-        // Read back locked: the rows this call created, and any a concurrent
-        // call created first (which it then waited for).
-        for model in locked_accounts(txn, &missing).await? {
-            let was_created = created.contains(&model.id);
-            all.insert((model.app_id, model.openid.clone()), (was_created, model));
+            all.insert((model.app_id, model.openid.clone()), model);
         }
     }
     Ok(all)
@@ -144,13 +110,16 @@ pub(super) async fn insert_or_get_persons<C: ConnectionTrait>(
     let unionids: Vec<&str> = unionids.iter().copied().collect();
     let find = |ids: Vec<&str>| {
         person::Entity::find()
+            .select_only()
+            .columns([person::Column::Unionid, person::Column::Id])
             .filter(person::Column::Unionid.is_in(ids))
             .order_by_asc(person::Column::Unionid)
+            .into_tuple::<(String, i64)>()
             .all(txn)
     };
     for chunk in unionids.chunks(CHUNK) {
-        for p in find(chunk.to_vec()).await? {
-            all.insert(p.unionid, (p.id, false));
+        for (unionid, id) in find(chunk.to_vec()).await? {
+            all.insert(unionid, (id, false));
         }
         let missing: Vec<&str> = chunk
             .iter()
@@ -167,26 +136,28 @@ pub(super) async fn insert_or_get_persons<C: ConnectionTrait>(
             updated_at: Set(now),
             ..Default::default()
         });
-        let inserted = person::Entity::insert_many(rows)
-            .on_conflict_do_nothing_on([person::Column::Unionid])
-            .exec_with_returning_many(txn)
-            .await?;
-        let created = match inserted {
-            // Every one created here: nothing to read back.
-            TryInsertResult::Inserted(models) if models.len() == missing.len() => {
-                for p in models {
-                    all.insert(p.unionid, (p.id, true));
-                }
-                continue;
-            }
-            TryInsertResult::Inserted(models) => {
-                models.iter().map(|m| m.id).collect::<BTreeSet<i64>>()
-            }
-            TryInsertResult::Conflicted | TryInsertResult::Empty => BTreeSet::new(),
-        };
-        for p in find(missing).await? {
-            let was_created = created.contains(&p.id);
-            all.insert(p.unionid, (p.id, was_created));
+        let mut insert =
+            person::Entity::insert_many(rows).on_conflict_do_nothing_on([person::Column::Unionid]);
+        let statement = QueryTrait::query(&mut insert)
+            .returning(Query::returning().columns([person::Column::Unionid, person::Column::Id]))
+            .to_owned();
+        let mut created = 0;
+        for row in txn.query_all(&statement).await? {
+            let (unionid, id): (String, i64) = row.try_get_many_by_index()?;
+            all.insert(unionid, (id, true));
+            created += 1;
+        }
+        if created == missing.len() {
+            continue;
+        }
+        // Some were created by a concurrent call first (which this one
+        // then waited for): read back.
+        let others: Vec<&str> = missing
+            .into_iter()
+            .filter(|u| !all.contains_key(*u))
+            .collect();
+        for (unionid, id) in find(others).await? {
+            all.insert(unionid, (id, false));
         }
     }
     Ok(all)

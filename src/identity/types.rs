@@ -69,6 +69,10 @@ pub struct Follow {
     pub remark: Option<String>,
     /// Tag ids.
     pub tag_ids: Option<Vec<i64>>,
+    /// The follower sync job whose listing of the app's followers included
+    /// this account (kept on the account so that the job can tell, at its
+    /// end, who was not listed; not history).
+    pub listed_in: Option<i64>,
 }
 
 /// What an upsert did to one account.
@@ -138,6 +142,15 @@ pub enum IdentityError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl IdentityError {
+    /// Whether the call failed only because a concurrent call got to a
+    /// unique key (or a deadlock) first: written again, it sees what the
+    /// other did.
+    pub fn lost_a_race(&self) -> bool {
+        matches!(self, Self::Db(e) if super::upsert::lost_a_race(e))
+    }
 }
 
 /// "app X is not registered", or "apps X, Y are not registered": the words

@@ -1,24 +1,26 @@
 //! [`upsert_accounts`]: every write to the identity graph, all or nothing.
 //!
-//! A call is one transaction. Rows are processed in a fixed order (accounts
-//! by app and openid, then persons by UnionID) so that concurrent calls on
-//! PostgreSQL take row locks in the same order and cannot deadlock; on
-//! SQLite the transaction holds the write lock from its start.
+//! A call is one transaction. Rows are processed in a fixed order (stored
+//! accounts by app and openid, then persons by UnionID, then new accounts)
+//! so that concurrent calls on PostgreSQL take row locks in the same order;
+//! the rare call that still meets another on a unique key or in a deadlock
+//! is written again. On SQLite the transaction holds the write lock from
+//! its start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::{account, app, person};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
-    Iterable, QueryFilter, RuntimeErr, SqlErr,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, Iterable, QueryFilter, QueryTrait, RuntimeErr, SqlErr,
 };
 
 use super::apply::{Applied, apply_row};
 use super::audience::{self, AudienceChange};
 use super::history::record;
-use super::lock::{CHUNK, held_seats, insert_or_get_accounts, insert_or_get_persons};
+use super::lock::{CHUNK, existing_accounts, held_seats, insert_or_get_persons};
 use super::types::{AccountUpsert, IdentityError, MAX_UPSERT_BATCH, UpsertResult};
 use super::validate::validate;
 use crate::domain::{Day, ProfileSource};
@@ -35,34 +37,25 @@ pub async fn upsert_accounts(
     if rows.len() > MAX_UPSERT_BATCH {
         return Err(IdentityError::TooMany(rows.len()));
     }
-    for (index, row) in rows.iter().enumerate() {
-        validate(index, row)?;
-    }
-    let apps = resolve_apps(db, &rows).await?;
-    // Sorted by (app, openid): the lock order of every call.
-    let mut order: BTreeMap<(i64, &str), usize> = BTreeMap::new();
-    for (index, row) in rows.iter().enumerate() {
-        let key = (apps[row.appid.as_str()], row.openid.as_str());
-        if let Some(first) = order.insert(key, index) {
-            return Err(IdentityError::DuplicateRow {
-                appid: row.appid.to_string(),
-                openid: row.openid.to_string(),
-                first,
-                second: index,
-            });
-        }
-    }
-
+    let order = prepare(db, &rows).await?;
     // A concurrent call may link another openid of one app to the same
-    // person first (rule 6, the unique (person, app) index): this call's
-    // link then fails as a whole, and is done again, seeing that link. Two
-    // calls that each took one seat the other wants deadlock on PostgreSQL,
-    // which ends one of them: it is done again too.
+    // person first (rule 6, the unique (person, app) index), or insert the
+    // same new account first: this call then fails as a whole, and is done
+    // again, seeing what the other did. Two calls that each took one seat
+    // the other wants deadlock on PostgreSQL, which ends one of them: it is
+    // done again too.
     let mut attempt = 1;
     loop {
-        match write(db, &rows, &order, source, now).await {
+        let written = async {
+            let txn = store::begin_write(db).await?;
+            let results = write(&txn, &rows, &order, source, now).await?;
+            txn.commit().await?;
+            Ok::<_, DbErr>(results)
+        }
+        .await;
+        match written {
             Err(e) if attempt < WRITE_ATTEMPTS && lost_a_race(&e) => {
-                tracing::debug!(attempt, error = %e, "lost a race for a unique link; writing again");
+                tracing::debug!(attempt, error = %e, "lost a race for a unique key; writing again");
                 attempt += 1;
             }
             result => return result.map_err(IdentityError::from),
@@ -70,8 +63,24 @@ pub async fn upsert_accounts(
     }
 }
 
+/// Upserts any number of rows inside the caller's write transaction (begun
+/// with [`store::begin_write`]), for writers of bulk data that commit other
+/// rows with them (the follower sync commits a page with its cursor).
+///
+/// Nothing is retried here: when the error [`IdentityError::lost_a_race`],
+/// the caller rolls back and runs its transaction again.
+pub async fn upsert_within<C: ConnectionTrait>(
+    txn: &C,
+    rows: &[AccountUpsert],
+    source: ProfileSource,
+    now: DateTime<Utc>,
+) -> Result<Vec<UpsertResult>, IdentityError> {
+    let order = prepare(txn, rows).await?;
+    Ok(write(txn, rows, &order, source, now).await?)
+}
+
 /// Upserts any number of rows, [`MAX_UPSERT_BATCH`] per call (one
-/// transaction each), for writers of bulk data (refresh, follower sync).
+/// transaction each), for writers of bulk data (refresh).
 pub async fn upsert_in_batches(
     db: &DatabaseConnection,
     rows: &[AccountUpsert],
@@ -84,14 +93,39 @@ pub async fn upsert_in_batches(
     Ok(())
 }
 
-/// How many times a call is written when it loses a race for a unique link
-/// (each loss means a concurrent call took a seat that stays taken, so later
-/// attempts see it and refuse that link instead).
+/// Checks `rows` and orders them: each account's key, in lock order (by
+/// app and openid), mapped to its row.
+async fn prepare<'a, C: ConnectionTrait>(
+    db: &C,
+    rows: &'a [AccountUpsert],
+) -> Result<BTreeMap<(i64, &'a str), usize>, IdentityError> {
+    for (index, row) in rows.iter().enumerate() {
+        validate(index, row)?;
+    }
+    let apps = resolve_apps(db, rows).await?;
+    let mut order: BTreeMap<(i64, &str), usize> = BTreeMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        let key = (apps[row.appid.as_str()], row.openid.as_str());
+        if let Some(first) = order.insert(key, index) {
+            return Err(IdentityError::DuplicateRow {
+                appid: row.appid.to_string(),
+                openid: row.openid.to_string(),
+                first,
+                second: index,
+            });
+        }
+    }
+    Ok(order)
+}
+
+/// How many times a call is written when it loses a race for a unique key
+/// (each loss means a concurrent call took a key that stays taken, so later
+/// attempts see it).
 const WRITE_ATTEMPTS: u32 = 5;
 
 /// Whether a write failed only because a concurrent call got somewhere
 /// first: a unique violation, or PostgreSQL ending a deadlock (`40P01`).
-fn lost_a_race(e: &DbErr) -> bool {
+pub(super) fn lost_a_race(e: &DbErr) -> bool {
     if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
         return true;
     }
@@ -101,26 +135,26 @@ fn lost_a_race(e: &DbErr) -> bool {
     matches!(&**e, sea_orm::sqlx::Error::Database(e) if e.code().as_deref() == Some("40P01"))
 }
 
-/// Writes validated `rows` in one transaction; `order` maps each account's
-/// key, in lock order, to its row.
-async fn write(
-    db: &DatabaseConnection,
+/// Writes validated `rows` in the transaction `txn`; `order` maps each
+/// account's key, in lock order, to its row.
+async fn write<C: ConnectionTrait>(
+    txn: &C,
     rows: &[AccountUpsert],
     order: &BTreeMap<(i64, &str), usize>,
     source: ProfileSource,
     now: DateTime<Utc>,
 ) -> Result<Vec<UpsertResult>, DbErr> {
-    let txn = store::begin_write(db).await?;
-    let bits = audience::bits(&txn).await?;
-    // Phase 1: every account exists and is locked, in key order.
+    let bits = audience::bits(txn).await?;
+    // Phase 1: the accounts that exist, locked, in key order. Those that do
+    // not get a provisional (negative) id until they are inserted.
     let keys: Vec<(i64, &str)> = order.keys().copied().collect();
-    let mut found = insert_or_get_accounts(&txn, &keys, now).await?;
+    let mut found = existing_accounts(txn, &keys).await?;
     let mut stored: Vec<(usize, bool, account::Model)> = Vec::with_capacity(rows.len());
     for (&(app_id, openid), &index) in order {
-        let (created, model) = found
-            .remove(&(app_id, openid.to_owned()))
-            .ok_or_else(|| DbErr::RecordNotFound(format!("account {app_id}/{openid}")))?;
-        stored.push((index, created, model));
+        match found.remove(&(app_id, openid.to_owned())) {
+            Some(model) => stored.push((index, false, model)),
+            None => stored.push((index, true, blank(app_id, openid, index, now))),
+        }
     }
     // Phase 2: persons for the UnionIDs that will be linked, in UnionID order.
     let wanted: BTreeSet<&str> = stored
@@ -139,14 +173,19 @@ async fn write(
             }
         })
         .collect();
-    let persons = insert_or_get_persons(&txn, &wanted, now).await?;
-    // The accounts those persons hold in these apps (rule 6).
-    let person_ids: BTreeSet<i64> = persons.values().map(|(id, _)| *id).collect();
+    let persons = insert_or_get_persons(txn, &wanted, now).await?;
+    // The accounts those persons hold in these apps (rule 6); a person this
+    // call created holds none yet.
+    let person_ids: BTreeSet<i64> = persons
+        .values()
+        .filter(|(_, created)| !created)
+        .map(|(id, _)| *id)
+        .collect();
     let app_ids: BTreeSet<i64> = order.keys().map(|(app_id, _)| *app_id).collect();
     let mut seats = if person_ids.is_empty() {
         Default::default()
     } else {
-        held_seats(&txn, &person_ids, &app_ids).await?
+        held_seats(txn, &person_ids, &app_ids).await?
     };
 
     // Phase 3: apply each row. Persons whose accounts changed are touched
@@ -158,6 +197,7 @@ async fn write(
     let mut history = Vec::new();
     let mut freshened = Vec::new();
     let mut written = Vec::new();
+    let mut inserted = Vec::new();
     let mut audience = AudienceChange::default();
     for (index, created, model) in stored {
         let row = &rows[index];
@@ -172,7 +212,9 @@ async fn write(
             audience.note(&bits, before, &account);
         }
         let changed = !changes.is_empty();
-        if write {
+        if created {
+            inserted.push(account.clone());
+        } else if write {
             written.push(account.clone());
         } else if row.refreshed {
             freshened.push(account.id);
@@ -203,15 +245,45 @@ async fn write(
             account,
         });
     }
-    write_accounts(&txn, written).await?;
-    // The persons concerned are locked in id order, then their masks and
-    // the audience counts follow what was written.
-    audience::settle(&txn, &bits, audience, &touched, Day::of(now)).await?;
+    // New accounts get their ids.
+    let ids = insert_accounts(txn, inserted).await?;
+    if !ids.is_empty() {
+        let assigned = |id: &mut i64| {
+            if let Some(real) = ids.get(id) {
+                *id = *real;
+            }
+        };
+        results.iter_mut().for_each(|r| assigned(&mut r.account.id));
+        history.iter_mut().for_each(|(id, _)| assigned(id));
+    }
+    write_accounts(txn, written).await?;
+    // Persons this call created hold only accounts this call linked: their
+    // masks are known without reading.
+    let mut created_masks: HashMap<i64, i64> = persons
+        .values()
+        .filter(|(_, created)| *created)
+        .map(|(id, _)| (*id, 0))
+        .collect();
+    for r in &results {
+        let account = &r.account;
+        if let (Some(mask), Some(bit)) = (
+            account.person_id.and_then(|p| created_masks.get_mut(&p)),
+            bits.get(&account.app_id),
+        ) && account.subscribed == Some(true)
+        {
+            *mask |= 1 << bit;
+        }
+    }
+    // Their `updated_at` is already now.
+    touched.retain(|id| !created_masks.contains_key(id));
+    // The other persons concerned are locked in id order, then their masks
+    // and the audience counts follow what was written.
+    audience::settle(txn, &bits, audience, &created_masks, &touched, Day::of(now)).await?;
     if !touched.is_empty() {
         person::Entity::update_many()
             .col_expr(person::Column::UpdatedAt, now.into())
             .filter(person::Column::Id.is_in(touched))
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
     // Rows whose only news is that WeChat was asked: one statement for all.
@@ -231,13 +303,55 @@ async fn write(
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
             .filter(account::Column::Id.is_in(chunk.iter().copied()))
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
-    record(&txn, history, source, now).await?;
-    txn.commit().await?;
+    record(txn, history, source, now).await?;
     results.sort_by_key(|r| r.index);
     Ok(results)
+}
+
+/// An account not stored yet, as the call starts it: its key, its times,
+/// nothing else, and a provisional id (negative, unique in the call) until
+/// it is inserted.
+fn blank(app_id: i64, openid: &str, index: usize, now: DateTime<Utc>) -> account::Model {
+    let provisional = -1 - i64::try_from(index).unwrap_or(i64::MAX - 1);
+    account::Model::blank(provisional, app_id, openid.to_owned(), now)
+}
+
+/// Inserts new accounts whole, a chunk per statement; returns the id each
+/// got, by its provisional id. No `ON CONFLICT`: an account a concurrent
+/// call inserted first fails the statement, and the call is written again.
+async fn insert_accounts<C: ConnectionTrait>(
+    txn: &C,
+    accounts: Vec<account::Model>,
+) -> Result<HashMap<i64, i64>, DbErr> {
+    let mut ids = HashMap::with_capacity(accounts.len());
+    for chunk in accounts.chunks(WRITE_CHUNK) {
+        let provisional: HashMap<(i64, &str), i64> = chunk
+            .iter()
+            .map(|m| ((m.app_id, m.openid.as_str()), m.id))
+            .collect();
+        let mut insert = account::Entity::insert_many(chunk.iter().cloned().map(|m| {
+            let mut active = m.into_active_model();
+            active.id = ActiveValue::NotSet;
+            active
+        }));
+        let statement = QueryTrait::query(&mut insert)
+            .returning(Query::returning().columns([
+                account::Column::Id,
+                account::Column::AppId,
+                account::Column::Openid,
+            ]))
+            .to_owned();
+        for row in txn.query_all(&statement).await? {
+            let (id, app_id, openid): (i64, i64, String) = row.try_get_many_by_index()?;
+            if let Some(old) = provisional.get(&(app_id, openid.as_str())) {
+                ids.insert(*old, id);
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// Writes whole accounts, a chunk per statement (an upsert on the id of

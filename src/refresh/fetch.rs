@@ -269,6 +269,7 @@ pub fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
             qr_scene_str: user.qr_scene_str.clone().filter(|s| !s.is_empty()),
             remark: user.remark.clone(),
             tag_ids: user.tagid_list.clone(),
+            listed_in: None,
         },
         refreshed: true,
     };

@@ -249,6 +249,55 @@ async fn concurrent_discoveries_of_one_unionid_make_exactly_one_person(backend: 
     }
 }
 
+on_each_backend!(
+    concurrent_creations_of_one_account_make_exactly_one,
+    flavor = "multi_thread",
+    worker_threads = 4
+);
+async fn concurrent_creations_of_one_account_make_exactly_one(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let appid = "wx00000000000000c1";
+    app.register_app(appid, "MINI_PROGRAM").await;
+    for round in 0..5 {
+        // Eight calls insert the same new accounts (and one person) at once,
+        // each with its own nickname: one creates them, the others lose the
+        // race on the unique key, are written again and update them.
+        let calls = (0..8).map(|call| {
+            json!([
+                { "appid": appid, "openid": format!("o-new-{round}-a"), "unionid": format!("u-new-{round}"), "nickname": format!("n{call}") },
+                { "appid": appid, "openid": format!("o-new-{round}-b"), "nickname": format!("n{call}") },
+            ])
+        });
+        let results = upsert_at_once(&app, calls).await;
+        let outcomes = |row: usize| -> Vec<String> {
+            results
+                .iter()
+                .map(|r| r["results"][row]["outcome"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        for row in 0..2 {
+            let outcomes = outcomes(row);
+            assert_eq!(
+                outcomes.iter().filter(|o| *o == "CREATED").count(),
+                1,
+                "{backend:?} round {round} row {row}: {outcomes:?}"
+            );
+        }
+        let stored = account::Entity::find()
+            .filter(account::Column::Openid.starts_with(format!("o-new-{round}-")))
+            .all(app.state.db())
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2, "{backend:?} round {round}");
+        assert_eq!(linked_to(&app, &format!("u-new-{round}")).await.len(), 1);
+        // The last call written holds the nickname: one of the calls'.
+        for account in stored {
+            let nickname = account.nickname.unwrap();
+            assert!(nickname.starts_with('n'), "{nickname}");
+        }
+    }
+}
+
 /// Runs one `upsertAccounts` per set of rows, all at once; their payloads.
 async fn upsert_at_once(app: &TestApp, calls: impl Iterator<Item = Value>) -> Vec<Value> {
     futures::future::join_all(calls.map(|rows| app.upsert(rows))).await
