@@ -19,8 +19,8 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 /// Counts the SQL statements a connection has run (for `/metrics` and the N+1 tests).
@@ -157,6 +157,34 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         _ => TransactionOptions::default(),
     };
     db.begin_with_options(options).await
+}
+
+/// Begins a write transaction for bulk writes (the follower sync's pages).
+/// On PostgreSQL, its statements are planned for their own values
+/// (`plan_cache_mode`): during an import the tables grow faster than their
+/// statistics, and a plan a connection cached while they were small (a
+/// sequential scan, matched against a list of 500 keys per row) grows slower
+/// with every page.
+pub async fn begin_bulk_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let txn = begin_write(db).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await?;
+    }
+    Ok(txn)
+}
+
+/// Refreshes the planner's statistics of `tables` on PostgreSQL (`ANALYZE`),
+/// for bulk writers whose tables grow faster than autovacuum looks: without
+/// them, a lookup by key in a table that grew from nothing is planned as a
+/// scan of every row. SQLite plans these lookups by its unique indexes
+/// without statistics: nothing to do there.
+pub async fn refresh_statistics(db: &DatabaseConnection, tables: &[&str]) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(&format!("ANALYZE {}", tables.join(", ")))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Where a database URL puts a SQLite database.

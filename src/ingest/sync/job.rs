@@ -165,10 +165,13 @@ pub(super) async fn claim(
     Ok(Some(job))
 }
 
-/// A page's progress, saved with the cursor that fetches the next page.
+/// The progress of complete pages, saved with the cursor that fetches the
+/// next page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PageCounts {
-    /// Followers on the page.
+    /// Complete pages.
+    pub pages: i64,
+    /// Followers on the pages.
     pub listed: i64,
     /// Of those, profiles fetched and written.
     pub imported: i64,
@@ -179,7 +182,7 @@ pub struct PageCounts {
     pub failed: i64,
 }
 
-/// Saves a complete page: the cursor moves on and the counts grow, in one
+/// Saves complete pages: the cursor moves on and the counts grow, in one
 /// statement, only while `owner` holds the job. Returns whether it did.
 pub(super) async fn save_page<C: ConnectionTrait>(
     db: &C,
@@ -194,7 +197,7 @@ pub(super) async fn save_page<C: ConnectionTrait>(
     let result = sync_job::Entity::update_many()
         .col_expr(C::Cursor, Expr::value(cursor.map(str::to_owned)))
         .col_expr(C::Total, Expr::value(total))
-        .col_expr(C::Pages, add(C::Pages, 1))
+        .col_expr(C::Pages, add(C::Pages, counts.pages))
         .col_expr(C::Listed, add(C::Listed, counts.listed))
         .col_expr(C::Imported, add(C::Imported, counts.imported))
         .col_expr(C::Linked, add(C::Linked, counts.linked))

@@ -8,10 +8,10 @@
 //! and fetching run ahead of the writes (a bounded channel between them),
 //! so WeChat's latency and the database's overlap.
 //!
-//! After each complete page, the cursor and the counts are saved in one
-//! statement: a process killed at any moment resumes at the last saved
-//! page, which is written again (the writes are upserts), so no follower is
-//! lost and none is counted twice. At the end of a complete pass, the app's
+//! Each complete page (about 10,000 followers) is written in one
+//! transaction with the job's cursor and counts: a process killed at any
+//! moment resumes after the last page committed, so no follower is lost
+//! and none is counted twice. At the end of a complete pass, the app's
 //! accounts that were not listed are marked as no longer following, with
 //! the time; they are never deleted.
 //!
@@ -28,7 +28,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::{account, app, sync_job};
 use futures::StreamExt;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -42,6 +41,7 @@ use crate::clock::Clock;
 use crate::domain::{AppId, AppKind, OpenId, ProfileSource};
 use crate::identity::{self, AccountUpsert, Follow};
 use crate::refresh::upsert_from;
+use crate::store;
 use crate::wechat::breaker::next_quota_reset;
 use crate::wechat::client::BATCHGET_MAX;
 use crate::wechat::error::{ErrorClass, WechatError};
@@ -104,7 +104,7 @@ pub struct Progress {
     pub pages: i64,
     /// Followers listed in complete pages.
     pub listed: i64,
-    /// Profiles fetched and written (complete pages and the current one).
+    /// Profiles fetched and written, in complete pages.
     pub imported: i64,
     /// Of those, with a UnionID.
     pub linked: i64,
@@ -436,8 +436,9 @@ impl Syncer {
         let mut shown = Progress::of(job, &app.appid);
         progress(&shown);
         if job.cursor.as_deref() != Some(LISTED_ALL) {
-            // The fetching side runs ahead of the writes, a few batches at most.
-            let (tx, mut rx) = mpsc::channel(4);
+            // The fetching side runs ahead of the writes by a page: a page
+            // is fetched while the one before is written.
+            let (tx, mut rx) = mpsc::channel(1);
             let fetcher = Fetcher {
                 wechat: self.0.wechat.clone(),
                 credentials,
@@ -446,58 +447,41 @@ impl Syncer {
             };
             let start = job.cursor.clone();
             let producer = tokio::spawn(async move { fetcher.run(start, tx).await });
-            let mut page = PageCounts::default();
             let mut result = Ok(());
-            while let Some(item) = rx.recv().await {
-                match item {
-                    Item::Rows { rows, failed } => {
-                        page.listed += (rows.len() + failed.len()) as i64;
-                        page.imported += rows.len() as i64;
-                        page.linked += rows.iter().filter(|r| r.unionid.is_some()).count() as i64;
-                        page.failed += failed.len() as i64;
-                        let mut all = rows;
-                        all.extend(
-                            failed
-                                .into_iter()
-                                .filter_map(|o| OpenId::parse(o).ok())
-                                .map(|openid| follower_only(&appid, openid)),
-                        );
-                        if let Err(e) = self.write(&all).await {
-                            result = Err(Stop::Db(e));
-                            break;
-                        }
-                        // `shown` holds complete pages; the page in hand is added.
-                        progress(&Progress {
-                            imported: shown.imported + page.imported,
-                            linked: shown.linked + page.linked,
-                            failed: shown.failed + page.failed,
-                            ..shown.clone()
-                        });
-                    }
-                    Item::PageEnd {
-                        openids,
-                        next,
-                        total,
-                    } => {
-                        if let Err(e) = self.save(job, &openids, next.as_deref(), total, page).await
-                        {
-                            result = Err(e);
-                            break;
-                        }
-                        shown.pages += 1;
-                        shown.listed += page.listed;
-                        shown.imported += page.imported;
-                        shown.linked += page.linked;
-                        shown.failed += page.failed;
-                        shown.total = Some(total);
-                        page = PageCounts::default();
-                        progress(&shown);
-                    }
-                    Item::Failed(e) => {
+            let mut saved_pages = 0u64;
+            while let Some(page) = rx.recv().await {
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
                         result = Err(Stop::Wechat(e));
                         break;
                     }
+                };
+                let total = page.total;
+                let counts = match self.save(job, &appid, page).await {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                };
+                // The tables grow a page at a time: their statistics are
+                // refreshed each time the pages written double.
+                saved_pages += 1;
+                if saved_pages.is_power_of_two()
+                    && let Err(e) =
+                        store::refresh_statistics(&self.0.db, &["account", "person"]).await
+                {
+                    result = Err(Stop::Db(e));
+                    break;
                 }
+                shown.pages += counts.pages;
+                shown.listed += counts.listed;
+                shown.imported += counts.imported;
+                shown.linked += counts.linked;
+                shown.failed += counts.failed;
+                shown.total = Some(total);
+                progress(&shown);
             }
             producer.abort();
             result?;
@@ -524,37 +508,68 @@ impl Syncer {
         })
     }
 
-    /// Marks a complete page's followers as listed by the job, then saves
-    /// the job's cursor and counts.
+    /// Writes a complete page in one transaction: its followers through
+    /// the identity service, each marked as listed by the job, with the
+    /// job's new cursor and counts; so a page is saved whole or not at all.
+    /// Returns the page's counts.
     async fn save(
         &self,
         job: &sync_job::Model,
-        openids: &[String],
-        next: Option<&str>,
-        total: i64,
-        counts: PageCounts,
-    ) -> Result<(), Stop> {
-        for chunk in openids.chunks(500) {
-            account::Entity::update_many()
-                .col_expr(account::Column::ListedIn, Expr::value(job.id))
-                .filter(account::Column::AppId.eq(job.app_id))
-                .filter(account::Column::Openid.is_in(chunk.iter().map(String::as_str)))
-                .exec(&self.0.db)
-                .await
-                .map_err(Stop::Db)?;
+        appid: &AppId,
+        page: Page,
+    ) -> Result<PageCounts, Stop> {
+        let Page {
+            mut rows,
+            failed,
+            next,
+            total,
+        } = page;
+        let counts = PageCounts {
+            pages: 1,
+            listed: (rows.len() + failed.len()) as i64,
+            imported: rows.len() as i64,
+            linked: rows.iter().filter(|r| r.unionid.is_some()).count() as i64,
+            failed: failed.len() as i64,
+        };
+        rows.extend(
+            failed
+                .into_iter()
+                .map(|openid| follower_only(appid, openid)),
+        );
+        for row in &mut rows {
+            row.follow.listed_in = Some(job.id);
         }
-        let now = self.0.clock.now();
-        let saved = job::save_page(
-            &self.0.db,
-            job,
-            &self.0.owner,
-            (Some(next.unwrap_or(LISTED_ALL)), total, counts),
-            now,
-            self.lease_from(now),
-        )
-        .await
-        .map_err(Stop::Db)?;
-        if saved { Ok(()) } else { Err(Stop::LeaseLost) }
+        let cursor = Some(next.as_deref().unwrap_or(LISTED_ALL));
+        let mut attempt = 1;
+        loop {
+            let now = self.0.clock.now();
+            let saved = async {
+                let txn = store::begin_bulk_write(&self.0.db).await?;
+                identity::upsert_within(&txn, &rows, ProfileSource::UserInfo, now).await?;
+                let saved = job::save_page(
+                    &txn,
+                    job,
+                    &self.0.owner,
+                    (cursor, total, counts),
+                    now,
+                    self.lease_from(now),
+                )
+                .await?;
+                if saved {
+                    txn.commit().await?;
+                }
+                Ok::<_, identity::IdentityError>(saved)
+            }
+            .await;
+            match saved {
+                Ok(true) => return Ok(counts),
+                Ok(false) => return Err(Stop::LeaseLost),
+                Err(e) if attempt < PAGE_ATTEMPTS && e.lost_a_race() => attempt += 1,
+                Err(identity::IdentityError::Db(e)) => return Err(Stop::Db(e)),
+                // Rows from WeChat are fitted and deduplicated before they get here.
+                Err(other) => return Err(Stop::Db(DbErr::Custom(other.to_string()))),
+            }
+        }
     }
 
     /// Marks the app's followers the job did not list as no longer
@@ -646,24 +661,21 @@ enum Stop {
     Setup(String),
 }
 
-/// What the fetching side hands the writing side.
-enum Item {
-    /// Profiles of some of a page's followers, and followers whose profile
-    /// could not be fetched.
-    Rows {
-        rows: Vec<AccountUpsert>,
-        failed: Vec<String>,
-    },
-    /// The page is complete: its openids, the cursor of the next page
-    /// (`None` after the last), and WeChat's total.
-    PageEnd {
-        openids: Vec<String>,
-        next: Option<String>,
-        total: i64,
-    },
-    /// WeChat failed; nothing more comes.
-    Failed(WechatError),
+/// A complete page, fetched: what the fetching side hands the writing side.
+struct Page {
+    /// Profiles of the page's followers.
+    rows: Vec<AccountUpsert>,
+    /// Followers whose profile could not be fetched.
+    failed: Vec<OpenId>,
+    /// The cursor of the next page (`None` after the last).
+    next: Option<String>,
+    /// Followers WeChat reports in all.
+    total: i64,
 }
+
+/// How many times a page is written when it loses a race for a unique key
+/// to a concurrent writer.
+const PAGE_ATTEMPTS: u32 = 5;
 
 /// The fetching side of an import.
 struct Fetcher {
@@ -674,97 +686,93 @@ struct Fetcher {
 }
 
 impl Fetcher {
-    /// Lists pages from `cursor` and fetches their profiles, sending them on.
-    async fn run(self, mut cursor: Option<String>, tx: mpsc::Sender<Item>) {
+    /// Lists pages from `cursor` and fetches their profiles, sending each
+    /// complete page on (or the error that stopped it).
+    async fn run(self, mut cursor: Option<String>, tx: mpsc::Sender<Result<Page, WechatError>>) {
         loop {
-            let page = match self
-                .wechat
-                .followers_page(&self.credentials, cursor.as_deref())
-                .await
-            {
-                Ok(page) => page,
+            let (page, next) = match self.page(cursor.as_deref()).await {
+                Ok(fetched) => fetched,
                 Err(e) => {
-                    let _ = tx.send(Item::Failed(e)).await;
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            let total = i64::try_from(page.total).unwrap_or(i64::MAX);
-            let openids: Vec<String> = page
-                .openids()
-                .iter()
-                .filter(|o| OpenId::parse(o.as_str()).is_ok())
-                .cloned()
-                .collect();
-            let next = (!page.is_last())
-                .then(|| page.next_openid.clone())
-                .flatten();
             if next.is_some() && next == cursor {
                 let e =
                     WechatError::Decode("user/get returned the same next_openid twice".to_owned());
-                let _ = tx.send(Item::Failed(e)).await;
+                let _ = tx.send(Err(e)).await;
                 return;
             }
-            let chunks: Vec<Vec<String>> = openids
-                .chunks(BATCHGET_MAX)
-                .map(<[String]>::to_vec)
-                .collect();
-            let mut batches = futures::stream::iter(chunks)
-                .map(|chunk| {
-                    let (wechat, credentials) = (self.wechat.clone(), self.credentials.clone());
-                    async move {
-                        let result = wechat.batchget(&credentials, &chunk).await;
-                        (chunk, result)
-                    }
-                })
-                .buffer_unordered(self.concurrency);
-            let mut rows = Vec::new();
-            let mut failed = Vec::new();
-            while let Some((chunk, result)) = batches.next().await {
-                match result {
-                    Ok(outcome) => {
-                        let got: Vec<AccountUpsert> = outcome
-                            .users
-                            .iter()
-                            .filter_map(|user| upsert_from(&self.appid, user))
-                            .collect();
-                        let seen: std::collections::HashSet<&str> =
-                            got.iter().map(|r| r.openid.as_str()).collect();
-                        failed.extend(chunk.iter().filter(|o| !seen.contains(o.as_str())).cloned());
-                        rows.extend(got);
-                    }
-                    Err(e) if e.class() == ErrorClass::BadInput => {
-                        failed.extend(chunk.iter().cloned());
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Item::Failed(e)).await;
-                        return;
-                    }
-                }
-                if rows.len() + failed.len() >= identity::MAX_UPSERT_BATCH {
-                    let item = Item::Rows {
-                        rows: std::mem::take(&mut rows),
-                        failed: std::mem::take(&mut failed),
-                    };
-                    if tx.send(item).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            drop(batches);
-            if (!rows.is_empty() || !failed.is_empty())
-                && tx.send(Item::Rows { rows, failed }).await.is_err()
-            {
-                return;
-            }
-            let end = Item::PageEnd {
-                openids,
-                next: next.clone(),
-                total,
-            };
-            if tx.send(end).await.is_err() || next.is_none() {
+            if tx.send(Ok(page)).await.is_err() || next.is_none() {
                 return;
             }
             cursor = next;
         }
+    }
+
+    /// Lists the page at `cursor` and fetches its followers' profiles;
+    /// the page and the cursor of the next one.
+    async fn page(&self, cursor: Option<&str>) -> Result<(Page, Option<String>), WechatError> {
+        let listed = self
+            .wechat
+            .followers_page(&self.credentials, cursor)
+            .await?;
+        let total = i64::try_from(listed.total).unwrap_or(i64::MAX);
+        // Each follower once, in WeChat's order.
+        let mut seen = std::collections::HashSet::new();
+        let openids: Vec<OpenId> = listed
+            .openids()
+            .iter()
+            .filter_map(|o| OpenId::parse(o.as_str()).ok())
+            .filter(|o| seen.insert(o.as_str().to_owned()))
+            .collect();
+        let next = (!listed.is_last())
+            .then(|| listed.next_openid.clone())
+            .flatten();
+        let chunks: Vec<Vec<OpenId>> = openids
+            .chunks(BATCHGET_MAX)
+            .map(<[OpenId]>::to_vec)
+            .collect();
+        let mut batches = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let (wechat, credentials) = (self.wechat.clone(), self.credentials.clone());
+                async move {
+                    let asked: Vec<String> = chunk.iter().map(|o| o.as_str().to_owned()).collect();
+                    let result = wechat.batchget(&credentials, &asked).await;
+                    (chunk, result)
+                }
+            })
+            .buffer_unordered(self.concurrency);
+        let mut rows = Vec::with_capacity(openids.len());
+        let mut failed = Vec::new();
+        while let Some((chunk, result)) = batches.next().await {
+            match result {
+                Ok(outcome) => {
+                    let got: Vec<AccountUpsert> = outcome
+                        .users
+                        .iter()
+                        .filter_map(|user| upsert_from(&self.appid, user))
+                        .filter(|row| chunk.contains(&row.openid))
+                        .collect();
+                    let answered: std::collections::HashSet<&str> =
+                        got.iter().map(|r| r.openid.as_str()).collect();
+                    let missing = chunk.iter().filter(|o| !answered.contains(o.as_str()));
+                    failed.extend(missing.cloned());
+                    rows.extend(got);
+                }
+                Err(e) if e.class() == ErrorClass::BadInput => failed.extend(chunk.iter().cloned()),
+                Err(e) => return Err(e),
+            }
+        }
+        // A profile WeChat sent twice is written once.
+        let mut kept = std::collections::HashSet::new();
+        rows.retain(|r| kept.insert(r.openid.as_str().to_owned()));
+        let page = Page {
+            rows,
+            failed,
+            next: next.clone(),
+            total,
+        };
+        Ok((page, next))
     }
 }
