@@ -8,13 +8,16 @@
 //! day's value of every cell that changes is written to `audience_day`.
 //!
 //! Exactness: every call that changes an account's follow status or link
-//! locks that account first (the upsert's phase 1), then the persons
+//! holds that account first (a stored one locked in the upsert's phase 1, a
+//! new one by inserting it under its unique key), then locks the persons
 //! concerned, in id order, and only then reads their accounts to compute
 //! their masks. The last call to hold a person's lock has seen every
 //! committed change to that person's accounts, and each call moves the
 //! cells from the mask it found to the mask it computed, so the changes add
-//! up. Cells are then changed in one order (by key) and only by holders of
-//! the persons' locks, so calls never deadlock on them.
+//! up. A person the call created is the exception: no other call can see it
+//! before this one commits, and its only accounts are this call's, so its
+//! mask is computed without locking or reading. Cells are changed in one
+//! order (by key), so calls never deadlock on them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -1,7 +1,8 @@
 //! The identity service: accounts, persons and the links between them.
 //!
 //! Every write to the identity graph goes through [`upsert_accounts`]
-//! (GraphQL upserts, refreshes, and later sync, the webhook and sign-in),
+//! (GraphQL upserts, refreshes, and later the webhook and sign-in) or, in a
+//! transaction of the caller's, [`upsert_within`] (the follower sync),
 //! which applies the identity rules of the design:
 //!
 //! 1. `(app, openid)` is unique, an account links to at most one person and
@@ -20,7 +21,7 @@
 //!    reporting the person's UnionID is recorded as a conflict on the
 //!    account and not linked (`apply`; a unique index on linked `(person,
 //!    app)` holds it under concurrency, and a call that loses that race is
-//!    written again, `upsert`).
+//!    written again: by `upsert`, or by the caller of [`upsert_within`]).
 //!
 //! Reads of the graph (lookups, pages, relations, the best-known profile of
 //! a person) are the [`read`] service.

@@ -1,6 +1,8 @@
 //! [`upsert_accounts`]: every write to the identity graph, all or nothing.
 //!
-//! A call is one transaction. Rows are processed in a fixed order (stored
+//! A call is one transaction ([`upsert_accounts`]; with [`upsert_within`],
+//! the caller's, which the caller commits and writes again when it loses a
+//! race). Rows are processed in a fixed order (stored
 //! accounts by app and openid, then persons by UnionID, then new accounts)
 //! so that concurrent calls on PostgreSQL take row locks in the same order;
 //! the rare call that still meets another on a unique key or in a deadlock
@@ -80,7 +82,8 @@ pub async fn upsert_within<C: ConnectionTrait>(
 }
 
 /// Upserts any number of rows, [`MAX_UPSERT_BATCH`] per call (one
-/// transaction each), for writers of bulk data (refresh).
+/// transaction each), for writers of bulk data (refresh, and the follower
+/// sync's marking of followers who left).
 pub async fn upsert_in_batches(
     db: &DatabaseConnection,
     rows: &[AccountUpsert],
@@ -246,7 +249,14 @@ async fn write<C: ConnectionTrait>(
         });
     }
     // New accounts get their ids.
+    let new_accounts = inserted.len();
     let ids = insert_accounts(txn, inserted).await?;
+    if ids.len() != new_accounts {
+        return Err(DbErr::Custom(format!(
+            "{} of {new_accounts} new accounts came back from their insert",
+            ids.len()
+        )));
+    }
     if !ids.is_empty() {
         let assigned = |id: &mut i64| {
             if let Some(real) = ids.get(id) {
@@ -279,10 +289,11 @@ async fn write<C: ConnectionTrait>(
     // The other persons concerned are locked in id order, then their masks
     // and the audience counts follow what was written.
     audience::settle(txn, &bits, audience, &created_masks, &touched, Day::of(now)).await?;
-    if !touched.is_empty() {
+    let touched: Vec<i64> = touched.into_iter().collect();
+    for chunk in touched.chunks(CHUNK) {
         person::Entity::update_many()
             .col_expr(person::Column::UpdatedAt, now.into())
-            .filter(person::Column::Id.is_in(touched))
+            .filter(person::Column::Id.is_in(chunk.iter().copied()))
             .exec(txn)
             .await?;
     }

@@ -436,8 +436,8 @@ impl Syncer {
         let mut shown = Progress::of(job, &app.appid);
         progress(&shown);
         if job.cursor.as_deref() != Some(LISTED_ALL) {
-            // The fetching side runs ahead of the writes by a page: a page
-            // is fetched while the one before is written.
+            // The fetching side runs ahead of the writes, two pages at most:
+            // one waiting in the channel, one being fetched.
             let (tx, mut rx) = mpsc::channel(1);
             let fetcher = Fetcher {
                 wechat: self.0.wechat.clone(),
@@ -467,13 +467,13 @@ impl Syncer {
                 };
                 // The tables grow a page at a time: their statistics are
                 // refreshed each time the pages written double.
+                // (The page is committed: a failure here costs speed only.)
                 saved_pages += 1;
                 if saved_pages.is_power_of_two()
                     && let Err(e) =
                         store::refresh_statistics(&self.0.db, &["account", "person"]).await
                 {
-                    result = Err(Stop::Db(e));
-                    break;
+                    tracing::warn!(error = %e, "refreshing the table statistics failed; the sync goes on");
                 }
                 shown.pages += counts.pages;
                 shown.listed += counts.listed;
@@ -483,7 +483,16 @@ impl Syncer {
                 shown.total = Some(total);
                 progress(&shown);
             }
-            producer.abort();
+            if result.is_ok() {
+                // The list ended: after its last page, unless the fetching
+                // side died, and then the followers not yet listed must not
+                // be marked as gone.
+                if let Err(e) = producer.await {
+                    return Err(Stop::Setup(format!("fetching the followers stopped: {e}")));
+                }
+            } else {
+                producer.abort();
+            }
             result?;
         }
         shown.finishing = true;
@@ -557,6 +566,8 @@ impl Syncer {
                 .await?;
                 if saved {
                     txn.commit().await?;
+                } else {
+                    txn.rollback().await?;
                 }
                 Ok::<_, identity::IdentityError>(saved)
             }
@@ -697,12 +708,6 @@ impl Fetcher {
                     return;
                 }
             };
-            if next.is_some() && next == cursor {
-                let e =
-                    WechatError::Decode("user/get returned the same next_openid twice".to_owned());
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
             if tx.send(Ok(page)).await.is_err() || next.is_none() {
                 return;
             }
@@ -729,6 +734,13 @@ impl Fetcher {
         let next = (!listed.is_last())
             .then(|| listed.next_openid.clone())
             .flatten();
+        // Checked before any profile is asked for: a list going round in
+        // circles would spend the quota on every turn.
+        if next.is_some() && next.as_deref() == cursor {
+            return Err(WechatError::Decode(
+                "user/get returned the same next_openid twice".to_owned(),
+            ));
+        }
         let chunks: Vec<Vec<OpenId>> = openids
             .chunks(BATCHGET_MAX)
             .map(<[OpenId]>::to_vec)
