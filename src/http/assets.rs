@@ -46,6 +46,29 @@ pub(super) fn fingerprinted(
     )
 }
 
+/// A page's HTML, under its content security policy; revalidated every time.
+pub(super) fn html_page(content_security_policy: &'static str, html: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, mime::TEXT_HTML_UTF_8.as_ref()),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, content_security_policy),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// The list items naming the files a build could not embed.
+pub(super) fn missing_items(missing: &[&str]) -> String {
+    missing
+        .iter()
+        .map(|name| format!("<li><code>{}</code></li>", escape(name)))
+        .collect()
+}
+
 /// Serves one of a page's own files, which browsers must revalidate.
 pub(super) fn own(content_type: &'static str, body: &'static str) -> Response {
     (

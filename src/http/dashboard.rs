@@ -15,7 +15,7 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::LazyLock;
@@ -74,17 +74,7 @@ fn page() -> Response {
             missing_assets_html()
         }
     });
-    (
-        [
-            (header::CONTENT_TYPE, mime::TEXT_HTML_UTF_8.as_ref()),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        HTML.as_str(),
-    )
-        .into_response()
+    assets::html_page(CONTENT_SECURITY_POLICY, HTML.as_str())
 }
 
 /// Serves the page's own files and the embedded library.
@@ -98,10 +88,7 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 
 /// The page shown when the binary was built without the charting library.
 fn missing_assets_html() -> String {
-    let items: String = generated::MISSING
-        .iter()
-        .map(|name| format!("<li><code>{}</code></li>", escape(name)))
-        .collect();
+    let items = assets::missing_items(generated::MISSING);
     let reason = escape(generated::MISSING_REASON);
     format!(
         r#"<!doctype html>

@@ -9,7 +9,7 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::LazyLock;
@@ -148,17 +148,7 @@ pub fn page() -> Response {
             missing_assets_html()
         }
     });
-    (
-        [
-            (header::CONTENT_TYPE, mime::TEXT_HTML_UTF_8.as_ref()),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        HTML.as_str(),
-    )
-        .into_response()
+    assets::html_page(CONTENT_SECURITY_POLICY, HTML.as_str())
 }
 
 /// Serves one embedded asset, answering revalidations with 304.
@@ -205,10 +195,7 @@ fn playground_html() -> String {
 
 /// The page shown when the binary was built without the assets.
 fn missing_assets_html() -> String {
-    let items: String = generated::MISSING
-        .iter()
-        .map(|name| format!("<li><code>{}</code></li>", escape(name)))
-        .collect();
+    let items = assets::missing_items(generated::MISSING);
     let reason = escape(generated::MISSING_REASON);
     format!(
         r#"<!doctype html>

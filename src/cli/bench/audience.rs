@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure};
 use chrono::Utc;
 use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::{BenchDb, mb, ms, peak_rss, quantile};
@@ -25,7 +25,6 @@ use crate::apps::NewApp;
 use crate::clock::Clock;
 use crate::domain::{AppId, AppKind, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, MAX_UPSERT_BATCH, Profile};
-use crate::keys::{KeyLimits, MAX_LIMIT, NewKey, Scopes};
 use crate::settings::DatabaseSettings;
 use crate::startup::Application;
 
@@ -103,26 +102,7 @@ pub(super) async fn run(database: &DatabaseSettings, args: AudienceArgs) -> anyh
             .await?;
         appids.push(appid);
     }
-    let key = state
-        .keys()
-        .create(NewKey {
-            name: "bench".to_owned(),
-            scopes: Scopes::all(),
-            limits: KeyLimits {
-                rate_per_sec: Some(MAX_LIMIT),
-                burst: Some(MAX_LIMIT),
-                max_concurrent: Some(MAX_LIMIT),
-            },
-        })
-        .await?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", key.key.expose_secret()).parse()?,
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?;
+    let http = super::unlimited_client(&state).await?;
     let variables = json!({ "appids": appids.iter().map(AppId::as_str).collect::<Vec<_>>() });
 
     let graph = Graph {

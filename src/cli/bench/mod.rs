@@ -21,12 +21,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
+use secrecy::ExposeSecret;
 
 pub use audience::AudienceArgs;
 pub use refresh::RefreshArgs;
 pub use sync::SyncBenchArgs;
 
 use crate::crypto::MasterKey;
+use crate::keys::{KeyLimits, MAX_LIMIT, NewKey, Scopes};
 use crate::settings::{DatabaseSettings, Settings};
 use crate::store::{self, SqliteLocation};
 
@@ -134,6 +136,31 @@ impl Drop for BenchDb {
 }
 
 /// The process's peak resident set (`VmHWM`), in bytes, where the system says.
+/// An HTTP client that sends a new key with every scope and limits the
+/// harness never reaches.
+async fn unlimited_client(state: &crate::state::AppState) -> anyhow::Result<reqwest::Client> {
+    let key = state
+        .keys()
+        .create(NewKey {
+            name: "bench".to_owned(),
+            scopes: Scopes::all(),
+            limits: KeyLimits {
+                rate_per_sec: Some(MAX_LIMIT),
+                burst: Some(MAX_LIMIT),
+                max_concurrent: Some(MAX_LIMIT),
+            },
+        })
+        .await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", key.key.expose_secret()).parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 fn peak_rss() -> Option<u64> {
     proc_status_kib("VmHWM:").map(|k| k * 1024)
 }

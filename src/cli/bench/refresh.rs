@@ -20,12 +20,10 @@ use anyhow::{Context as _, bail};
 use entity::account;
 use sea_orm::EntityTrait;
 use sea_orm::sea_query::Expr;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
-use crate::keys::{KeyLimits, MAX_LIMIT, NewKey, Scopes};
 use crate::refresh::RECENT;
 use crate::settings::Settings;
 use crate::simulator::{KindMix, SimConfig, Simulator};
@@ -81,27 +79,7 @@ pub(super) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
     let url = format!("http://{}/graphql", app.local_addr()?);
     let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));
-    // A key with every scope and limits the harness never reaches.
-    let key = state
-        .keys()
-        .create(NewKey {
-            name: "bench".to_owned(),
-            scopes: Scopes::all(),
-            limits: KeyLimits {
-                rate_per_sec: Some(MAX_LIMIT),
-                burst: Some(MAX_LIMIT),
-                max_concurrent: Some(MAX_LIMIT),
-            },
-        })
-        .await?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", key.key.expose_secret()).parse()?,
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?;
+    let http = super::unlimited_client(&state).await?;
     let gql = |query: &'static str, variables: Value| {
         let (http, url) = (http.clone(), url.clone());
         async move {
