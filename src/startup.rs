@@ -114,7 +114,7 @@ impl Application {
             tracing::info!("{NO_APP_YET}");
         }
         let flush_every = self.state.settings().server.keys.last_used_flush();
-        let flusher = tokio::spawn(keys.clone().flush_every(flush_every));
+        let flusher = tokio::spawn(store::in_background(keys.clone().flush_every(flush_every)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = move || {
             let mut stop_rx = stop_rx.clone();
@@ -135,7 +135,9 @@ impl Application {
         });
         // Follower syncs asked for through the API (or due on the schedule)
         // run here; on shutdown a running job is let go at its last saved page.
-        let worker = tokio::spawn(self.state.syncer().clone().work(stopped()));
+        let worker = tokio::spawn(store::in_background(
+            self.state.syncer().clone().work(stopped()),
+        ));
         let main = http::serve(self.listener, http::router(self.state), limits, stopped());
         let serve = async move {
             match metrics {

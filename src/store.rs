@@ -6,9 +6,10 @@
 //! writer) with a busy timeout, and write transactions start `IMMEDIATE`
 //! so that concurrent writers queue instead of failing on lock upgrade.
 //!
-//! Every statement is counted for the whole connection, and also for the
-//! piece of work running it when that work counts its own
-//! ([`counting_statements`]: one GraphQL request, say).
+//! Every statement is counted for the whole connection; apart from that,
+//! for clients (everything but the server's own background tasks, marked
+//! by [`in_background`]); and for the piece of work running it when that
+//! work counts its own ([`counting_statements`]: one GraphQL request, say).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -37,6 +38,29 @@ impl StatementCounter {
 tokio::task_local! {
     /// The counter of the work the current task is doing, when it has one.
     static WORK_STATEMENTS: StatementCounter;
+    /// Set in the server's own background tasks.
+    static BACKGROUND: ();
+}
+
+/// Runs `work`, a task the server runs on its own (the follower-sync
+/// worker, the API keys' last-use flush), so that its statements are not
+/// counted as clients' ([`Store::client_statements`]): a test counting the
+/// statements of a request is not thrown off by a worker's poll.
+pub async fn in_background<F: Future>(work: F) -> F::Output {
+    BACKGROUND.scope((), work).await
+}
+
+/// `work`, to be spawned as a task of its own, counted as the current task's
+/// statements are: background work stays background in the tasks it starts.
+pub fn counted_as_here<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let background = BACKGROUND.try_with(|()| ()).is_ok();
+    async move {
+        if background {
+            in_background(work).await
+        } else {
+            work.await
+        }
+    }
 }
 
 /// Runs `work`, counting in `counter` the statements it runs itself (not
@@ -52,6 +76,8 @@ pub struct Store {
     pub db: DatabaseConnection,
     /// Statements run through `db`.
     pub statements: StatementCounter,
+    /// Statements run through `db` outside the server's background tasks.
+    pub client_statements: StatementCounter,
 }
 
 /// Connects to `url`, SQLite or PostgreSQL, allowing the default time to reach it.
@@ -86,9 +112,13 @@ pub async fn connect_within(url: &str, timeout: Duration) -> Result<Store, DbErr
         });
     let mut db = Database::connect(options).await?;
     let statements = StatementCounter::default();
-    let counter = statements.0.clone();
+    let client_statements = StatementCounter::default();
+    let (counter, clients) = (statements.0.clone(), client_statements.0.clone());
     db.set_metric_callback(move |info| {
         counter.fetch_add(1, Ordering::Relaxed);
+        if BACKGROUND.try_with(|()| ()).is_err() {
+            clients.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = WORK_STATEMENTS.try_with(|work| work.0.fetch_add(1, Ordering::Relaxed));
         tracing::trace!(
             target: "union360::sql",
@@ -98,7 +128,11 @@ pub async fn connect_within(url: &str, timeout: Duration) -> Result<Store, DbErr
             "statement"
         );
     });
-    Ok(Store { db, statements })
+    Ok(Store {
+        db,
+        statements,
+        client_statements,
+    })
 }
 
 /// Opens and closes one connection to a database server. The pool retries

@@ -194,14 +194,14 @@ on_each_backend!(a_thousand_aliased_pages_are_refused_before_running);
 async fn a_thousand_aliased_pages_are_refused_before_running(backend: Backend) {
     let app = spawn_app(backend).await;
     people_in_one_app(&app, 100).await;
-    let statements = app.state.store().statements.get();
+    let statements = app.state.store().client_statements.get();
     let (status, body) = post(&app, &aliased_pages(1_000)).await;
     assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_ROOT_FIELDS");
     // Cost counts page sizes: thirty pages of 100 are too many as well.
     let (status, body) = post(&app, &aliased_pages(30)).await;
     assert_refused(status, &body, "LIMIT_EXCEEDED", "UNION360_MAX_COMPLEXITY");
     assert_eq!(
-        app.state.store().statements.get(),
+        app.state.store().client_statements.get(),
         statements,
         "{backend:?}: refused before any SQL ran"
     );
@@ -471,7 +471,7 @@ async fn a_request_past_its_deadline_is_stopped() {
 #[tokio::test]
 async fn one_root_field_repeated_thousands_of_times_is_refused_before_it_runs() {
     let app = spawn_app(Backend::Sqlite).await;
-    let before = app.state.store().statements.get();
+    let before = app.state.store().client_statements.get();
     let query = format!("{{ {} }}", "apps { appid } ".repeat(4500));
     let (status, body) = post(&app, &query).await;
     assert_refused(status, &body, "LIMIT_EXCEEDED", "more than 100 root fields");
@@ -484,7 +484,7 @@ async fn one_root_field_repeated_thousands_of_times_is_refused_before_it_runs() 
     .await;
     assert_refused(status, &body, "LIMIT_EXCEEDED", "root fields");
     assert!(
-        app.state.store().statements.get() - before <= 2,
+        app.state.store().client_statements.get() - before <= 2,
         "refused before any SQL (an API key table reload at most)"
     );
     still_answers(&app).await;

@@ -291,6 +291,7 @@ async fn a_key_with_as_many_requests_in_flight_as_it_may_gets_429() {
     app.sim
         .fault(api::BATCHGET, json!({ "latency_ms": 8000 }))
         .await;
+    app.sim.reset_calls().await;
     let created = app
         .data(
             "mutation { createApiKey(input: { name: \"one\", scopes: [READ], maxConcurrent: 1 }) { key } }",
@@ -314,6 +315,16 @@ async fn a_key_with_as_many_requests_in_flight_as_it_may_gets_429() {
                 .unwrap()
         })
     };
+    // Only once the first request is waiting on WeChat is it surely in flight.
+    let waited = std::time::Instant::now();
+    while app.sim.calls_to(api::BATCHGET) == 0 {
+        assert!(
+            !slow.is_finished(),
+            "the first request ended before it reached WeChat"
+        );
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut refused = false;
     while !slow.is_finished() {
         let (status, headers, body) = post_with(&app, &client, "{ __typename }", json!({})).await;
@@ -429,7 +440,7 @@ fn the_command_line_creates_lists_and_revokes_keys() {
 #[tokio::test]
 async fn a_flood_of_unknown_keys_does_not_reread_the_key_table() {
     let app = spawn_app(Backend::Sqlite).await;
-    let before = app.state.store().statements.get();
+    let before = app.state.store().client_statements.get();
     let forged = client_with_key(&format!("u360_000000000000_{}", "A".repeat(43)));
     let malformed = client_with_key("nonsense");
     let requests = (0..200).map(|i| {
@@ -439,7 +450,7 @@ async fn a_flood_of_unknown_keys_does_not_reread_the_key_table() {
     for (status, _, _) in futures::future::join_all(requests).await {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let reads = app.state.store().statements.get() - before;
+    let reads = app.state.store().client_statements.get() - before;
     // At most one reload a second for unknown ids, one when the copy ages.
     assert!(
         reads <= 4,

@@ -23,11 +23,11 @@ async fn statements_for(app: &TestApp, first: i64, refresh: &str) -> u64 {
 }
 
 async fn statements_of(app: &TestApp, query: &str, first: i64, refresh: &str) -> u64 {
-    let before = app.state.store().statements.get();
+    let before = app.state.store().client_statements.get();
     let data = app
         .data(query, json!({ "first": first, "refresh": refresh }))
         .await;
-    let after = app.state.store().statements.get();
+    let after = app.state.store().client_statements.get();
     let edges = data["people"]["edges"].as_array().unwrap();
     assert_eq!(edges.len() as i64, first);
     assert_eq!(edges[0]["node"]["accounts"].as_array().unwrap().len(), 3);

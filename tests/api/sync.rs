@@ -1065,3 +1065,44 @@ async fn sync_and_audience_refuse_what_they_cannot_answer(backend: Backend) {
     let none = ask(&reader, "{ syncJob(id: \"nope\") { id } }", json!({})).await;
     assert_eq!(none["data"]["syncJob"], Value::Null, "{none}");
 }
+
+/// The worker's statements are its own: what a test or a benchmark counts
+/// as a request's statements never includes a sync running beside it.
+#[tokio::test]
+async fn a_sync_the_worker_runs_is_not_counted_as_clients_statements() {
+    let app = spawn_app_in(
+        Backend::Sqlite,
+        Clock::system(),
+        small_world(300, 1),
+        |_| {},
+    )
+    .await;
+    let appid = app.register_official_accounts().await.remove(0);
+    let id = start_sync(&app, &appid).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = app.state.store();
+    let (all, clients) = (store.statements.get(), store.client_statements.get());
+    let id: i64 = id.parse().unwrap();
+    let start = Instant::now();
+    loop {
+        // Read from the test itself as background work, so that only the
+        // worker could move the clients' count.
+        let job = union360::store::in_background(app.state.syncer().job(id))
+            .await
+            .unwrap()
+            .expect("the job exists");
+        if job.state == "SUCCEEDED" {
+            break;
+        }
+        assert_ne!(job.state, "FAILED", "{job:?}");
+        assert!(start.elapsed() < Duration::from_secs(60), "{job:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        store.statements.get() > all + 5,
+        "the worker wrote the followers"
+    );
+    assert_eq!(store.client_statements.get(), clients);
+}

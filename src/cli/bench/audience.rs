@@ -160,9 +160,9 @@ pub(super) async fn run(database: &DatabaseSettings, args: AudienceArgs) -> anyh
             stage.service.push(started.elapsed());
             std::hint::black_box(answer);
         }
-        let before = state.store().statements.get();
+        let before = state.store().client_statements.get();
         crate::stats::audience(state.db(), Some(&appids), None).await?;
-        stage.statements = state.store().statements.get() - before;
+        stage.statements = state.store().client_statements.get() - before;
         stages.push(stage);
     }
 

@@ -190,9 +190,9 @@ pub(super) async fn run(args: RefreshArgs) -> anyhow::Result<()> {
         let gql = &gql;
         let state = &state;
         async move {
-            let before = state.store().statements.get();
+            let before = state.store().client_statements.get();
             gql(QUERY, json!({ "refresh": policy })).await?;
-            Ok::<u64, anyhow::Error>(state.store().statements.get() - before)
+            Ok::<u64, anyhow::Error>(state.store().client_statements.get() - before)
         }
     };
     let (fresh_statements, cache_statements) = (

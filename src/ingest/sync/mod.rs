@@ -446,7 +446,9 @@ impl Syncer {
                 concurrency: self.0.settings.concurrency.max(1),
             };
             let start = job.cursor.clone();
-            let producer = tokio::spawn(async move { fetcher.run(start, tx).await });
+            let producer = tokio::spawn(store::counted_as_here(async move {
+                fetcher.run(start, tx).await
+            }));
             let mut result = Ok(());
             let mut saved_pages = 0u64;
             while let Some(page) = rx.recv().await {
