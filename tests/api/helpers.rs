@@ -270,6 +270,14 @@ impl TestApp {
             .expect("JSON body")
     }
 
+    /// The statements run for clients so far, once the API key table has
+    /// just been read: a request made in the next seconds does not reload
+    /// it, so its statements are its own.
+    pub async fn statements_from_now(&self) -> u64 {
+        self.state.keys().any().await.expect("the key table reads");
+        self.state.store().client_statements.get()
+    }
+
     /// Like [`Self::graphql`], but panics on errors and returns `data`.
     pub async fn data(&self, query: &str, variables: Value) -> Value {
         let body = self.graphql(query, variables).await;

@@ -417,7 +417,9 @@ on_postgres!(waiting_for_the_other_root_fields_counts_against_the_budget);
 async fn waiting_for_the_other_root_fields_counts_against_the_budget(backend: Backend) {
     use sea_orm::{ConnectionTrait, TransactionTrait};
     // A root field held back by a table lock: PostgreSQL only.
-    let budget = Duration::from_secs(2);
+    // Long enough that a loaded machine's overhead stays far from the half
+    // budget that tells a shared budget from one spent twice.
+    let budget = Duration::from_secs(6);
     let (app, appids) = setup_with(backend, |s| {
         s.server.refresh_budget_ms = budget.as_millis() as u64;
     })
@@ -459,7 +461,7 @@ async fn waiting_for_the_other_root_fields_counts_against_the_budget(backend: Ba
     // One budget in all: the wait for `slow` and the refresh share it
     // (waiting, then a whole budget more, would take 1.5 budgets).
     assert!(
-        elapsed < budget.mul_f64(1.35),
+        elapsed < budget.mul_f64(1.25),
         "the read took {elapsed:?} with a {budget:?} budget"
     );
 }

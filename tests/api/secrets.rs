@@ -51,6 +51,8 @@ impl Server {
         let mut child = union360(db)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("WECHAT_API_BASE", sim)
+            // A loaded test machine must not turn the refresh into a budget miss.
+            .env("UNION360_REFRESH_BUDGET_MS", "10000")
             .env("RUST_LOG", "debug")
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

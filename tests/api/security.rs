@@ -440,7 +440,8 @@ fn the_command_line_creates_lists_and_revokes_keys() {
 #[tokio::test]
 async fn a_flood_of_unknown_keys_does_not_reread_the_key_table() {
     let app = spawn_app(Backend::Sqlite).await;
-    let before = app.state.store().client_statements.get();
+    let before = app.statements_from_now().await;
+    let started = std::time::Instant::now();
     let forged = client_with_key(&format!("u360_000000000000_{}", "A".repeat(43)));
     let malformed = client_with_key("nonsense");
     let requests = (0..200).map(|i| {
@@ -451,9 +452,11 @@ async fn a_flood_of_unknown_keys_does_not_reread_the_key_table() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     let reads = app.state.store().client_statements.get() - before;
-    // At most one reload a second for unknown ids, one when the copy ages.
+    // At most one reload a second for unknown ids, and one each time the
+    // copy ages (a slow machine takes seconds over these requests).
+    let secs = started.elapsed().as_secs();
     assert!(
-        reads <= 4,
+        reads <= 2 + secs + secs / 5,
         "{reads} statements for 200 requests with bad keys"
     );
 }

@@ -600,6 +600,13 @@ async fn jscode2session_and_its_minute_limit() {
     assert_eq!(v["session_key"].as_str().unwrap().len(), 24);
     assert_eq!(errcode(&sim.get(&path("bad")).await), 40029);
     assert_eq!(errcode(&sim.get(&path(&code)).await), 40163);
+    // The limit counts per calendar minute: start at one's beginning, so
+    // that the 101 exchanges below fall within it even on a slow machine.
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sim.handle.sim.advance_clock(60 - unix % 60);
     let mut last = 0;
     for _ in 0..100 {
         let code = sim.code(&mp, 10, None, false).await;
@@ -785,7 +792,8 @@ async fn receiver(seen: Seen) -> String {
                         seen.len() == 1
                     };
                     if first {
-                        tokio::time::sleep(Duration::from_millis(800)).await;
+                        // Far past the push's timeout, so it surely times out.
+                        tokio::time::sleep(Duration::from_millis(5000)).await;
                     }
                     "success"
                 },
@@ -809,7 +817,7 @@ async fn push_signs_events_and_retries_a_slow_receiver() {
         .post(
             "/_sim/push",
             json!({"appid": oa.appid, "target_url": url, "event": "subscribe", "person": person,
-                   "event_key": "42", "safe_mode": false, "timeout_ms": 300}),
+                   "event_key": "42", "safe_mode": false, "timeout_ms": 2000}),
         )
         .await;
     assert_eq!(report["delivered"], true, "{report}");

@@ -23,7 +23,7 @@ async fn statements_for(app: &TestApp, first: i64, refresh: &str) -> u64 {
 }
 
 async fn statements_of(app: &TestApp, query: &str, first: i64, refresh: &str) -> u64 {
-    let before = app.state.store().client_statements.get();
+    let before = app.statements_from_now().await;
     let data = app
         .data(query, json!({ "first": first, "refresh": refresh }))
         .await;
