@@ -14,6 +14,7 @@ mod m20261202_000005_one_account_per_app;
 mod m20261202_000006_api_key;
 mod m20261207_000007_audience;
 mod m20261207_000008_sync_job;
+mod m20261207_000009_drop_redundant_person_index;
 
 /// The ordered list of union360 migrations.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_api_key::Migration),
             Box::new(m20261207_000007_audience::Migration),
             Box::new(m20261207_000008_sync_job::Migration),
+            Box::new(m20261207_000009_drop_redundant_person_index::Migration),
         ]
     }
 }
