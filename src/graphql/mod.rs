@@ -14,6 +14,7 @@
 //! - [`page`]: Relay connections and cursors;
 //! - [`enums`]: the GraphQL faces of the domain's enums;
 //! - [`error`]: service errors mapped to `extensions.code`;
+//! - [`nulls`]: a failed field is `null`, where the specification puts it;
 //! - [`limits`]: the work a request may ask for, bounded before and while it runs.
 
 pub mod access;
@@ -25,6 +26,7 @@ pub mod context;
 pub mod enums;
 pub mod error;
 pub mod limits;
+pub mod nulls;
 pub mod page;
 pub mod person;
 pub mod round;
@@ -108,6 +110,7 @@ pub fn build_schema(state: AppState) -> ApiSchema {
     let server = &state.settings().server;
     let mut builder = builder()
         .extension(error::CodedFieldErrors)
+        .extension(nulls::FieldErrors)
         .extension(access::ScopeGuard)
         .extension(limits::Checks::new(&server.limits))
         .data(limits::Limits::new(server.limits.clone()));

@@ -192,3 +192,35 @@ async fn oversized_bodies_are_refused() {
     let (status, _, body) = post(&roomy, None, &huge).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// "Handling Execution Errors": a failed nullable field is null with its
+/// error, its siblings kept; a failed non-null root field makes `data` null.
+#[tokio::test]
+async fn a_failed_field_is_null_where_the_specification_says() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let unknown = r#"account(appid: \"wxnotreg00000001\", openid: \"x\") { openid }"#;
+    let body = format!(r#"{{"query":"{{ apps {{ appid }} {unknown} }}"}}"#);
+    let (status, _, body) = post(&app, Some(GQL), &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"],
+        json!({ "apps": [], "account": null }),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["path"], json!(["account"]));
+    assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    let (_, _, body) = post(
+        &app,
+        Some(GQL),
+        &format!(r#"{{"query":"{{ {unknown} }}"}}"#),
+    )
+    .await;
+    assert_eq!(body["data"], json!({ "account": null }), "{body}");
+    // `audience` is `Audience!`: nothing above it may be null but `data`.
+    let audience =
+        r#"{"query":"{ apps { appid } audience(appids: [\"wxnotreg00000001\"]) { day } }"}"#;
+    let (status, _, body) = post(&app, Some(GQL), audience).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"], Value::Null, "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["audience"]));
+}

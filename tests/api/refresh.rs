@@ -159,8 +159,9 @@ async fn a_query_refreshes_its_stale_accounts_in_one_batch_per_app_and_100(backe
 }
 
 /// Root fields of every kind, with aliases, fragments, a skipped field,
-/// `__typename`, a field that fails and one that reads no profile.
-const MANY_ROOTS: &str = "query($u0: String!, $u1: String!, $u2: String!, $u3: String!, $a: String!, $o: String!, $yes: Boolean!, $bad: DateTime!) {
+/// `__typename`, fields that fail (nullable ones: each is null alone) and
+/// one that reads no profile.
+const MANY_ROOTS: &str = "query($u0: String!, $u1: String!, $u2: String!, $u3: String!, $a: String!, $o: String!, $yes: Boolean!, $bad: String!) {
     __typename
     p0: person(unionid: $u0) { accounts { nickname stale } }
     ...More
@@ -168,8 +169,8 @@ const MANY_ROOTS: &str = "query($u0: String!, $u1: String!, $u2: String!, $u3: S
     one: account(appid: $a, openid: $o) { nickname stale }
     page: accounts(appid: $a, first: 3) { nodes { nickname stale } }
     skipped: person(unionid: $u3) @skip(if: $yes) { nickname }
-    unknownApp: accounts(appid: \"wx0000000000000000\", first: 1) { nodes { nickname } }
-    badArgument: people(filter: { updatedSince: $bad }) { nodes { nickname } }
+    unknownApp: account(appid: \"wx0000000000000000\", openid: $o) { nickname }
+    badArgument: person(unionid: $bad) { nickname }
     apps { appid }
 }
 fragment More on Query { p2: person(unionid: $u2) { accounts { openid nickname stale } } }";
@@ -191,7 +192,7 @@ async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together(
             MANY_ROOTS,
             json!({
                 "u0": people[0].unionid, "u1": people[1].unionid, "u2": people[2].unionid,
-                "u3": people[3].unionid, "a": a, "o": o, "yes": true, "bad": "2026-02-30T00:00:00Z",
+                "u3": people[3].unionid, "a": a, "o": o, "yes": true, "bad": " padded ",
             }),
         )
         .await;
@@ -217,6 +218,10 @@ async fn one_query_refreshes_the_stale_accounts_of_all_its_root_fields_together(
     );
     let data = &body["data"];
     assert!(data.get("skipped").is_none());
+    assert!(
+        data["unknownApp"].is_null() && data["badArgument"].is_null(),
+        "{data:#}"
+    );
     // Every stale account read, whichever root field read it, came from
     // one batchget per app involved (each well under 100 accounts).
     let mut involved: std::collections::BTreeSet<String> = people[..3]

@@ -224,27 +224,31 @@ impl Account {
         Ok(self.current(ctx).await?.country)
     }
 
-    /// Where each set profile field came from.
-    async fn field_sources(&self, ctx: &Context<'_>) -> ApiResult<Vec<FieldSource>> {
+    /// Where each set profile field came from; null, with a `FORBIDDEN`
+    /// error, for an API key without the `pii` scope (which fields are set
+    /// is personal too).
+    async fn field_sources(&self, ctx: &Context<'_>) -> ApiResult<Option<Vec<FieldSource>>> {
         let m = self.current(ctx).await?;
-        Ok([
-            ("nickname", &m.nickname_source),
-            ("avatarUrl", &m.avatar_url_source),
-            ("sex", &m.sex_source),
-            ("language", &m.language_source),
-            ("city", &m.city_source),
-            ("province", &m.province_source),
-            ("country", &m.country_source),
-        ]
-        .into_iter()
-        .filter_map(|(field, source)| {
-            let source = crate::domain::ProfileSource::from_stored(source.as_deref()?)?;
-            Some(FieldSource {
-                field,
-                source: source.into(),
+        Ok(Some(
+            [
+                ("nickname", &m.nickname_source),
+                ("avatarUrl", &m.avatar_url_source),
+                ("sex", &m.sex_source),
+                ("language", &m.language_source),
+                ("city", &m.city_source),
+                ("province", &m.province_source),
+                ("country", &m.country_source),
+            ]
+            .into_iter()
+            .filter_map(|(field, source)| {
+                let source = crate::domain::ProfileSource::from_stored(source.as_deref()?)?;
+                Some(FieldSource {
+                    field,
+                    source: source.into(),
+                })
             })
-        })
-        .collect())
+            .collect(),
+        ))
     }
 
     /// When the profile was last fetched from WeChat; null when never.
