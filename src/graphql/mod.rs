@@ -15,6 +15,7 @@
 //! - [`enums`]: the GraphQL faces of the domain's enums;
 //! - [`error`]: service errors mapped to `extensions.code`;
 //! - [`nulls`]: a failed field is `null`, where the specification puts it;
+//! - [`order`]: response keys in the order the query asked for them;
 //! - [`limits`]: the work a request may ask for, bounded before and while it runs.
 
 pub mod access;
@@ -27,6 +28,7 @@ pub mod enums;
 pub mod error;
 pub mod limits;
 pub mod nulls;
+pub mod order;
 pub mod page;
 pub mod person;
 pub mod round;

@@ -33,6 +33,7 @@ use crate::error::ErrorCode;
 use crate::graphql::ApiSchema;
 use crate::graphql::access::Refused;
 use crate::graphql::limits::{Limits, Refusal};
+use crate::graphql::order;
 use crate::keys::Principal;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -375,13 +376,16 @@ async fn execute(
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
+    // Kept to put the answer's keys in query order.
+    let asked = document.clone();
     request.set_parsed_query(document);
-    if let Some(name) = params.operation_name {
+    if let Some(name) = &params.operation_name {
         request = request.operation_name(name);
     }
     if let Some(variables) = params.variables {
         request = request.variables(Variables::from_json(Value::Object(variables)));
     }
+    let variables = request.variables.clone();
     if let Some(extensions) = params.extensions {
         for (key, value) in extensions {
             if let Ok(value) = async_graphql::Value::from_json(value) {
@@ -389,7 +393,7 @@ async fn execute(
             }
         }
     }
-    let response = match limits.execute(schema, request).await {
+    let mut response = match limits.execute(schema, request).await {
         Ok(response) => response,
         // It ran, and was stopped: an execution result without data.
         Err(error) => {
@@ -409,6 +413,12 @@ async fn execute(
     if never_executed {
         return request_errors(media, response.errors);
     }
+    order::in_query_order(
+        &mut response.data,
+        &asked,
+        params.operation_name.as_deref(),
+        &variables,
+    );
     let max = limits.max_response_bytes();
     match serialize_within(&response, max) {
         Some(text) => text_body(media, StatusCode::OK, text),

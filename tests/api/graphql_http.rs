@@ -224,3 +224,50 @@ async fn a_failed_field_is_null_where_the_specification_says() {
     assert_eq!(body["data"], Value::Null, "{body}");
     assert_eq!(body["errors"][0]["path"], json!(["audience"]));
 }
+
+/// The answer's keys come in the order the query asked for them, whichever
+/// field finished first (the text is read, not a map that sorts its keys).
+#[tokio::test]
+async fn response_keys_are_in_query_order() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let appid = "wx00000000000000a1";
+    app.register_app(appid, "MINI_PROGRAM").await;
+    let rows: Vec<Value> = (0..20)
+        .map(|i| json!({ "appid": appid, "openid": format!("o-{i}"), "unionid": format!("u-{i}"), "nickname": format!("n{i}") }))
+        .collect();
+    app.upsert(json!(rows)).await;
+    let query = "query Q($skip: Boolean!) { z: apps { name appid } ...F y: __typename
+        p: people(first: 20) { nodes { unionid accounts { nickname app { appid } openid } } totalCount }
+        s: apps @skip(if: $skip) { appid } a: apps { appid } }
+        fragment F on Query { m: __typename z: apps { kind } }";
+    let expected_root = ["z", "m", "y", "p", "a"];
+    for _ in 0..5 {
+        let text = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .json(&json!({ "query": query, "variables": { "skip": true } }))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let keys: Vec<usize> = expected_root
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).expect(k))
+            .collect();
+        assert!(keys.is_sorted(), "root keys out of order: {text}");
+        assert!(!text.contains("\"s\":"), "{text}");
+        assert!(text.contains(r#""z":[{"name":"wx00000000000000a1","appid":"wx00000000000000a1","kind":"MINI_PROGRAM"}]"#), "{text}");
+        let nodes = &text[text.find("\"nodes\"").unwrap()..];
+        assert_eq!(nodes.matches(r#"{"nickname":"#).count(), 20, "{text}");
+        assert_eq!(
+            nodes
+                .matches(r#""app":{"appid":"wx00000000000000a1"},"openid":"#)
+                .count(),
+            20,
+            "{text}"
+        );
+        assert!(text.contains(r#"]}],"totalCount":20}"#), "{text}");
+    }
+}
