@@ -15,6 +15,7 @@
 //! - [`enums`]: the GraphQL faces of the domain's enums;
 //! - [`error`]: service errors mapped to `extensions.code`;
 //! - [`nulls`]: a failed field is `null`, where the specification puts it;
+//! - [`operation`]: the operation a request runs, its required variables checked;
 //! - [`order`]: response keys in the order the query asked for them;
 //! - [`limits`]: the work a request may ask for, bounded before and while it runs.
 
@@ -28,6 +29,7 @@ pub mod enums;
 pub mod error;
 pub mod limits;
 pub mod nulls;
+pub mod operation;
 pub mod order;
 pub mod page;
 pub mod person;

@@ -16,8 +16,7 @@ use std::collections::HashMap;
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, Field, FragmentDefinition, Selection,
-    SelectionSet,
+    Directive, ExecutableDocument, Field, FragmentDefinition, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value, Variables};
 
@@ -29,16 +28,8 @@ pub fn in_query_order(
     operation_name: Option<&str>,
     variables: &Variables,
 ) {
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-            Some(op) => op,
-            None => return,
-        },
-        (DocumentOperations::Multiple(ops), None) => match ops.values().next() {
-            Some(op) if ops.len() == 1 => op,
-            _ => return,
-        },
+    let Some(operation) = super::operation::selected(document, operation_name) else {
+        return;
     };
     let mut defaults = HashMap::new();
     for definition in &operation.node.variable_definitions {

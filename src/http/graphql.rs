@@ -18,7 +18,7 @@
 //!   measured again ([`crate::graphql::limits`]); over a limit it is a
 //!   request error with `extensions.code = LIMIT_EXCEEDED`.
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{ServerError, Variables};
 use axum::Extension;
 use axum::body::Bytes;
@@ -33,7 +33,7 @@ use crate::error::ErrorCode;
 use crate::graphql::ApiSchema;
 use crate::graphql::access::Refused;
 use crate::graphql::limits::{Limits, Refusal};
-use crate::graphql::order;
+use crate::graphql::{operation, order};
 use crate::keys::Principal;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -329,19 +329,6 @@ fn is_json_utf8(content_type: &str) -> bool {
     })
 }
 
-/// The type of the operation a request would run, or `None` when it cannot be told
-/// (the document does not parse, or names no such operation; execution reports that).
-fn operation_type(document: &DocumentOperations, name: Option<&str>) -> Option<OperationType> {
-    match (document, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        _ => None,
-    }
-}
-
 async fn execute(
     schema: &ApiSchema,
     media: Media,
@@ -355,10 +342,8 @@ async fn execute(
         Ok(document) => document,
         Err(error) => return request_errors(media, vec![error]),
     };
-    if is_get
-        && operation_type(&document.operations, params.operation_name.as_deref())
-            == Some(OperationType::Mutation)
-    {
+    let selected = operation::selected(&document, params.operation_name.as_deref());
+    if is_get && selected.is_some_and(|op| op.node.ty == OperationType::Mutation) {
         let mut response = error_body(
             media,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -384,6 +369,11 @@ async fn execute(
     }
     if let Some(variables) = params.variables {
         request = request.variables(Variables::from_json(Value::Object(variables)));
+    }
+    if let Some(selected) = operation::selected(&asked, params.operation_name.as_deref())
+        && let Err(errors) = operation::check_required(&selected.node, &request.variables)
+    {
+        return request_errors(media, errors);
     }
     let variables = request.variables.clone();
     if let Some(extensions) = params.extensions {

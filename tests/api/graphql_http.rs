@@ -271,3 +271,40 @@ async fn response_keys_are_in_query_order() {
         assert!(text.contains(r#"]}],"totalCount":20}"#), "{text}");
     }
 }
+
+/// A required variable missing or null is a request error: nothing runs,
+/// 400 under `application/graphql-response+json`, `BAD_USER_INPUT`.
+#[tokio::test]
+async fn required_variables_missing_or_null_are_request_errors() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let query = r#"query($a: String!, $n: Int!) { account(appid: $a, openid: \"x\") { openid } people(first: $n) { totalCount } }"#;
+    for (variables, expected) in [
+        (
+            "{}",
+            "Variable \"$a\" of required type \"String!\" was not provided.",
+        ),
+        (
+            r#"{"a":"wx0000000000000001","n":null}"#,
+            "Variable \"$n\" of non-null type \"Int!\" must not be null.",
+        ),
+    ] {
+        let body = format!(r#"{{"query":"{query}","variables":{variables}}}"#);
+        let (status, _, response) = post(&app, Some(GQL), &body).await;
+        assert_eq!(status, 400, "{response}");
+        assert!(response.get("data").is_none(), "{response}");
+        assert_eq!(response["errors"][0]["message"], expected, "{response}");
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
+        assert!(response["errors"][0]["locations"][0]["line"].is_number());
+        let (status, _, response) = post(&app, Some("application/json"), &body).await;
+        assert_eq!(status, 200);
+        assert!(response["data"].is_null(), "{response}");
+    }
+    // Given, they run.
+    let body = format!(r#"{{"query":"{query}","variables":{{"a":"wx0000000000000001","n":1}}}}"#);
+    let (status, _, response) = post(&app, Some(GQL), &body).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["data"]["people"]["totalCount"], 0, "{response}");
+}
