@@ -36,6 +36,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
@@ -74,7 +75,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             body_limit,
             graphql_error_shape,
-        ));
+        ))
+        // gzip or brotli (quality 4) when the client accepts it; not for
+        // bodies under 32 bytes, images or event streams.
+        .layer(CompressionLayer::new());
     // Outside everything else, so that error answers carry the headers too
     // and preflights are answered before any other check.
     match cors {

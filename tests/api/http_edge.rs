@@ -252,3 +252,86 @@ async fn start_up_against_a_closed_port_fails_fast_and_names_the_cause() {
     );
     assert!(message.contains("connection refused"), "{message}");
 }
+
+/// Answers are compressed with gzip or brotli when the client accepts it,
+/// and decompress to what an uncompressed answer says.
+#[tokio::test]
+async fn answers_are_compressed_when_the_client_accepts_it() {
+    use std::io::Read;
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    let appid = "wx00000000000000a1";
+    app.register_app(appid, "MINI_PROGRAM").await;
+    let rows: Vec<serde_json::Value> = (0..100)
+        .map(|i| serde_json::json!({ "appid": appid, "openid": format!("o-{i}"), "unionid": format!("u-{i}"), "nickname": format!("nickname {i}"), "city": "Shenzhen" }))
+        .collect();
+    app.upsert(serde_json::json!(rows)).await;
+    let query = serde_json::json!({ "query": "{ people(first: 100) { nodes { unionid accounts { openid nickname city app { name } } } } }" });
+    let fetch = |encoding: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .json(&query);
+        if let Some(encoding) = encoding {
+            request = request.header(reqwest::header::ACCEPT_ENCODING, encoding);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let headers = response.headers().clone();
+            (headers, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (headers, plain) = fetch(None).await;
+    assert!(headers.get(reqwest::header::CONTENT_ENCODING).is_none());
+    let plain: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(
+        plain["data"]["people"]["nodes"].as_array().unwrap().len(),
+        100
+    );
+    let plain_len = serde_json::to_vec(&plain).unwrap().len();
+    for (accept, encoding) in [
+        ("gzip", "gzip"),
+        ("br", "br"),
+        ("br;q=1.0, gzip;q=0.5", "br"),
+    ] {
+        let (headers, body) = fetch(Some(accept)).await;
+        assert_eq!(
+            headers[reqwest::header::CONTENT_ENCODING],
+            encoding,
+            "{accept}"
+        );
+        assert!(
+            headers[reqwest::header::VARY]
+                .to_str()
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("accept-encoding")
+        );
+        assert!(
+            body.len() * 3 < plain_len,
+            "{accept}: {} of {plain_len} bytes",
+            body.len()
+        );
+        let mut text = Vec::new();
+        if encoding == "gzip" {
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut text)
+                .unwrap();
+        } else {
+            brotli::Decompressor::new(&body[..], 4096)
+                .read_to_end(&mut text)
+                .unwrap();
+        }
+        let decoded: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(decoded, plain, "{accept}");
+    }
+    // The playground page too.
+    let page = app
+        .client
+        .get(format!("{}/graphiql", app.address))
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.headers()[reqwest::header::CONTENT_ENCODING], "gzip");
+}
