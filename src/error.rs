@@ -75,6 +75,8 @@ pub enum ErrorCode {
     BadRequest,
     /// The request asks for more work than a limit allows; the message names it.
     LimitExceeded,
+    /// A persisted query's hash this server does not know: send the document with it.
+    PersistedQueryNotFound,
     /// Something failed inside; the cause is logged, not shown.
     Internal,
 }
@@ -92,6 +94,7 @@ impl ErrorCode {
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::BadRequest => "BAD_REQUEST",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::Internal => "INTERNAL",
         }
     }

@@ -12,6 +12,7 @@
 //! - [`batch`]: rows fetched together and their relations, loaded at once;
 //! - [`round`]: one refresh for all the stale accounts of a query;
 //! - [`page`]: Relay connections and cursors;
+//! - [`persisted`]: automatic persisted queries (documents known by their hash);
 //! - [`enums`]: the GraphQL faces of the domain's enums;
 //! - [`error`]: service errors mapped to `extensions.code`;
 //! - [`nulls`]: a failed field is `null`, where the specification puts it;
@@ -32,6 +33,7 @@ pub mod nulls;
 pub mod operation;
 pub mod order;
 pub mod page;
+pub mod persisted;
 pub mod person;
 pub mod round;
 pub mod stats;
@@ -117,7 +119,8 @@ pub fn build_schema(state: AppState) -> ApiSchema {
         .extension(nulls::FieldErrors)
         .extension(access::ScopeGuard)
         .extension(limits::Checks::new(&server.limits))
-        .data(limits::Limits::new(server.limits.clone()));
+        .data(limits::Limits::new(server.limits.clone()))
+        .data(persisted::PersistedQueries::default());
     if !server.introspection {
         builder = builder.disable_introspection();
     }

@@ -33,6 +33,7 @@ use crate::error::ErrorCode;
 use crate::graphql::ApiSchema;
 use crate::graphql::access::Refused;
 use crate::graphql::limits::{Limits, Refusal};
+use crate::graphql::persisted::{PersistedError, PersistedQueries};
 use crate::graphql::{operation, order};
 use crate::keys::Principal;
 
@@ -180,7 +181,8 @@ fn not_acceptable(headers: &HeaderMap) -> Response {
 
 /// The parameters of one GraphQL request, validated.
 struct Params {
-    query: String,
+    /// Absent when the request names a persisted query by its hash.
+    query: Option<String>,
     operation_name: Option<String>,
     variables: Option<Map<String, Value>>,
     extensions: Option<Map<String, Value>>,
@@ -194,9 +196,9 @@ impl Params {
             return Err("the request body must be a JSON object".to_owned());
         };
         let query = match map.remove("query") {
-            Some(Value::String(q)) => q,
+            Some(Value::String(q)) => Some(q),
+            None => None,
             Some(_) => return Err("`query` must be a string".to_owned()),
-            None => return Err("the `query` parameter is missing".to_owned()),
         };
         let operation_name = match map.remove("operationName") {
             None | Some(Value::Null) => None,
@@ -337,11 +339,32 @@ async fn execute(
     caller: Option<Extension<Principal>>,
 ) -> Response {
     let limits = Limits::of(schema);
+    let persisted = schema
+        .data::<PersistedQueries>()
+        .cloned()
+        .unwrap_or_default();
+    let asked = match persisted.resolve(params.query, params.extensions.as_ref()) {
+        Ok(Some(asked)) => asked,
+        Ok(None) => return request_error(media, "the `query` parameter is missing"),
+        // Apollo's clients send the document on this answer, a 200.
+        Err(e @ PersistedError::NotFound) => {
+            return error_body(
+                media,
+                StatusCode::OK,
+                ErrorCode::PersistedQueryNotFound,
+                &e.to_string(),
+            );
+        }
+        Err(e) => return request_error(media, &e.to_string()),
+    };
     // Measured before and after parsing; parsed once, here.
-    let document = match limits.parse(&params.query) {
+    let document = match limits.parse(&asked.query) {
         Ok(document) => document,
         Err(error) => return request_errors(media, vec![error]),
     };
+    if let Some(hash) = asked.to_keep {
+        persisted.keep(hash, &asked.query);
+    }
     let selected = operation::selected(&document, params.operation_name.as_deref());
     if is_get && selected.is_some_and(|op| op.node.ty == OperationType::Mutation) {
         let mut response = error_body(
@@ -357,12 +380,12 @@ async fn execute(
     }
 
     let mut request =
-        async_graphql::Request::new(params.query).data(Refused::new(limits.max_errors()));
+        async_graphql::Request::new(asked.query).data(Refused::new(limits.max_errors()));
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
     // Kept to put the answer's keys in query order.
-    let asked = document.clone();
+    let ordered_by = document.clone();
     request.set_parsed_query(document);
     if let Some(name) = &params.operation_name {
         request = request.operation_name(name);
@@ -370,7 +393,7 @@ async fn execute(
     if let Some(variables) = params.variables {
         request = request.variables(Variables::from_json(Value::Object(variables)));
     }
-    if let Some(selected) = operation::selected(&asked, params.operation_name.as_deref())
+    if let Some(selected) = operation::selected(&ordered_by, params.operation_name.as_deref())
         && let Err(errors) = operation::check_required(&selected.node, &request.variables)
     {
         return request_errors(media, errors);
@@ -405,7 +428,7 @@ async fn execute(
     }
     order::in_query_order(
         &mut response.data,
-        &asked,
+        &ordered_by,
         params.operation_name.as_deref(),
         &variables,
     );
@@ -513,7 +536,14 @@ mod tests {
     fn params_refuse_wrongly_typed_fields() {
         assert!(Params::from_json(json!({"query": "{a}"})).is_ok());
         assert!(Params::from_json(json!({"query": 0})).is_err());
-        assert!(Params::from_json(json!({"qeury": "{a}"})).is_err());
+        // No query: a persisted query's hash may stand for it (else the
+        // request is refused when it runs).
+        assert!(
+            Params::from_json(json!({"qeury": "{a}"}))
+                .unwrap()
+                .query
+                .is_none()
+        );
         assert!(Params::from_json(json!({"query": "{a}", "variables": "x"})).is_err());
         assert!(Params::from_json(json!({"query": "{a}", "operationName": false})).is_err());
         assert!(Params::from_json(json!({"query": "{a}", "extensions": []})).is_err());

@@ -308,3 +308,72 @@ async fn required_variables_missing_or_null_are_request_errors() {
     assert_eq!(status, 200, "{response}");
     assert_eq!(response["data"]["people"]["totalCount"], 0, "{response}");
 }
+
+/// Automatic persisted queries as Apollo's persisted-queries link sends
+/// them: the hash alone (GET), PERSISTED_QUERY_NOT_FOUND, then the
+/// document with its hash (POST), then the hash alone again.
+#[tokio::test]
+async fn persisted_queries_are_answered_by_their_hash() {
+    use sha2::Digest;
+    let app = spawn_app(Backend::Sqlite).await;
+    let query = "query Apps($n: Int) { people(first: $n) { totalCount } apps { appid } }";
+    let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let get = |accept: &'static str| {
+        let request = app
+            .client
+            .get(format!("{}/graphql", app.address))
+            .query(&[
+                ("operationName", "Apps".to_owned()),
+                ("variables", json!({ "n": 1 }).to_string()),
+                ("extensions", extensions.to_string()),
+            ])
+            .header(ACCEPT, accept);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    for accept in [GQL, "application/json"] {
+        let (status, body) = get(accept).await;
+        assert_eq!(status, 200, "{accept}: {body}");
+        assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "PERSISTED_QUERY_NOT_FOUND"
+        );
+    }
+    // A document sent under another's hash is refused and not kept.
+    let wrong = json!({ "query": "{ apps { name } }", "extensions": extensions });
+    let (status, _, body) = post(&app, Some(GQL), &wrong.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "provided sha does not match query"
+    );
+    let (_, body) = get(GQL).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    // The document with its hash runs, and is kept.
+    let full = json!({ "query": query, "variables": { "n": 1 }, "extensions": extensions });
+    let (status, _, body) = post(&app, Some(GQL), &full.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["people"]["totalCount"], 0, "{body}");
+    let (status, body) = get(GQL).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["people"]["totalCount"], 0, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    // A version union360 does not speak is a request error.
+    let v2 = json!({ "extensions": { "persistedQuery": { "version": 2, "sha256Hash": hash } } });
+    let (status, _, body) = post(&app, Some(GQL), &v2.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_REQUEST",
+        "{body}"
+    );
+}
