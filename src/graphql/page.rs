@@ -31,42 +31,75 @@ pub const MAX_PAGE_SIZE: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageArgs {
     /// Rows per page.
-    pub first: usize,
+    pub size: usize,
     /// Id the page starts after.
     pub after: Option<i64>,
+    /// Id the page ends before.
+    pub before: Option<i64>,
+    /// Whether the page was asked for with `last`: the rows just before
+    /// `before` (or the end), not just after `after` (or the start).
+    pub from_end: bool,
+}
+
+/// A connection's arguments as sent: `first`/`after` page forward,
+/// `last`/`before` backward.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Paging<'a> {
+    /// Rows from the start of the range.
+    pub first: Option<i32>,
+    /// Cursor the range starts after.
+    pub after: Option<&'a str>,
+    /// Rows from the end of the range.
+    pub last: Option<i32>,
+    /// Cursor the range ends before.
+    pub before: Option<&'a str>,
 }
 
 impl PageArgs {
-    /// Validates `first` and checks and decodes `after` for a list of `kind`.
-    pub fn parse(
-        cursors: &Cursors,
-        kind: &str,
-        first: Option<i32>,
-        after: Option<&str>,
-    ) -> Result<Self, ApiError> {
-        let first = match first {
-            None => DEFAULT_PAGE_SIZE,
-            Some(n) if n < 0 => {
+    /// Validates the sizes and checks and decodes the cursors of `paging`
+    /// for a list of `kind`.
+    pub fn parse(cursors: &Cursors, kind: &str, paging: Paging<'_>) -> Result<Self, ApiError> {
+        let size = |name: &str, n: Option<i32>| match n {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(n) if n < 0 => Err(ApiError::BadUserInput(format!(
+                "{name} must not be negative"
+            ))),
+            Some(n) if n as usize > MAX_PAGE_SIZE => Err(ApiError::BadUserInput(format!(
+                "{name} must be at most {MAX_PAGE_SIZE}; page through with `after` or `before`"
+            ))),
+            Some(n) => Ok(n as usize),
+        };
+        let (size, from_end) = match (paging.first, paging.last) {
+            (Some(_), Some(_)) => {
                 return Err(ApiError::BadUserInput(
-                    "first must not be negative".to_owned(),
+                    "give `first` (to page forward) or `last` (to page backward), not both"
+                        .to_owned(),
                 ));
             }
-            Some(n) if n as usize > MAX_PAGE_SIZE => {
-                return Err(ApiError::BadUserInput(format!(
-                    "first must be at most {MAX_PAGE_SIZE}; page through with `after`"
-                )));
+            (None, Some(last)) => (size("last", Some(last))?, true),
+            // `before` alone pages backward from it.
+            (None, None) if paging.before.is_some() && paging.after.is_none() => {
+                (DEFAULT_PAGE_SIZE, true)
             }
-            Some(n) => n as usize,
+            (first, None) => (size("first", first)?, false),
         };
-        let after = after.map(|c| cursors.decode(kind, c)).transpose()?;
-        Ok(Self { first, after })
+        let after = paging.after.map(|c| cursors.decode(kind, c)).transpose()?;
+        let before = paging.before.map(|c| cursors.decode(kind, c)).transpose()?;
+        Ok(Self {
+            size,
+            after,
+            before,
+            from_end,
+        })
     }
 
     /// The page to ask the read service for.
     pub fn request(self) -> PageRequest {
         PageRequest {
-            first: self.first,
+            size: self.size,
             after: self.after,
+            before: self.before,
+            from_end: self.from_end,
         }
     }
 }
@@ -118,7 +151,7 @@ impl Cursors {
     pub fn decode(&self, kind: &str, cursor: &str) -> Result<i64, ApiError> {
         let invalid = || {
             ApiError::BadUserInput(format!(
-                "invalid cursor: `after` takes a cursor of this {kind} list, as received"
+                "invalid cursor: `after` and `before` take a cursor of this {kind} list, as received"
             ))
         };
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
@@ -138,21 +171,31 @@ impl Cursors {
 /// Relay page information.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct PageInfo {
-    /// Whether more rows follow this page.
+    /// Whether more rows follow this page: read forward, whether the list
+    /// goes on; read backward (`last`), whether `before` was given.
     pub has_next_page: bool,
-    /// Whether rows precede this page (true when `after` was given).
+    /// Whether rows precede this page: read backward (`last`), whether the
+    /// list goes back further; read forward, whether `after` was given.
     pub has_previous_page: bool,
-    /// Cursor of the first row of this page.
+    /// Cursor of the first row of this page; pass it as `before` for the
+    /// previous page.
     pub start_cursor: Option<String>,
     /// Cursor of the last row of this page; pass it as `after` for the next page.
     pub end_cursor: Option<String>,
 }
 
-/// Builds a page info from the cursors of a page's rows.
-pub fn page_info(cursors: &[String], has_next: bool, args: PageArgs) -> PageInfo {
+/// Builds a page info from the cursors of a page's rows, read as `args`
+/// asked, `has_more` saying whether the range goes on where it was read
+/// from.
+pub fn page_info(cursors: &[String], has_more: bool, args: PageArgs) -> PageInfo {
+    let (has_next_page, has_previous_page) = if args.from_end {
+        (args.before.is_some(), has_more)
+    } else {
+        (has_more, args.after.is_some())
+    };
     PageInfo {
-        has_next_page: has_next,
-        has_previous_page: args.after.is_some(),
+        has_next_page,
+        has_previous_page,
         start_cursor: cursors.first().cloned(),
         end_cursor: cursors.last().cloned(),
     }
@@ -190,7 +233,7 @@ macro_rules! connection {
                     .map(|r| cursors.encode(Self::KIND, r.id))
                     .collect();
                 let page_info =
-                    $crate::graphql::page::page_info(&cursors, page.has_next, args);
+                    $crate::graphql::page::page_info(&cursors, page.has_more, args);
                 let edges = cursors
                     .into_iter()
                     .zip(wrap(page.rows))
@@ -310,12 +353,84 @@ mod tests {
     #[test]
     fn page_size_is_bounded() {
         let c = cursors();
-        assert_eq!(PageArgs::parse(&c, "p", None, None).unwrap().first, 20);
-        assert!(PageArgs::parse(&c, "p", Some(101), None).is_err());
-        assert!(PageArgs::parse(&c, "p", Some(-1), None).is_err());
+        let parse = |paging: Paging<'_>| PageArgs::parse(&c, "p", paging);
+        assert_eq!(parse(Paging::default()).unwrap().size, 20);
+        for n in [101, -1] {
+            assert!(
+                parse(Paging {
+                    first: Some(n),
+                    ..Paging::default()
+                })
+                .is_err()
+            );
+            assert!(
+                parse(Paging {
+                    last: Some(n),
+                    ..Paging::default()
+                })
+                .is_err()
+            );
+        }
         assert_eq!(
-            PageArgs::parse(&c, "p", Some(100), None).unwrap().first,
+            parse(Paging {
+                first: Some(100),
+                ..Paging::default()
+            })
+            .unwrap()
+            .size,
             100
         );
+        let last = parse(Paging {
+            last: Some(7),
+            ..Paging::default()
+        })
+        .unwrap();
+        assert_eq!((last.size, last.from_end), (7, true));
+        assert!(
+            parse(Paging {
+                first: Some(1),
+                last: Some(1),
+                ..Paging::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn page_info_reads_the_side_the_page_came_from() {
+        let c = cursors();
+        let id = c.encode("p", 5);
+        let args = |paging: Paging<'_>| PageArgs::parse(&c, "p", paging).unwrap();
+        let rows = ["a".to_owned(), "b".to_owned()];
+        // Forward: more rows after, and something before only past `after`.
+        let forward = page_info(
+            &rows,
+            true,
+            args(Paging {
+                after: Some(&id),
+                ..Paging::default()
+            }),
+        );
+        assert!(forward.has_next_page && forward.has_previous_page);
+        let first = page_info(&rows, false, args(Paging::default()));
+        assert!(!first.has_next_page && !first.has_previous_page);
+        // Backward: more rows before, and something after only before `before`.
+        let backward = page_info(
+            &rows,
+            true,
+            args(Paging {
+                last: Some(2),
+                ..Paging::default()
+            }),
+        );
+        assert!(!backward.has_next_page && backward.has_previous_page);
+        let before = args(Paging {
+            before: Some(&id),
+            ..Paging::default()
+        });
+        assert!(before.from_end);
+        let info = page_info(&rows, false, before);
+        assert!(info.has_next_page && !info.has_previous_page);
+        assert_eq!(info.start_cursor.as_deref(), Some("a"));
     }
 }

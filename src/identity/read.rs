@@ -2,7 +2,8 @@
 //! by relation.
 //!
 //! Pages are keyset pages in id order (`WHERE id > after ORDER BY id LIMIT
-//! first + 1`), so inserts never shift a page (new rows have higher ids and
+//! first + 1`, or from the end of the range, `WHERE id < before ORDER BY id
+//! DESC LIMIT last + 1`), so inserts never shift a page (new rows have higher ids and
 //! appear at the end) and deep pages cost the same as the first. A page's
 //! total is counted only when asked for ([`Total::count`]). Relations are
 //! loaded for many rows at once (`IN (…)`), so a caller that batches never
@@ -41,21 +42,29 @@ pub enum LookupError {
     Db(#[from] DbErr),
 }
 
-/// Which page of a list to read.
+/// Which page of a list to read: the rows with ids between `after` and
+/// `before` (each bound when given), the first `size` of them, or the last
+/// when `from_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     /// Rows per page.
-    pub first: usize,
+    pub size: usize,
     /// The id the page starts after.
     pub after: Option<i64>,
+    /// The id the page ends before.
+    pub before: Option<i64>,
+    /// Whether the page is the last `size` rows of the range, not the first.
+    pub from_end: bool,
 }
 
 /// One page of a list of `E`.
 pub struct Page<E: EntityTrait> {
     /// The rows of the page, in id order.
     pub rows: Vec<E::Model>,
-    /// Whether more rows follow.
-    pub has_next: bool,
+    /// Whether more rows of the range lie beyond the page, on the side it
+    /// was read from: after it (read from the start), or before it (read
+    /// from the end).
+    pub has_more: bool,
     /// The size of the whole list, counted on demand.
     pub total: Total<E>,
 }
@@ -84,16 +93,23 @@ async fn page<E: EntityTrait>(
     if let Some(after) = request.after {
         rows = rows.filter(id.gt(after));
     }
-    let mut rows = rows
-        .order_by_asc(id)
-        .limit(request.first as u64 + 1)
-        .all(db)
-        .await?;
-    let has_next = rows.len() > request.first;
-    rows.truncate(request.first);
+    if let Some(before) = request.before {
+        rows = rows.filter(id.lt(before));
+    }
+    let rows = if request.from_end {
+        rows.order_by_desc(id)
+    } else {
+        rows.order_by_asc(id)
+    };
+    let mut rows = rows.limit(request.size as u64 + 1).all(db).await?;
+    let has_more = rows.len() > request.size;
+    rows.truncate(request.size);
+    if request.from_end {
+        rows.reverse();
+    }
     Ok(Page {
         rows,
-        has_next,
+        has_more,
         total: Total(select),
     })
 }
@@ -141,7 +157,7 @@ pub async fn person_by_id(
 }
 
 /// A page of the people matching `filter`, in the order first seen.
-#[tracing::instrument(name = "identity.read.people", level = "debug", skip_all, fields(page.first = request.first))]
+#[tracing::instrument(name = "identity.read.people", level = "debug", skip_all, fields(page.size = request.size))]
 pub async fn people(
     db: &DatabaseConnection,
     filter: &PeopleFilter,
@@ -204,7 +220,7 @@ pub async fn account(
 }
 
 /// A page of the accounts of app `appid` matching `filter`, in the order first seen.
-#[tracing::instrument(name = "identity.read.accounts", level = "debug", skip_all, fields(app.appid = %appid, page.first = request.first))]
+#[tracing::instrument(name = "identity.read.accounts", level = "debug", skip_all, fields(app.appid = %appid, page.size = request.size))]
 pub async fn accounts(
     db: &DatabaseConnection,
     apps: &Apps,

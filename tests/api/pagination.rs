@@ -199,3 +199,87 @@ async fn filters_select_followers_members_and_unlinked_accounts(backend: Backend
         .await;
     assert_eq!(followers["accounts"]["totalCount"], 2);
 }
+
+on_each_backend!(pages_go_backward_with_last_and_before);
+async fn pages_go_backward_with_last_and_before(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_app(OA, "OFFICIAL_ACCOUNT").await;
+    let rows: Vec<Value> = (0..25)
+        .map(
+            |i| json!({ "appid": OA, "openid": format!("o{i:02}"), "unionid": format!("u{i:02}") }),
+        )
+        .collect();
+    app.upsert(json!(rows)).await;
+    let back = |last: Option<i64>, before: Value, after: Value| {
+        let app = &app;
+        async move {
+            let data = app
+                .data(
+                    "query($last: Int, $before: String, $after: String) { people(last: $last, before: $before, after: $after) {
+                        totalCount nodes { unionid } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }",
+                    json!({ "last": last, "before": before, "after": after }),
+                )
+                .await;
+            let ids: Vec<String> = data["people"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["unionid"].as_str().unwrap().to_owned())
+                .collect();
+            (
+                ids,
+                data["people"]["pageInfo"].clone(),
+                data["people"]["totalCount"].clone(),
+            )
+        }
+    };
+    let names = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|i| format!("u{i:02}")).collect()
+    };
+    // The last 10, in list order.
+    let (ids, info, total) = back(Some(10), Value::Null, Value::Null).await;
+    assert_eq!(ids, names(15..25), "{backend:?}");
+    assert_eq!(total, 25);
+    assert_eq!(
+        (info["hasPreviousPage"].clone(), info["hasNextPage"].clone()),
+        (json!(true), json!(false))
+    );
+    // Back from its start: the 10 before, then the 5 left.
+    let (ids, info, _) = back(Some(10), info["startCursor"].clone(), Value::Null).await;
+    assert_eq!(ids, names(5..15));
+    assert_eq!(
+        (info["hasPreviousPage"].clone(), info["hasNextPage"].clone()),
+        (json!(true), json!(true))
+    );
+    let (ids, info, _) = back(Some(10), info["startCursor"].clone(), Value::Null).await;
+    assert_eq!(ids, names(0..5));
+    assert_eq!(info["hasPreviousPage"], false);
+    // Between two cursors: `after` u04 and `before` u10, the last 3.
+    let after = page(&app, 5, Value::Null).await.1["pageInfo"]["endCursor"].clone();
+    let before = page(&app, 10, Value::Null).await.1["pageInfo"]["endCursor"].clone();
+    let (ids, _, _) = back(Some(3), before.clone(), after).await;
+    assert_eq!(ids, names(6..9));
+    // `before` alone: the 20 rows before it (here, the 9 there are).
+    let (ids, _, _) = back(None, before, Value::Null).await;
+    assert_eq!(ids, names(0..9));
+    // `first` and `last` together are refused.
+    let body = app
+        .graphql("{ people(first: 2, last: 2) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+    // The accounts of an app page backward too.
+    let data = app
+        .data(
+            "query($a: String!) { accounts(appid: $a, last: 2) { nodes { openid } pageInfo { hasPreviousPage } } }",
+            json!({ "a": OA }),
+        )
+        .await;
+    assert_eq!(
+        data["accounts"]["nodes"],
+        json!([{ "openid": "o23" }, { "openid": "o24" }])
+    );
+    assert_eq!(data["accounts"]["pageInfo"]["hasPreviousPage"], true);
+}

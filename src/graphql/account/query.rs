@@ -10,7 +10,7 @@ use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
 use crate::graphql::limits::cost;
-use crate::graphql::page::{Cursors, PageArgs};
+use crate::graphql::page::{Cursors, PageArgs, Paging};
 use crate::identity::read;
 
 /// Narrows a list of accounts. All given conditions must hold.
@@ -38,6 +38,8 @@ impl From<AccountFilter> for read::AccountFilter {
 #[derive(Default)]
 pub struct AccountQuery;
 
+// A connection's resolver takes its paging, filter and refresh arguments.
+#[allow(clippy::too_many_arguments)]
 #[Object]
 impl AccountQuery {
     /// One account by app and openid, or null when union360 does not know it.
@@ -63,14 +65,24 @@ impl AccountQuery {
     }
 
     /// The accounts of one app, in the order union360 first saw them.
-    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    #[graphql(complexity = "cost::page(first.or(last), child_complexity)")]
     async fn accounts(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The appid whose accounts to list.")] appid: String,
-        #[graphql(desc = "Page size (default 20, at most 100).")] first: Option<i32>,
+        #[graphql(desc = "Page size, from the start (default 20, at most 100).")] first: Option<
+            i32,
+        >,
         #[graphql(desc = "Cursor to continue after (`pageInfo.endCursor` of the previous page).")]
         after: Option<String>,
+        #[graphql(
+            desc = "Page size, from the end: the last rows (before `before` when given; at most 100). Not with `first`."
+        )]
+        last: Option<i32>,
+        #[graphql(
+            desc = "Cursor to go back from (`pageInfo.startCursor` of the page after); with neither `first` nor `last`, the 20 rows before it."
+        )]
+        before: Option<String>,
         #[graphql(desc = "Conditions the accounts must meet.")] filter: Option<AccountFilter>,
         #[graphql(
             desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
@@ -81,8 +93,13 @@ impl AccountQuery {
         let appid = AppId::parse(appid).api()?;
         // A cursor of one app's accounts means nothing in another's.
         let cursors = Cursors::new(state.master_key()).within(appid.as_str());
-        let args =
-            PageArgs::parse(&cursors, AccountConnection::KIND, first, after.as_deref()).api()?;
+        let paging = Paging {
+            first,
+            after: after.as_deref(),
+            last,
+            before: before.as_deref(),
+        };
+        let args = PageArgs::parse(&cursors, AccountConnection::KIND, paging).api()?;
         let filter = read::AccountFilter::from(filter.unwrap_or_default());
         let page = read::accounts(state.db(), state.apps(), &appid, &filter, args.request())
             .await

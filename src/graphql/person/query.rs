@@ -10,7 +10,7 @@ use crate::graphql::context::{ContextExt, ticket};
 use crate::graphql::enums::RefreshPolicy;
 use crate::graphql::error::{ApiResult, ResultExt};
 use crate::graphql::limits::cost;
-use crate::graphql::page::{Cursors, PageArgs};
+use crate::graphql::page::{Cursors, PageArgs, Paging};
 use crate::identity::read;
 
 /// Narrows a list of people. All given conditions must hold.
@@ -38,6 +38,8 @@ impl PeopleFilter {
 #[derive(Default)]
 pub struct PersonQuery;
 
+// A connection's resolver takes its paging, filter and refresh arguments.
+#[allow(clippy::too_many_arguments)]
 #[Object]
 impl PersonQuery {
     /// One person by UnionID, or null when union360 has not seen it.
@@ -57,13 +59,23 @@ impl PersonQuery {
     }
 
     /// Everyone union360 knows by UnionID, in the order first seen.
-    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    #[graphql(complexity = "cost::page(first.or(last), child_complexity)")]
     async fn people(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size (default 20, at most 100).")] first: Option<i32>,
+        #[graphql(desc = "Page size, from the start (default 20, at most 100).")] first: Option<
+            i32,
+        >,
         #[graphql(desc = "Cursor to continue after (`pageInfo.endCursor` of the previous page).")]
         after: Option<String>,
+        #[graphql(
+            desc = "Page size, from the end: the last rows (before `before` when given; at most 100). Not with `first`."
+        )]
+        last: Option<i32>,
+        #[graphql(
+            desc = "Cursor to go back from (`pageInfo.startCursor` of the page after); with neither `first` nor `last`, the 20 rows before it."
+        )]
+        before: Option<String>,
         #[graphql(desc = "Conditions the people must meet.")] filter: Option<PeopleFilter>,
         #[graphql(
             desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
@@ -72,8 +84,13 @@ impl PersonQuery {
     ) -> ApiResult<PersonConnection> {
         let state = ctx.state()?;
         let cursors = Cursors::new(state.master_key());
-        let args =
-            PageArgs::parse(&cursors, PersonConnection::KIND, first, after.as_deref()).api()?;
+        let paging = Paging {
+            first,
+            after: after.as_deref(),
+            last,
+            before: before.as_deref(),
+        };
+        let args = PageArgs::parse(&cursors, PersonConnection::KIND, paging).api()?;
         let filter = filter.unwrap_or_default().parse().api()?;
         let page = read::people(state.db(), &filter, args.request())
             .await
