@@ -95,15 +95,61 @@ async fn refreshes_and_wechat_calls_are_counted_exactly() {
         "{text}"
     );
     assert!(
-        get("union360_sql_statements").is_some_and(|n| n > 0.0),
+        get("union360_sql_statements_total").is_some_and(|n| n > 0.0),
         "{text}"
     );
-    // Nothing failed, missed its budget, or left the round waiting.
-    for absent in [
+    // Nothing failed, missed its budget, or left the round waiting; the
+    // counters an alert watches are there, at zero.
+    let mut zeros = vec![
+        "union360_refresh_served_stale_total".to_owned(),
+        "union360_refresh_round_incomplete_total".to_owned(),
+    ];
+    for class in [
+        "token_invalid",
+        "retryable",
+        "quota_daily",
+        "quota_minute",
+        "bad_input",
+        "unauthorized",
+        "unknown",
+    ] {
+        zeros.push(format!(
+            "union360_refresh_failed_total{{class=\"{class}\"}}"
+        ));
+    }
+    for series in zeros {
+        assert_eq!(get(&series), Some(0.0), "{series} in:\n{text}");
+    }
+    assert_eq!(
+        get(&format!(
+            "union360_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        Some(1.0)
+    );
+
+    // A real Prometheus text parser reads the page, and every family has
+    // its TYPE and HELP.
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    assert!(!scrape.samples.is_empty());
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for family in [
+        "union360_build_info",
         "union360_refresh_failed_total",
         "union360_refresh_served_stale_total",
-        "union360_refresh_round_incomplete_total",
+        "union360_sql_statements_total",
+        "union360_wechat_request_duration_seconds",
     ] {
-        assert!(!text.contains(absent), "{absent} in:\n{text}");
+        assert!(families.contains(family), "{family} missing: {families:?}");
+    }
+    for family in families {
+        assert!(
+            scrape.docs.get(family).is_some_and(|help| !help.is_empty()),
+            "{family} has no HELP:\n{text}"
+        );
     }
 }

@@ -189,7 +189,7 @@ pub fn metrics_router(state: AppState) -> Router {
 async fn metrics(
     State(state): State<AppState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    ::metrics::gauge!("union360_sql_statements").set(state.store().statements.get() as f64);
+    ::metrics::counter!("union360_sql_statements_total").absolute(state.store().statements.get());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -26,6 +26,17 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class.
+    pub const ALL: [Self; 7] = [
+        Self::TokenInvalid,
+        Self::Retryable,
+        Self::QuotaDaily,
+        Self::QuotaMinute,
+        Self::BadInput,
+        Self::Unauthorized,
+        Self::Unknown,
+    ];
+
     /// The class of a WeChat `errcode`.
     pub fn of(errcode: i64) -> Self {
         match errcode {
