@@ -6,9 +6,14 @@
 //!
 //! async-graphql instead drops a failed field's key from its object and
 //! turns an object whose every field failed into `null`, whatever the types
-//! say. [`FieldErrors`] sees every field resolve (its errors caught as they
-//! return) and moves each `null` where the specification puts it.
+//! say. [`FieldErrors`] catches every field's error as it returns (the field
+//! is `null`, the error kept), notes the types of the fields that hold
+//! others, and once the operation has run moves each `null` of a non-null
+//! field up to where the specification puts it, in the merged answer (a
+//! response key selected twice, in fragments say, is one object there).
+//! Once a failure has doomed `data`, the mutations left are not run.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
@@ -27,15 +32,19 @@ impl ExtensionFactory for FieldErrors {
     }
 }
 
-/// A request's field errors, and the non-null fields whose `null` has not
-/// found its place yet (it goes to a parent, which resolves after them).
+/// A request's field errors, the non-null fields that failed, and the
+/// types of the fields that hold others, by path.
 #[derive(Default)]
 struct Nulls(Mutex<State>);
 
 #[derive(Default)]
 struct State {
     errors: Vec<ServerError>,
-    unplaced: Vec<Vec<PathSegment>>,
+    failed: Vec<Vec<PathSegment>>,
+    /// By [`key`] of their path.
+    types: HashMap<String, String>,
+    /// A failure reaches `data`: it will be null whatever else runs.
+    doomed: bool,
 }
 
 impl Nulls {
@@ -54,9 +63,15 @@ impl Extension for Nulls {
     ) -> async_graphql::Response {
         let mut response = next.run(ctx, operation_name).await;
         let mut state = self.state();
-        // A root field that may not be null failed: so does `data`.
-        if !state.unplaced.is_empty() {
-            response.data = Value::Null;
+        let state = &mut *state;
+        for path in &state.failed {
+            match nullable_parent(&state.types, path) {
+                Some(at) => set_null(&mut response.data, &path[..at]),
+                None => {
+                    response.data = Value::Null;
+                    break;
+                }
+            }
         }
         let mut errors = std::mem::take(&mut state.errors);
         errors.append(&mut response.errors);
@@ -72,6 +87,19 @@ impl Extension for Nulls {
     ) -> ServerResult<Option<Value>> {
         let path_node = info.path_node;
         let return_type = info.return_type;
+        let at_root = path_node.parent.is_none();
+        {
+            let mut state = self.state();
+            // Mutations run one after the other: none runs once `data` is lost.
+            if at_root && state.doomed {
+                return Ok(Some(Value::Null));
+            }
+            if !info.field.selection_set.node.items.is_empty() {
+                state
+                    .types
+                    .insert(key(&path_of(path_node)), return_type.to_owned());
+            }
+        }
         match next.run(ctx, info).await {
             Err(mut error) => {
                 let path = path_of(path_node);
@@ -81,52 +109,36 @@ impl Extension for Nulls {
                 let mut state = self.state();
                 state.errors.push(error);
                 if return_type.ends_with('!') {
-                    state.unplaced.push(path);
+                    if nullable_parent(&state.types, &path).is_none() {
+                        state.doomed = true;
+                    }
+                    state.failed.push(path);
                 }
                 Ok(Some(Value::Null))
             }
-            Ok(value) => {
-                let mut state = self.state();
-                if state.unplaced.is_empty() {
-                    return Ok(value);
-                }
-                let here = path_of(path_node);
-                let (below, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut state.unplaced)
-                    .into_iter()
-                    .partition(|p| p.len() > here.len() && p.starts_with(&here));
-                state.unplaced = rest;
-                let mut value = value.unwrap_or_default();
-                let nullable = list_levels(return_type);
-                for path in below {
-                    let indexes: Vec<usize> = path[here.len()..]
-                        .iter()
-                        .map_while(|s| match s {
-                            PathSegment::Index(i) => Some(*i),
-                            PathSegment::Field(_) => None,
-                        })
-                        .collect();
-                    // The innermost list item that may be null takes it;
-                    // else the field itself, if it may; else its parent.
-                    let item = (1..=indexes.len())
-                        .rev()
-                        .find(|depth| nullable.get(*depth).copied().unwrap_or(false));
-                    match item {
-                        Some(depth) => set_null(&mut value, &indexes[..depth]),
-                        None if nullable[0] => {
-                            value = Value::Null;
-                            break;
-                        }
-                        None => {
-                            value = Value::Null;
-                            state.unplaced.push(here);
-                            break;
-                        }
-                    }
-                }
-                Ok(Some(value))
-            }
+            ok => ok,
         }
     }
+}
+
+/// How long the prefix of `path` is that names the nearest position above
+/// the failed non-null field at `path` that may be null: a list item or a
+/// field. `None` when there is none below `data`.
+fn nullable_parent(types: &HashMap<String, String>, path: &[PathSegment]) -> Option<usize> {
+    (1..path.len()).rev().find(|&end| {
+        let prefix = &path[..end];
+        // The field this position is in, and how many list levels deep.
+        let field_end = prefix
+            .iter()
+            .rposition(|s| matches!(s, PathSegment::Field(_)))
+            .map_or(0, |i| i + 1);
+        let depth = end - field_end;
+        types
+            .get(&key(&path[..field_end]))
+            .and_then(|ty| list_levels(ty).get(depth).copied())
+            // Unknown: as if non-null, so the null goes further up.
+            .unwrap_or(false)
+    })
 }
 
 /// Whether the field and each level of list in its type may be null, outer
@@ -144,14 +156,38 @@ fn list_levels(mut ty: &str) -> Vec<bool> {
     }
 }
 
-/// Replaces the list item at `indexes` (one per level) in `value` with null.
-fn set_null(value: &mut Value, indexes: &[usize]) {
-    let mut at = value;
-    for index in indexes {
-        match at {
-            Value::List(items) if *index < items.len() => at = &mut items[*index],
-            _ => return,
+/// A path as text (`people.nodes[3].accounts`): names cannot hold `.` or `[`.
+fn key(path: &[PathSegment]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        match segment {
+            PathSegment::Field(name) => {
+                key.push('.');
+                key.push_str(name);
+            }
+            PathSegment::Index(i) => {
+                key.push('[');
+                key.push_str(&i.to_string());
+                key.push(']');
+            }
         }
+    }
+    key
+}
+
+/// Replaces the value at `path` in `data` with null (nothing when a
+/// position on the way is already null or missing).
+fn set_null(data: &mut Value, path: &[PathSegment]) {
+    let mut at = data;
+    for segment in path {
+        at = match (segment, at) {
+            (PathSegment::Field(key), Value::Object(map)) => match map.get_mut(key.as_str()) {
+                Some(value) => value,
+                None => return,
+            },
+            (PathSegment::Index(i), Value::List(items)) if *i < items.len() => &mut items[*i],
+            _ => return,
+        };
     }
     *at = Value::Null;
 }
@@ -173,6 +209,7 @@ fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
 mod tests {
     use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
     use serde_json::{Value as Json, json};
+    use std::sync::Arc;
 
     use super::*;
 
@@ -266,6 +303,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_selected_twice_is_one_object_that_the_null_reaches() {
+        // `child` twice (as fragments do): one copy fails inside.
+        let (data, _) = run("{ ok child { a } ...F } fragment F on Root { child { bad } }").await;
+        assert_eq!(data, json!({ "ok": 1, "child": null }));
+        let (data, _) = run("{ child { a } child { maybe } }").await;
+        assert_eq!(data, json!({ "child": { "a": 1, "maybe": null } }));
+        // An alias is its own position.
+        let (data, _) = run("{ x: child { a } y: child { bad } }").await;
+        assert_eq!(data, json!({ "x": { "a": 1 }, "y": null }));
+    }
+
+    struct Writes(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[Object]
+    impl Writes {
+        async fn write(&self) -> i32 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            1
+        }
+        async fn fail(&self) -> async_graphql::Result<i32> {
+            Err("write failed".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn no_mutation_runs_once_data_is_lost() {
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let schema = Schema::build(Root, Writes(done.clone()), EmptySubscription)
+            .extension(FieldErrors)
+            .finish();
+        let response = schema
+            .execute("mutation { a: write b: fail c: write }")
+            .await;
+        assert_eq!(response.data, Value::Null);
+        assert_eq!(response.errors.len(), 1);
+        assert_eq!(
+            done.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "`c` did not run"
+        );
+    }
+
+    #[tokio::test]
     async fn fields_that_do_not_fail_are_untouched() {
         let (data, paths) = run("{ ok child { a } items { a } grid { a } }").await;
         assert_eq!(
@@ -290,7 +370,7 @@ mod tests {
             Value::List(vec![Value::from(1), Value::from(2)]),
             Value::from(3),
         ]);
-        set_null(&mut value, &[0, 1]);
+        set_null(&mut value, &[PathSegment::Index(0), PathSegment::Index(1)]);
         assert_eq!(
             value,
             Value::List(vec![

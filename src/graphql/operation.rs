@@ -14,7 +14,9 @@ pub fn selected<'d>(
     name: Option<&str>,
 ) -> Option<&'d Positioned<OperationDefinition>> {
     match (&document.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op),
+        // A lone operation is anonymous: a name asks for another one.
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Single(_), Some(_)) => None,
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
         _ => None,

@@ -78,7 +78,9 @@ impl<'d> Walk<'d> {
                 let mut old = std::mem::take(map);
                 let mut ordered = IndexMap::with_capacity(old.len());
                 for (key, fields) in collected {
-                    if let Some(mut inner) = old.shift_remove(*key) {
+                    // `swap_remove`: constant time (what is left is kept
+                    // below, in whatever order).
+                    if let Some(mut inner) = old.swap_remove(*key) {
                         let sets: Vec<&SelectionSet> = fields
                             .iter()
                             .map(|f| &f.selection_set.node)

@@ -5,9 +5,9 @@
 //! with its hash. Repeated queries then travel as a hash (and as GET
 //! requests a CDN can cache).
 //!
-//! The cache is bounded in entries and bytes; the oldest documents go
-//! first. A document is kept only once it has passed the request limits,
-//! and only under its own SHA-256.
+//! The cache is bounded in entries and bytes; the documents used least
+//! recently go first. A document is kept only once it has passed the
+//! request limits and validation, and only under its own SHA-256.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -113,13 +113,21 @@ impl PersistedQueries {
                 let to_keep = (!self.kept().by_hash.contains_key(&hash)).then_some(hash);
                 Ok(Some(Asked { query, to_keep }))
             }
-            (None, Some(hash)) => match self.kept().by_hash.get(&hash) {
-                Some(query) => Ok(Some(Asked {
-                    query: query.to_string(),
+            (None, Some(hash)) => {
+                let mut kept = self.kept();
+                let Some(query) = kept.by_hash.get(&hash).map(|q| q.to_string()) else {
+                    return Err(PersistedError::NotFound);
+                };
+                // Used: it goes to the back of the eviction queue.
+                if let Some(at) = kept.order.iter().position(|h| *h == hash) {
+                    kept.order.remove(at);
+                    kept.order.push_back(hash);
+                }
+                Ok(Some(Asked {
+                    query,
                     to_keep: None,
-                })),
-                None => Err(PersistedError::NotFound),
-            },
+                }))
+            }
         }
     }
 
@@ -243,6 +251,17 @@ mod tests {
                 .is_some()
         );
         assert!(cache.resolve(None, Some(&Map::new())).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_document_in_use_stays() {
+        let cache = PersistedQueries::with_bounds(2, 1_000);
+        let known = |q: &str| cache.resolve(None, Some(&extensions(&sha(q)))).is_ok();
+        cache.keep(sha("{ a }"), "{ a }");
+        cache.keep(sha("{ b }"), "{ b }");
+        assert!(known("{ a }"));
+        cache.keep(sha("{ c }"), "{ c }");
+        assert!(known("{ a }") && !known("{ b }") && known("{ c }"));
     }
 
     #[test]

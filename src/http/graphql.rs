@@ -362,9 +362,6 @@ async fn execute(
         Ok(document) => document,
         Err(error) => return request_errors(media, vec![error]),
     };
-    if let Some(hash) = asked.to_keep {
-        persisted.keep(hash, &asked.query);
-    }
     let selected = operation::selected(&document, params.operation_name.as_deref());
     if is_get && selected.is_some_and(|op| op.node.ty == OperationType::Mutation) {
         let mut response = error_body(
@@ -380,7 +377,7 @@ async fn execute(
     }
 
     let mut request =
-        async_graphql::Request::new(asked.query).data(Refused::new(limits.max_errors()));
+        async_graphql::Request::new(asked.query.clone()).data(Refused::new(limits.max_errors()));
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
@@ -425,6 +422,10 @@ async fn execute(
         && response.errors.iter().all(|e| e.path.is_empty());
     if never_executed {
         return request_errors(media, response.errors);
+    }
+    // A document is kept by its hash once it has passed validation.
+    if let Some(hash) = asked.to_keep {
+        persisted.keep(hash, &asked.query);
     }
     order::in_query_order(
         &mut response.data,

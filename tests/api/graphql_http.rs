@@ -300,7 +300,14 @@ async fn required_variables_missing_or_null_are_request_errors() {
         assert!(response["errors"][0]["locations"][0]["line"].is_number());
         let (status, _, response) = post(&app, Some("application/json"), &body).await;
         assert_eq!(status, 200);
-        assert!(response["data"].is_null(), "{response}");
+        assert!(
+            response.get("data").is_none_or(Value::is_null),
+            "{response}"
+        );
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
     }
     // Given, they run.
     let body = format!(r#"{{"query":"{query}","variables":{{"a":"wx0000000000000001","n":1}}}}"#);
@@ -358,6 +365,23 @@ async fn persisted_queries_are_answered_by_their_hash() {
     assert_eq!(
         body["errors"][0]["extensions"]["code"],
         "PERSISTED_QUERY_NOT_FOUND"
+    );
+    // A document that does not validate is not kept either.
+    let invalid = "{ noSuchField }";
+    let invalid_hash = hex::encode(sha2::Sha256::digest(invalid.as_bytes()));
+    let invalid_ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": invalid_hash } });
+    let sent = json!({ "query": invalid, "extensions": invalid_ext });
+    let (status, _, _) = post(&app, Some(GQL), &sent.to_string()).await;
+    assert_eq!(status, 400);
+    let (_, _, body) = post(
+        &app,
+        Some(GQL),
+        &json!({ "extensions": invalid_ext }).to_string(),
+    )
+    .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{body}"
     );
     // The document with its hash runs, and is kept.
     let full = json!({ "query": query, "variables": { "n": 1 }, "extensions": extensions });
