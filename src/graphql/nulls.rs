@@ -8,12 +8,13 @@
 //! turns an object whose every field failed into `null`, whatever the types
 //! say. [`FieldErrors`] catches every field's error as it returns (the field
 //! is `null`, the error kept), notes the types of the fields that hold
-//! others, and once the operation has run moves each `null` of a non-null
+//! failed ones, and once the operation has run moves each `null` of a non-null
 //! field up to where the specification puts it, in the merged answer (a
 //! response key selected twice, in fragments say, is one object there).
 //! Once a failure has doomed `data`, the mutations left are not run.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
@@ -35,7 +36,13 @@ impl ExtensionFactory for FieldErrors {
 /// A request's field errors, the non-null fields that failed, and the
 /// types of the fields that hold others, by path.
 #[derive(Default)]
-struct Nulls(Mutex<State>);
+struct Nulls {
+    state: Mutex<State>,
+    /// A non-null field has failed.
+    any_failed: AtomicBool,
+    /// A failure reaches `data`: it will be null whatever else runs.
+    doomed: AtomicBool,
+}
 
 #[derive(Default)]
 struct State {
@@ -43,13 +50,11 @@ struct State {
     failed: Vec<Vec<PathSegment>>,
     /// By [`key`] of their path.
     types: HashMap<String, String>,
-    /// A failure reaches `data`: it will be null whatever else runs.
-    doomed: bool,
 }
 
 impl Nulls {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -88,36 +93,48 @@ impl Extension for Nulls {
         let path_node = info.path_node;
         let return_type = info.return_type;
         let at_root = path_node.parent.is_none();
+        let holds_fields = !info.field.selection_set.node.items.is_empty();
+        // Mutations run one after the other: none runs once `data` is lost.
+        if at_root && self.doomed.load(Ordering::Acquire) {
+            return Ok(Some(Value::Null));
+        }
+        let (value, error) = match next.run(ctx, info).await {
+            Ok(value) => (value, None),
+            Err(error) => (Some(Value::Null), Some(error)),
+        };
+        let failed_here = error.is_some() && return_type.ends_with('!');
+        // A field completes after the fields under it, so a failure under it
+        // is known by now. The types of fields holding others are noted only
+        // from the first non-null failure on: nothing, when nothing fails.
+        if error.is_none() && !self.any_failed.load(Ordering::Acquire) {
+            return Ok(value);
+        }
+        let mut state = self.state();
+        if holds_fields {
+            state
+                .types
+                .insert(key(&path_of(path_node)), return_type.to_owned());
+        }
+        if let Some(mut error) = error {
+            let path = path_of(path_node);
+            if error.path.is_empty() {
+                error.path.clone_from(&path);
+            }
+            state.errors.push(error);
+            if failed_here {
+                state.failed.push(path);
+                self.any_failed.store(true, Ordering::Release);
+            }
+        }
+        if at_root
+            && state
+                .failed
+                .iter()
+                .any(|p| nullable_parent(&state.types, p).is_none())
         {
-            let mut state = self.state();
-            // Mutations run one after the other: none runs once `data` is lost.
-            if at_root && state.doomed {
-                return Ok(Some(Value::Null));
-            }
-            if !info.field.selection_set.node.items.is_empty() {
-                state
-                    .types
-                    .insert(key(&path_of(path_node)), return_type.to_owned());
-            }
+            self.doomed.store(true, Ordering::Release);
         }
-        match next.run(ctx, info).await {
-            Err(mut error) => {
-                let path = path_of(path_node);
-                if error.path.is_empty() {
-                    error.path.clone_from(&path);
-                }
-                let mut state = self.state();
-                state.errors.push(error);
-                if return_type.ends_with('!') {
-                    if nullable_parent(&state.types, &path).is_none() {
-                        state.doomed = true;
-                    }
-                    state.failed.push(path);
-                }
-                Ok(Some(Value::Null))
-            }
-            ok => ok,
-        }
+        Ok(value)
     }
 }
 

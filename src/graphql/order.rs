@@ -12,6 +12,7 @@
 //! fragment on an object type applies exactly where validation lets it be
 //! spread); `@skip` and `@include` are honoured.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use async_graphql::indexmap::IndexMap;
@@ -42,7 +43,8 @@ pub fn in_query_order(
         variables,
         defaults: &defaults,
     };
-    walk.order(data, &[&operation.node.selection_set.node]);
+    let collected = walk.collect(&[&operation.node.selection_set.node]);
+    walk.apply(data, &collected);
 }
 
 struct Walk<'a> {
@@ -51,22 +53,20 @@ struct Walk<'a> {
     defaults: &'a HashMap<Name, Value>,
 }
 
-/// The fields of one response key, in the order they were met.
-type Collected<'d> = Vec<(&'d Name, Vec<&'d Field>)>;
+/// The response keys of a selection, in the order first met.
+type Collected<'d> = Vec<Entry<'d>>;
+
+/// One response key: its fields, and the keys under them, collected once
+/// for every object of a list.
+struct Entry<'d> {
+    key: &'d Name,
+    fields: Vec<&'d Field>,
+    children: OnceCell<Option<Collected<'d>>>,
+}
 
 impl<'d> Walk<'d> {
     /// Orders `value` (an object, a list of them, or nothing to order) by
-    /// the merged selection sets `sets`.
-    fn order(&self, value: &mut Value, sets: &[&'d SelectionSet]) {
-        match value {
-            Value::Object(_) | Value::List(_) => {
-                let collected = self.collect(sets);
-                self.apply(value, &collected);
-            }
-            _ => {}
-        }
-    }
-
+    /// `collected`.
     fn apply(&self, value: &mut Value, collected: &Collected<'d>) {
         match value {
             Value::List(items) => {
@@ -77,19 +77,15 @@ impl<'d> Walk<'d> {
             Value::Object(map) => {
                 let mut old = std::mem::take(map);
                 let mut ordered = IndexMap::with_capacity(old.len());
-                for (key, fields) in collected {
+                for entry in collected {
                     // `swap_remove`: constant time (what is left is kept
                     // below, in whatever order).
-                    if let Some(mut inner) = old.swap_remove(*key) {
-                        let sets: Vec<&SelectionSet> = fields
-                            .iter()
-                            .map(|f| &f.selection_set.node)
-                            .filter(|s| !s.items.is_empty())
-                            .collect();
-                        if !sets.is_empty() {
-                            self.order(&mut inner, &sets);
+                    if let Some(mut inner) = old.swap_remove(entry.key) {
+                        let children = entry.children.get_or_init(|| self.children(&entry.fields));
+                        if let Some(children) = children {
+                            self.apply(&mut inner, children);
                         }
-                        ordered.insert((*key).clone(), inner);
+                        ordered.insert(entry.key.clone(), inner);
                     }
                 }
                 // Keys the walk did not meet (none, unless a document the
@@ -99,6 +95,16 @@ impl<'d> Walk<'d> {
             }
             _ => {}
         }
+    }
+
+    /// The keys under `fields` (one response key's), merged; `None` for leaves.
+    fn children(&self, fields: &[&'d Field]) -> Option<Collected<'d>> {
+        let sets: Vec<&SelectionSet> = fields
+            .iter()
+            .map(|f| &f.selection_set.node)
+            .filter(|s| !s.items.is_empty())
+            .collect();
+        (!sets.is_empty()).then(|| self.collect(&sets))
     }
 
     /// The fields of `sets`, by response key, in the order first met.
@@ -130,10 +136,14 @@ impl<'d> Walk<'d> {
                     }
                     let key = &field.node.response_key().node;
                     match index.get(key) {
-                        Some(&at) => collected[at].1.push(&field.node),
+                        Some(&at) => collected[at].fields.push(&field.node),
                         None => {
                             index.insert(key, collected.len());
-                            collected.push((key, vec![&field.node]));
+                            collected.push(Entry {
+                                key,
+                                fields: vec![&field.node],
+                                children: OnceCell::new(),
+                            });
                         }
                     }
                 }

@@ -375,9 +375,21 @@ async fn execute(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    let variables = params
+        .variables
+        .map(|v| Variables::from_json(Value::Object(v)))
+        .unwrap_or_default();
+    if let Some(selected) = selected
+        && let Err(errors) = operation::check_required(&selected.node, &variables)
+    {
+        return request_errors(media, errors);
+    }
 
-    let mut request =
-        async_graphql::Request::new(asked.query.clone()).data(Refused::new(limits.max_errors()));
+    // The text is kept only to be stored under its hash.
+    let to_keep = asked.to_keep.map(|hash| (hash, asked.query.clone()));
+    let mut request = async_graphql::Request::new(asked.query)
+        .data(Refused::new(limits.max_errors()))
+        .variables(variables.clone());
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
@@ -387,15 +399,6 @@ async fn execute(
     if let Some(name) = &params.operation_name {
         request = request.operation_name(name);
     }
-    if let Some(variables) = params.variables {
-        request = request.variables(Variables::from_json(Value::Object(variables)));
-    }
-    if let Some(selected) = operation::selected(&ordered_by, params.operation_name.as_deref())
-        && let Err(errors) = operation::check_required(&selected.node, &request.variables)
-    {
-        return request_errors(media, errors);
-    }
-    let variables = request.variables.clone();
     if let Some(extensions) = params.extensions {
         for (key, value) in extensions {
             if let Ok(value) = async_graphql::Value::from_json(value) {
@@ -424,8 +427,8 @@ async fn execute(
         return request_errors(media, response.errors);
     }
     // A document is kept by its hash once it has passed validation.
-    if let Some(hash) = asked.to_keep {
-        persisted.keep(hash, &asked.query);
+    if let Some((hash, query)) = to_keep {
+        persisted.keep(hash, &query);
     }
     order::in_query_order(
         &mut response.data,
