@@ -40,6 +40,8 @@ pub const TYPE_SCOPES: &[(&str, Scope)] = &[
     ("RefreshError", Scope::Read),
     ("PageInfo", Scope::Read),
     ("App", Scope::Read),
+    // A field asked for on the interface itself resolves as the interface's.
+    ("Node", Scope::Read),
     ("UpsertAccountsPayload", Scope::Write),
     ("UpsertAccountResult", Scope::Write),
     ("RefreshAccountsPayload", Scope::Write),
@@ -333,24 +335,56 @@ mod tests {
 
     use super::*;
 
-    /// Every field of every object type in the schema, by type name.
-    fn object_fields() -> Vec<(String, String)> {
+    /// Pairs of names: (type, field), or (interface, implementing type).
+    type Pairs = Vec<(String, String)>;
+
+    /// Every field of every object and interface type in the schema, by
+    /// type name, and the types implementing each interface.
+    fn schema_fields() -> (Pairs, Pairs) {
         let document = parse_schema(crate::graphql::sdl()).expect("the SDL parses");
         let mut fields = Vec::new();
+        let mut implementations = Vec::new();
         for definition in document.definitions {
             let TypeSystemDefinition::Type(ty) = definition else {
                 continue;
             };
-            if let TypeKind::Object(object) = &ty.node.kind {
-                for field in &object.fields {
-                    fields.push((
-                        ty.node.name.node.to_string(),
-                        field.node.name.node.to_string(),
-                    ));
+            let name = ty.node.name.node.to_string();
+            let own = match &ty.node.kind {
+                TypeKind::Object(object) => {
+                    for interface in &object.implements {
+                        implementations.push((interface.node.to_string(), name.clone()));
+                    }
+                    &object.fields
                 }
+                TypeKind::Interface(interface) => &interface.fields,
+                _ => continue,
+            };
+            for field in own {
+                fields.push((name.clone(), field.node.name.node.to_string()));
             }
         }
-        fields
+        (fields, implementations)
+    }
+
+    fn object_fields() -> Vec<(String, String)> {
+        schema_fields().0
+    }
+
+    /// A field asked for on an interface is checked against the interface's
+    /// scope: it must be the scope of that field on every implementing type.
+    #[test]
+    fn interface_fields_need_what_their_implementations_need() {
+        let (fields, implementations) = schema_fields();
+        assert!(!implementations.is_empty());
+        for (interface, object) in implementations {
+            for (_, field) in fields.iter().filter(|(ty, _)| *ty == interface) {
+                assert_eq!(
+                    required_scope(&interface, field),
+                    required_scope(&object, field),
+                    "{interface}.{field} and {object}.{field}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Apps in the API: reading them, and registering new ones.
 
-use async_graphql::{Context, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use entity::app;
 use secrecy::SecretString;
@@ -9,6 +9,7 @@ use super::context::ContextExt;
 use super::enums::AppKind;
 use super::error::{ApiResult, ResultExt};
 use super::limits::cost;
+use super::node::NodeId;
 use crate::apps::{self, AppInput};
 use crate::domain::AppId;
 
@@ -19,6 +20,11 @@ pub struct App(pub(crate) app::Model);
 /// are write-only: the API says whether they are set, never what they are.
 #[Object]
 impl App {
+    /// The app's global id (see `Node.id`).
+    pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        Ok(NodeId::App(AppId::parse(self.0.appid.clone()).api()?).encode())
+    }
+
     /// The WeChat appid (`wx…`).
     async fn appid(&self) -> &str {
         &self.0.appid

@@ -12,6 +12,7 @@
 //! - [`batch`]: rows fetched together and their relations, loaded at once;
 //! - [`round`]: one refresh for all the stale accounts of a query;
 //! - [`page`]: Relay connections and cursors;
+//! - [`node`]: global object identification (`Node`, `node`, `nodes`);
 //! - [`persisted`]: automatic persisted queries (documents known by their hash);
 //! - [`enums`]: the GraphQL faces of the domain's enums;
 //! - [`error`]: service errors mapped to `extensions.code`;
@@ -29,6 +30,7 @@ pub mod context;
 pub mod enums;
 pub mod error;
 pub mod limits;
+pub mod node;
 pub mod nulls;
 pub mod operation;
 pub mod order;
@@ -66,6 +68,7 @@ pub struct QueryFields(
     apikey::ApiKeyQuery,
     stats::StatsQuery,
     sync::SyncQuery,
+    node::NodeQuery,
 );
 
 impl OutputType for Query {

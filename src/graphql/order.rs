@@ -7,10 +7,11 @@
 //! complete, so [`in_query_order`] rebuilds each object of `data` in query
 //! order once the operation has run.
 //!
-//! Type conditions are not evaluated: every fragment is expanded. That is
-//! exact while every type a fragment can apply to is an object type (a
-//! fragment on an object type applies exactly where validation lets it be
-//! spread); `@skip` and `@include` are honoured.
+//! Where a field's type is an object type, every fragment spread in its
+//! selection applies (validation saw to that). Where it is abstract (an
+//! interface such as `Node`), the object's concrete type was recorded as it
+//! resolved ([`RuntimeTypes`]), and only the fragments whose type condition
+//! it meets are expanded. `@skip` and `@include` are honoured.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -21,13 +22,17 @@ use async_graphql::parser::types::{
 };
 use async_graphql::{Name, Positioned, Value, Variables};
 
+use super::node::RuntimeTypes;
+
 /// Puts the keys of every object in `data` (the result of the operation
-/// `operation_name` of `document`, run with `variables`) in query order.
+/// `operation_name` of `document`, run with `variables`, whose abstract
+/// fields returned objects of `types`) in query order.
 pub fn in_query_order(
     data: &mut Value,
     document: &ExecutableDocument,
     operation_name: Option<&str>,
     variables: &Variables,
+    types: &RuntimeTypes,
 ) {
     let Some(operation) = super::operation::selected(document, operation_name) else {
         return;
@@ -42,15 +47,18 @@ pub fn in_query_order(
         fragments: &document.fragments,
         variables,
         defaults: &defaults,
+        types: (!types.is_empty()).then_some(types),
     };
-    let collected = walk.collect(&[&operation.node.selection_set.node]);
-    walk.apply(data, &collected);
+    let collected = walk.collect(&[&operation.node.selection_set.node], None);
+    walk.apply(data, &collected, &[], &mut String::new());
 }
 
 struct Walk<'a> {
     fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
     variables: &'a Variables,
     defaults: &'a HashMap<Name, Value>,
+    /// The concrete types of abstract fields' objects, when any ran.
+    types: Option<&'a RuntimeTypes>,
 }
 
 /// The response keys of a selection, in the order first met.
@@ -66,15 +74,37 @@ struct Entry<'d> {
 
 impl<'d> Walk<'d> {
     /// Orders `value` (an object, a list of them, or nothing to order) by
-    /// `collected`.
-    fn apply(&self, value: &mut Value, collected: &Collected<'d>) {
+    /// `collected`, the keys under `owner` (the fields of its response key).
+    /// `path` is its response path, kept only while there are [`RuntimeTypes`].
+    fn apply(
+        &self,
+        value: &mut Value,
+        collected: &Collected<'d>,
+        owner: &[&'d Field],
+        path: &mut String,
+    ) {
         match value {
             Value::List(items) => {
-                for item in items {
-                    self.apply(item, collected);
+                for (at, item) in items.iter_mut().enumerate() {
+                    let len = path.len();
+                    if self.types.is_some() {
+                        push_segment(path, &at.to_string());
+                    }
+                    self.apply(item, collected, owner, path);
+                    path.truncate(len);
                 }
             }
             Value::Object(map) => {
+                // An object of an abstract field: only the fragments its
+                // concrete type meets count.
+                let typed;
+                let collected = match self.types.and_then(|types| types.at(path)) {
+                    Some(applies) => {
+                        typed = self.collect(&selection_sets(owner), Some(&applies));
+                        &typed
+                    }
+                    None => collected,
+                };
                 let mut old = std::mem::take(map);
                 let mut ordered = IndexMap::with_capacity(old.len());
                 for entry in collected {
@@ -83,7 +113,12 @@ impl<'d> Walk<'d> {
                     if let Some(mut inner) = old.swap_remove(entry.key) {
                         let children = entry.children.get_or_init(|| self.children(&entry.fields));
                         if let Some(children) = children {
-                            self.apply(&mut inner, children);
+                            let len = path.len();
+                            if self.types.is_some() {
+                                push_segment(path, entry.key);
+                            }
+                            self.apply(&mut inner, children, &entry.fields, path);
+                            path.truncate(len);
                         }
                         ordered.insert(entry.key.clone(), inner);
                     }
@@ -99,20 +134,18 @@ impl<'d> Walk<'d> {
 
     /// The keys under `fields` (one response key's), merged; `None` for leaves.
     fn children(&self, fields: &[&'d Field]) -> Option<Collected<'d>> {
-        let sets: Vec<&SelectionSet> = fields
-            .iter()
-            .map(|f| &f.selection_set.node)
-            .filter(|s| !s.items.is_empty())
-            .collect();
-        (!sets.is_empty()).then(|| self.collect(&sets))
+        let sets = selection_sets(fields);
+        (!sets.is_empty()).then(|| self.collect(&sets, None))
     }
 
-    /// The fields of `sets`, by response key, in the order first met.
-    fn collect(&self, sets: &[&'d SelectionSet]) -> Collected<'d> {
+    /// The fields of `sets`, by response key, in the order first met; with
+    /// `applies`, only fragments on those types (and without a condition)
+    /// are expanded.
+    fn collect(&self, sets: &[&'d SelectionSet], applies: Option<&[String]>) -> Collected<'d> {
         let mut collected: Collected<'d> = Vec::new();
         let mut index: HashMap<&'d Name, usize> = HashMap::new();
         for set in sets {
-            self.collect_into(set, &mut collected, &mut index, 0);
+            self.collect_into(set, applies, &mut collected, &mut index, 0);
         }
         collected
     }
@@ -120,10 +153,14 @@ impl<'d> Walk<'d> {
     fn collect_into(
         &self,
         set: &'d SelectionSet,
+        applies: Option<&[String]>,
         collected: &mut Collected<'d>,
         index: &mut HashMap<&'d Name, usize>,
         depth: usize,
     ) {
+        let meets = |condition: &Name| {
+            applies.is_none_or(|applies| applies.iter().any(|ty| ty == condition.as_str()))
+        };
         // Validation refuses fragment cycles; this only guards the walk.
         if depth > 64 {
             return;
@@ -151,9 +188,12 @@ impl<'d> Walk<'d> {
                     if !self.included(&spread.node.directives) {
                         continue;
                     }
-                    if let Some(fragment) = self.fragments.get(&spread.node.fragment_name.node) {
+                    if let Some(fragment) = self.fragments.get(&spread.node.fragment_name.node)
+                        && meets(&fragment.node.type_condition.node.on.node)
+                    {
                         self.collect_into(
                             &fragment.node.selection_set.node,
+                            applies,
                             collected,
                             index,
                             depth + 1,
@@ -161,9 +201,13 @@ impl<'d> Walk<'d> {
                     }
                 }
                 Selection::InlineFragment(inline) => {
-                    if self.included(&inline.node.directives) {
+                    let condition = inline.node.type_condition.as_ref();
+                    if self.included(&inline.node.directives)
+                        && condition.is_none_or(|c| meets(&c.node.on.node))
+                    {
                         self.collect_into(
                             &inline.node.selection_set.node,
+                            applies,
                             collected,
                             index,
                             depth + 1,
@@ -199,6 +243,23 @@ impl<'d> Walk<'d> {
     }
 }
 
+/// The non-empty selection sets of `fields`.
+fn selection_sets<'d>(fields: &[&'d Field]) -> Vec<&'d SelectionSet> {
+    fields
+        .iter()
+        .map(|f| &f.selection_set.node)
+        .filter(|s| !s.items.is_empty())
+        .collect()
+}
+
+/// Appends one segment to a response path (`a/0/b`).
+fn push_segment(path: &mut String, segment: &str) {
+    if !path.is_empty() {
+        path.push('/');
+    }
+    path.push_str(segment);
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -208,7 +269,13 @@ mod tests {
     fn ordered(query: &str, data: serde_json::Value, variables: serde_json::Value) -> String {
         let document = async_graphql::parser::parse_query(query).unwrap();
         let mut data = Value::from_json(data).unwrap();
-        in_query_order(&mut data, &document, None, &Variables::from_json(variables));
+        in_query_order(
+            &mut data,
+            &document,
+            None,
+            &Variables::from_json(variables),
+            &RuntimeTypes::default(),
+        );
         serde_json::to_string(&data).unwrap()
     }
 
@@ -248,6 +315,27 @@ mod tests {
         assert_eq!(
             ordered(query, data, json!({ "no": false })),
             r#"{"a":1,"b":2}"#
+        );
+    }
+
+    #[test]
+    fn fragments_of_abstract_fields_apply_by_the_concrete_type() {
+        let query = "{ nodes { ... on A { x: f y: g } ...B id } one { ...B ... on A { y: g } } }
+            fragment B on B { y: h x: i }";
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        let types = RuntimeTypes::default();
+        types.set("nodes/0".into(), vec!["A".into(), "Node".into()]);
+        types.set("nodes/1".into(), vec!["B".into(), "Node".into()]);
+        types.set("one".into(), vec!["B".into()]);
+        let data = json!({
+            "one": { "x": 2, "y": 1 },
+            "nodes": [{ "id": 0, "y": 2, "x": 1 }, { "id": 0, "x": 2, "y": 1 }, null],
+        });
+        let mut data = Value::from_json(data).unwrap();
+        in_query_order(&mut data, &document, None, &Variables::default(), &types);
+        assert_eq!(
+            serde_json::to_string(&data).unwrap(),
+            r#"{"nodes":[{"x":1,"y":2,"id":0},{"y":1,"x":2,"id":0},null],"one":{"y":1,"x":2}}"#
         );
     }
 

@@ -18,6 +18,8 @@
 //!   measured again ([`crate::graphql::limits`]); over a limit it is a
 //!   request error with `extensions.code = LIMIT_EXCEEDED`.
 
+use std::sync::Arc;
+
 use async_graphql::parser::types::OperationType;
 use async_graphql::{ServerError, Variables};
 use axum::Extension;
@@ -33,6 +35,7 @@ use crate::error::ErrorCode;
 use crate::graphql::ApiSchema;
 use crate::graphql::access::Refused;
 use crate::graphql::limits::{Limits, Refusal};
+use crate::graphql::node::RuntimeTypes;
 use crate::graphql::persisted::{PersistedError, PersistedQueries};
 use crate::graphql::{operation, order};
 use crate::keys::Principal;
@@ -387,8 +390,10 @@ async fn execute(
 
     // The text is kept only to be stored under its hash.
     let to_keep = asked.to_keep.map(|hash| (hash, asked.query.clone()));
+    let types = Arc::new(RuntimeTypes::default());
     let mut request = async_graphql::Request::new(asked.query)
         .data(Refused::new(limits.max_errors()))
+        .data(types.clone())
         .variables(variables.clone());
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
@@ -435,6 +440,7 @@ async fn execute(
         &ordered_by,
         params.operation_name.as_deref(),
         &variables,
+        &types,
     );
     let max = limits.max_response_bytes();
     match serialize_within(&response, max) {

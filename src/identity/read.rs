@@ -302,36 +302,68 @@ pub async fn find_accounts(
     apps: &Apps,
     keys: &[(AppId, OpenId)],
 ) -> Result<Vec<account::Model>, LookupError> {
-    let mut app_ids: HashMap<&AppId, i64> = HashMap::new();
+    for (appid, _) in keys {
+        registered(apps, appid).await?;
+    }
+    let found = accounts_by_keys(db, apps, keys).await?;
+    keys.iter()
+        .zip(found)
+        .map(|((appid, openid), account)| {
+            account.ok_or_else(|| LookupError::NoSuchAccount {
+                appid: appid.clone(),
+                openid: openid.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The accounts of `keys`, in order (one statement): `None` where the app
+/// is not registered or the account not known.
+#[tracing::instrument(name = "identity.read.accounts_by_keys", level = "debug", skip_all, fields(keys = keys.len()))]
+pub async fn accounts_by_keys(
+    db: &DatabaseConnection,
+    apps: &Apps,
+    keys: &[(AppId, OpenId)],
+) -> Result<Vec<Option<account::Model>>, DbErr> {
+    let mut app_ids: HashMap<&AppId, Option<i64>> = HashMap::new();
     for (appid, _) in keys {
         if !app_ids.contains_key(appid) {
-            app_ids.insert(appid, registered(apps, appid).await?.id);
+            app_ids.insert(appid, apps.by_appid(appid).await?.map(|app| app.id));
         }
     }
     let pairs: Vec<(i64, &str)> = keys
         .iter()
-        .map(|(appid, openid)| (app_ids[appid], openid.as_str()))
+        .filter_map(|(appid, openid)| Some((app_ids[appid]?, openid.as_str())))
         .collect();
-    let mut found: HashMap<(i64, String), account::Model> = HashMap::new();
-    if !pairs.is_empty() {
-        for account in account::Entity::find()
+    let found: HashMap<(i64, String), account::Model> = if pairs.is_empty() {
+        HashMap::new()
+    } else {
+        account::Entity::find()
             .filter(account_keys(&pairs))
             .all(db)
             .await?
-        {
-            found.insert((account.app_id, account.openid.clone()), account);
-        }
-    }
-    keys.iter()
-        .zip(&pairs)
-        .map(|((appid, openid), (app_id, _))| {
-            found
-                .get(&(*app_id, openid.as_str().to_owned()))
-                .cloned()
-                .ok_or_else(|| LookupError::NoSuchAccount {
-                    appid: appid.clone(),
-                    openid: openid.clone(),
-                })
+            .into_iter()
+            .map(|account| ((account.app_id, account.openid.clone()), account))
+            .collect()
+    };
+    Ok(keys
+        .iter()
+        .map(|(appid, openid)| {
+            let app_id = app_ids[appid]?;
+            found.get(&(app_id, openid.as_str().to_owned())).cloned()
         })
-        .collect()
+        .collect())
+}
+
+/// The persons of `unionids`, by UnionID (one statement); UnionIDs not
+/// stored are left out.
+pub async fn persons_by_unionids(
+    db: &DatabaseConnection,
+    unionids: &[&UnionId],
+) -> Result<HashMap<String, person::Model>, DbErr> {
+    let rows = person::Entity::find()
+        .filter(person::Column::Unionid.is_in(unionids.iter().map(|u| u.as_str())))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|p| (p.unionid.clone(), p)).collect())
 }

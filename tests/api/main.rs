@@ -21,6 +21,7 @@ mod health;
 mod hostile;
 mod http_edge;
 mod identity;
+mod nodes;
 mod pagination;
 mod random_input;
 mod readme;

@@ -2,15 +2,17 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Object, SimpleObject};
+use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::account;
 
+use crate::domain::{AppId, OpenId};
 use crate::graphql::app::App;
 use crate::graphql::batch::Siblings;
 use crate::graphql::context::ContextExt;
 use crate::graphql::enums::{ProfileSource, Sex};
 use crate::graphql::error::{ApiError, ApiResult, ResultExt};
+use crate::graphql::node::NodeId;
 use crate::graphql::page::connection;
 use crate::graphql::person::Person;
 use crate::identity::read;
@@ -86,6 +88,13 @@ impl Account {
 /// One user as one app sees them: an OpenID with its cached profile and follow status.
 #[Object]
 impl Account {
+    /// The account's global id (see `Node.id`).
+    pub async fn id(&self, ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        let appid = AppId::parse(self.load_app(ctx).await?.appid).api()?;
+        let openid = OpenId::parse(self.model.openid.clone()).api()?;
+        Ok(NodeId::Account(appid, openid).encode())
+    }
+
     /// The appid of the app that issued the openid.
     async fn appid(&self, ctx: &Context<'_>) -> ApiResult<String> {
         Ok(self.load_app(ctx).await?.appid)

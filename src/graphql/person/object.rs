@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use entity::{account, person};
 
-use crate::domain::AppId;
+use crate::domain::{AppId, UnionId};
 use crate::graphql::account::Account;
 use crate::graphql::batch::Siblings;
 use crate::graphql::context::ContextExt;
 use crate::graphql::enums::Sex;
 use crate::graphql::error::{ApiResult, ResultExt};
 use crate::graphql::limits::cost;
+use crate::graphql::node::NodeId;
 use crate::graphql::page::connection;
 use crate::graphql::round::Ticket;
 use crate::identity::{Profile, best_profile, profile};
@@ -71,6 +72,12 @@ impl Person {
 /// `user/info`; among equals the most recently updated account wins.
 #[Object]
 impl Person {
+    /// The person's global id (see `Node.id`).
+    pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        let unionid = UnionId::parse(self.model.unionid.clone()).api()?;
+        Ok(NodeId::Person(unionid).encode())
+    }
+
     /// The WeChat UnionID.
     async fn unionid(&self) -> &str {
         &self.model.unionid
