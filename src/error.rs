@@ -82,6 +82,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: [Self; 11] = [
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::RateLimited,
+        Self::NotFound,
+        Self::BadUserInput,
+        Self::GraphqlParseFailed,
+        Self::GraphqlValidationFailed,
+        Self::BadRequest,
+        Self::LimitExceeded,
+        Self::PersistedQueryNotFound,
+        Self::Internal,
+    ];
+
     /// The code as clients see it.
     pub fn as_str(self) -> &'static str {
         match self {

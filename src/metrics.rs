@@ -15,14 +15,34 @@
 //! | `union360_wechat_request_duration_seconds` | histogram | `api`, `outcome` (`ok` or an error class) |
 //! | `union360_wechat_token_fetches_total` | counter | `api` |
 //! | `union360_sql_statements_total` | counter | SQL statements run since start |
+//! | `union360_http_requests_total` | counter | `route`, `method`, `status` |
+//! | `union360_http_request_duration_seconds` | histogram | `route`, `method`, `status` |
+//! | `union360_graphql_operations_total` | counter | `operation` (name), `type`, `outcome` |
+//! | `union360_graphql_operation_duration_seconds` | histogram | `type`, `outcome` |
+//! | `union360_graphql_errors_total` | counter | `code` (`extensions.code`) |
+//! | `union360_db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
+//! | `union360_db_pool_max_connections` | gauge | the pool's size limit |
+//! | `process_*` | various | CPU, memory, open files, threads, start time |
+//!
+//! Label values are bounded: routes are the service's own, operation names
+//! are the first [`MAX_OPERATION_NAMES`] distinct ones seen (later ones are
+//! counted as `(other)`), codes are [`ErrorCode::ALL`].
 //!
 //! Every family has its HELP text, and the failure counters are present at
 //! zero from the start, so an alert on their rate works before the first
 //! failure.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_process::Collector;
+
+use crate::error::ErrorCode;
+
+/// How many distinct GraphQL operation names get a series of their own.
+pub const MAX_OPERATION_NAMES: usize = 100;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -91,9 +111,178 @@ fn describe() {
         "union360_sql_statements_total",
         "SQL statements run since the process started."
     );
+    describe_counter!(
+        "union360_http_requests_total",
+        "HTTP requests answered, by route, method and status."
+    );
+    describe_histogram!(
+        "union360_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request (until its headers), by route, method and status."
+    );
+    describe_counter!(
+        "union360_graphql_operations_total",
+        "GraphQL operations, by operation name, type (query, mutation, none when the document did not parse) and outcome (ok, partial: data with field errors, error: no data)."
+    );
+    describe_histogram!(
+        "union360_graphql_operation_duration_seconds",
+        Unit::Seconds,
+        "Time to run a GraphQL operation, by type and outcome."
+    );
+    describe_counter!(
+        "union360_graphql_errors_total",
+        "Errors sent to clients, by extensions.code."
+    );
+    for code in ErrorCode::ALL {
+        metrics::counter!("union360_graphql_errors_total", "code" => code.as_str()).absolute(0);
+    }
+    describe_gauge!(
+        "union360_db_pool_connections",
+        "Database connections held by the pool, idle or in use."
+    );
+    describe_gauge!(
+        "union360_db_pool_max_connections",
+        "The most connections the pool may hold."
+    );
+    process().describe();
 }
 
-/// The metrics in the Prometheus text format.
+fn process() -> &'static Collector {
+    static PROCESS: OnceLock<Collector> = OnceLock::new();
+    PROCESS.get_or_init(Collector::default)
+}
+
+/// Counts an HTTP request to `route` answered with `status` after `elapsed`.
+pub fn http_request(route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
+    let status = status.to_string();
+    metrics::counter!(
+        "union360_http_requests_total",
+        "route" => route,
+        "method" => method,
+        "status" => status.clone()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "union360_http_request_duration_seconds",
+        "route" => route,
+        "method" => method,
+        "status" => status
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// How a GraphQL request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Data and no errors.
+    Ok,
+    /// Data with field errors.
+    Partial,
+    /// No data: a request error, or execution stopped.
+    Error,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Partial => "partial",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Counts a GraphQL operation: its name (`None`: anonymous), its type
+/// (`None`: the document did not parse or name an operation), and how it ended.
+pub fn graphql_operation(
+    name: Option<&str>,
+    kind: Option<&'static str>,
+    outcome: Outcome,
+    elapsed: Duration,
+) {
+    let kind = kind.unwrap_or("none");
+    metrics::counter!(
+        "union360_graphql_operations_total",
+        "operation" => operation_label(name),
+        "type" => kind,
+        "outcome" => outcome.as_str()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "union360_graphql_operation_duration_seconds",
+        "type" => kind,
+        "outcome" => outcome.as_str()
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// The label of operation `name`: itself while fewer than
+/// [`MAX_OPERATION_NAMES`] distinct names were seen (clients choose names,
+/// and every label value is a series held in memory until restart).
+fn operation_label(name: Option<&str>) -> String {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let Some(name) = name else {
+        return "(anonymous)".to_owned();
+    };
+    let mut seen = SEEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if seen.contains(name) {
+        return name.to_owned();
+    }
+    if seen.len() < MAX_OPERATION_NAMES {
+        seen.insert(name.to_owned());
+        return name.to_owned();
+    }
+    "(other)".to_owned()
+}
+
+/// Counts errors sent to a client, by code (an unknown code as `INTERNAL`).
+pub fn graphql_errors<'a>(codes: impl IntoIterator<Item = Option<&'a str>>) {
+    for code in codes {
+        let code = ErrorCode::ALL
+            .into_iter()
+            .map(ErrorCode::as_str)
+            .find(|known| Some(*known) == code)
+            .unwrap_or(ErrorCode::Internal.as_str());
+        metrics::counter!("union360_graphql_errors_total", "code" => code).increment(1);
+    }
+}
+
+/// Sets the database pool's gauges.
+pub fn db_pool(idle: usize, size: u32, max: u32) {
+    let size = size as f64;
+    let idle = idle as f64;
+    metrics::gauge!("union360_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("union360_db_pool_connections", "state" => "in_use")
+        .set((size - idle).max(0.0));
+    metrics::gauge!("union360_db_pool_max_connections").set(max as f64);
+}
+
+/// The metrics in the Prometheus text format, the process's read now.
 pub fn render() -> String {
-    install().map(PrometheusHandle::render).unwrap_or_default()
+    install()
+        .map(|handle| {
+            process().collect();
+            handle.render()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_are_bounded() {
+        let labels: Vec<String> = (0..MAX_OPERATION_NAMES + 50)
+            .map(|i| operation_label(Some(&format!("Op{i}"))))
+            .collect();
+        assert_eq!(labels[0], "Op0");
+        assert_eq!(labels.last().map(String::as_str), Some("(other)"));
+        // A name seen before keeps its series.
+        assert_eq!(operation_label(Some("Op0")), "Op0");
+        assert_eq!(operation_label(None), "(anonymous)");
+    }
 }

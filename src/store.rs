@@ -80,6 +80,31 @@ pub struct Store {
     pub client_statements: StatementCounter,
 }
 
+impl Store {
+    /// The pool's connections now: idle, held in all, and the most it may hold.
+    pub fn pool_state(&self) -> (usize, u32, u32) {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (
+                    pool.num_idle(),
+                    pool.size(),
+                    pool.options().get_max_connections(),
+                )
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (
+                    pool.num_idle(),
+                    pool.size(),
+                    pool.options().get_max_connections(),
+                )
+            }
+            _ => (0, 0, 0),
+        }
+    }
+}
+
 /// Connects to `url`, SQLite or PostgreSQL, allowing the default time to reach it.
 pub async fn connect(url: &str) -> Result<Store, DbErr> {
     connect_within(

@@ -57,6 +57,22 @@ async fn refreshes_and_wechat_calls_are_counted_exactly() {
     let data = app.data(query, Value::Null).await;
     assert!(!data.to_string().contains("\"stale\":true"), "{data}");
 
+    // A named query, a document that does not parse, a path nobody serves.
+    app.data("query Named { apps { appid } }", Value::Null)
+        .await;
+    let unparsed = app.graphql("{ apps {", Value::Null).await;
+    assert_eq!(
+        unparsed["errors"][0]["extensions"]["code"],
+        "GRAPHQL_PARSE_FAILED"
+    );
+    let missing = app
+        .client
+        .get(format!("{}/no/such/path", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
     let text = reqwest::get(format!("{}/metrics", app.address))
         .await
         .unwrap()
@@ -128,6 +144,72 @@ async fn refreshes_and_wechat_calls_are_counted_exactly() {
         Some(1.0)
     );
 
+    // Requests by route, method and status; operations by name, type and
+    // outcome; errors by code (every code present, at zero when unseen).
+    assert_eq!(
+        get(r#"union360_http_requests_total{route="unmatched",method="GET",status="404"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        get(r#"union360_http_requests_total{route="/graphql",method="POST",status="200"}"#)
+            .is_some_and(|n| n >= 4.0),
+        "{text}"
+    );
+    assert!(
+        get(r#"union360_http_request_duration_seconds_count{route="/graphql",method="POST",status="200"}"#)
+            .is_some_and(|n| n >= 4.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(r#"union360_graphql_operations_total{operation="Named",type="query",outcome="ok"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(
+            r#"union360_graphql_operations_total{operation="(anonymous)",type="none",outcome="error"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(r#"union360_graphql_errors_total{code="GRAPHQL_PARSE_FAILED"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        get(r#"union360_graphql_errors_total{code="NOT_FOUND"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    for code in ["INTERNAL", "LIMIT_EXCEEDED", "UNAUTHENTICATED", "FORBIDDEN"] {
+        assert_eq!(
+            get(&format!("union360_graphql_errors_total{{code=\"{code}\"}}")),
+            Some(0.0),
+            "{code} in:\n{text}"
+        );
+    }
+    // The pool, and the process itself.
+    assert_eq!(
+        get("union360_db_pool_max_connections"),
+        Some(16.0),
+        "{text}"
+    );
+    assert!(
+        get(r#"union360_db_pool_connections{state="idle"}"#).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    for series in [
+        "process_resident_memory_bytes",
+        "process_threads",
+        "process_open_fds",
+    ] {
+        assert!(get(series).is_some_and(|n| n > 0.0), "{series} in:\n{text}");
+    }
+    // Whole seconds: a test's process may not have used one yet.
+    assert!(get("process_cpu_seconds_total").is_some(), "{text}");
+
     // A real Prometheus text parser reads the page, and every family has
     // its TYPE and HELP.
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
@@ -143,6 +225,13 @@ async fn refreshes_and_wechat_calls_are_counted_exactly() {
         "union360_refresh_served_stale_total",
         "union360_sql_statements_total",
         "union360_wechat_request_duration_seconds",
+        "union360_http_requests_total",
+        "union360_http_request_duration_seconds",
+        "union360_graphql_operations_total",
+        "union360_graphql_operation_duration_seconds",
+        "union360_graphql_errors_total",
+        "union360_db_pool_connections",
+        "process_resident_memory_bytes",
     ] {
         assert!(families.contains(family), "{family} missing: {families:?}");
     }

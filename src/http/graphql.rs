@@ -19,6 +19,7 @@
 //!   request error with `extensions.code = LIMIT_EXCEEDED`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{ServerError, Variables};
@@ -39,6 +40,7 @@ use crate::graphql::node::RuntimeTypes;
 use crate::graphql::persisted::{PersistedError, PersistedQueries};
 use crate::graphql::{operation, order};
 use crate::keys::Principal;
+use crate::metrics::{self, Outcome};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
@@ -139,6 +141,7 @@ fn text_body(media: Media, status: StatusCode, text: String) -> Response {
 
 /// An error answer: no `data` entry, one error with a code.
 fn error_body(media: Media, status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    metrics::graphql_errors([Some(code.as_str())]);
     body(
         media,
         status,
@@ -334,6 +337,38 @@ fn is_json_utf8(content_type: &str) -> bool {
     })
 }
 
+/// Counts one GraphQL request when it is dropped, however it ended (an
+/// error answer unless [`Self::outcome`] was set; a client that went away
+/// counts as one too).
+struct OperationMetrics {
+    started: Instant,
+    name: Option<String>,
+    kind: Option<&'static str>,
+    outcome: Outcome,
+}
+
+impl OperationMetrics {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            name: None,
+            kind: None,
+            outcome: Outcome::Error,
+        }
+    }
+}
+
+impl Drop for OperationMetrics {
+    fn drop(&mut self) {
+        metrics::graphql_operation(
+            self.name.as_deref(),
+            self.kind,
+            self.outcome,
+            self.started.elapsed(),
+        );
+    }
+}
+
 async fn execute(
     schema: &ApiSchema,
     media: Media,
@@ -341,6 +376,7 @@ async fn execute(
     is_get: bool,
     caller: Option<Extension<Principal>>,
 ) -> Response {
+    let mut counted = OperationMetrics::start();
     let limits = Limits::of(schema);
     let persisted = schema
         .data::<PersistedQueries>()
@@ -366,6 +402,19 @@ async fn execute(
         Err(error) => return request_errors(media, vec![error]),
     };
     let selected = operation::selected(&document, params.operation_name.as_deref());
+    if let Some(selected) = selected {
+        counted.kind = Some(match selected.node.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        });
+        counted.name = params.operation_name.clone().or_else(|| {
+            document
+                .operations
+                .iter()
+                .find_map(|(name, _)| name.map(ToString::to_string))
+        });
+    }
     if is_get && selected.is_some_and(|op| op.node.ty == OperationType::Mutation) {
         let mut response = error_body(
             media,
@@ -415,6 +464,7 @@ async fn execute(
         Ok(response) => response,
         // It ran, and was stopped: an execution result without data.
         Err(error) => {
+            count_errors(std::slice::from_ref(&error));
             return body(
                 media,
                 StatusCode::OK,
@@ -435,6 +485,12 @@ async fn execute(
     if let Some((hash, query)) = to_keep {
         persisted.keep(hash, &query);
     }
+    count_errors(&response.errors);
+    counted.outcome = match (&response.data, response.errors.is_empty()) {
+        (async_graphql::Value::Null, _) => Outcome::Error,
+        (_, true) => Outcome::Ok,
+        (_, false) => Outcome::Partial,
+    };
     order::in_query_order(
         &mut response.data,
         &ordered_by,
@@ -445,16 +501,19 @@ async fn execute(
     let max = limits.max_response_bytes();
     match serialize_within(&response, max) {
         Some(text) => text_body(media, StatusCode::OK, text),
-        None => body(
-            media,
-            StatusCode::OK,
-            &async_graphql::Response::from_errors(vec![
-                Refusal::limit(format!(
-                    "the response would be larger than {max} bytes (UNION360_MAX_RESPONSE_BYTES)"
-                ))
-                .into(),
-            ]),
-        ),
+        None => {
+            let error: ServerError = Refusal::limit(format!(
+                "the response would be larger than {max} bytes (UNION360_MAX_RESPONSE_BYTES)"
+            ))
+            .into();
+            count_errors(std::slice::from_ref(&error));
+            counted.outcome = Outcome::Error;
+            body(
+                media,
+                StatusCode::OK,
+                &async_graphql::Response::from_errors(vec![error]),
+            )
+        }
     }
 }
 
@@ -485,6 +544,16 @@ fn serialize_within(value: &impl serde::Serialize, max: usize) -> Option<String>
     String::from_utf8(out.buf).ok()
 }
 
+/// Counts `errors` in the metrics, by code.
+fn count_errors(errors: &[ServerError]) {
+    metrics::graphql_errors(errors.iter().map(|error| {
+        match error.extensions.as_ref().and_then(|e| e.get("code")) {
+            Some(async_graphql::Value::String(code)) => Some(code.as_str()),
+            _ => None,
+        }
+    }));
+}
+
 /// A request error made of `errors` (which carry their codes).
 fn request_errors(media: Media, errors: Vec<ServerError>) -> Response {
     /// Serialised as a struct, so each error's message comes first.
@@ -492,6 +561,7 @@ fn request_errors(media: Media, errors: Vec<ServerError>) -> Response {
     struct Errors {
         errors: Vec<ServerError>,
     }
+    count_errors(&errors);
     body(media, media.request_error_status(), &Errors { errors })
 }
 

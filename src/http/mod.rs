@@ -28,7 +28,7 @@ mod serve;
 
 pub use serve::{ConnectionLimits, serve};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -85,7 +85,54 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
+    .layer(middleware::from_fn(count_requests))
     .layer(TraceLayer::new_for_http())
+}
+
+/// The routes requests are counted under; anything else is `unmatched`.
+const ROUTES: &[&str] = &[
+    "/graphql",
+    "/graphiql/examples",
+    "/graphiql/assets",
+    "/graphiql",
+    "/dashboard/assets",
+    "/dashboard",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// The route `path` is counted under (a fixed set: paths are the client's).
+fn route_of(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|route| {
+            path.strip_prefix(**route)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// The method label of `method` (a fixed set: methods are the client's).
+fn method_of(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts every answer by route, method and status, with its time.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = route_of(request.uri().path());
+    let method = method_of(request.method());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::http_request(route, method, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// CORS for `origins`, or none when the list is empty.
@@ -190,6 +237,8 @@ async fn metrics(
     State(state): State<AppState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     ::metrics::counter!("union360_sql_statements_total").absolute(state.store().statements.get());
+    let (idle, size, max) = state.store().pool_state();
+    crate::metrics::db_pool(idle, size, max);
     (
         [(
             axum::http::header::CONTENT_TYPE,
