@@ -27,7 +27,7 @@
 //! | condition | code |
 //! |---|---|
 //! | an app or account the request names does not exist; a path no route serves | `NOT_FOUND` |
-//! | input that does not parse or breaks a rule (a malformed id, a page too large, a cursor of another list, the same account twice, too many rows, a TTL too short, an appid taken) | `BAD_USER_INPUT` |
+//! | input that does not parse or breaks a rule (a malformed id, a page too large, a cursor of another list, the same account twice, too many rows, a TTL too short, an appid taken); a variable missing, null where it may not be, or of the wrong type | `BAD_USER_INPUT` |
 //! | a document that does not parse | `GRAPHQL_PARSE_FAILED` |
 //! | a document that breaks a GraphQL rule (an unknown field, a fragment that spreads itself, an input field given twice) | `GRAPHQL_VALIDATION_FAILED` |
 //! | an HTTP request that is not a GraphQL request union360 can take (a body that is not JSON, a media type it does not speak, a method the route does not answer) | `BAD_REQUEST` |

@@ -1,7 +1,7 @@
 //! API keys in the API: listing, creating and revoking them (`admin` scope).
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
 use super::context::ContextExt;
@@ -49,19 +49,19 @@ impl ApiKey {
     }
 
     /// When the key was created.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
 
     /// When the key was last used, as last recorded (recorded about once a
     /// minute, not on every request).
-    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_used_at
+    async fn last_used_at(&self) -> Option<DateTime> {
+        self.0.last_used_at.map(DateTime)
     }
 
     /// When the key was revoked; a revoked key is refused with UNAUTHENTICATED.
-    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
-        self.0.revoked_at
+    async fn revoked_at(&self) -> Option<DateTime> {
+        self.0.revoked_at.map(DateTime)
     }
 }
 

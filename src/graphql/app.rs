@@ -1,7 +1,7 @@
 //! Apps in the API: reading them, and registering new ones.
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, InputObject, Object};
-use chrono::{DateTime, Utc};
 use entity::app;
 use secrecy::SecretString;
 
@@ -53,13 +53,13 @@ impl App {
     }
 
     /// When the app was registered.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
 
     /// When the app was last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`node`]: global object identification (`Node`, `node`, `nodes`);
 //! - [`persisted`]: automatic persisted queries (documents known by their hash);
 //! - [`enums`]: the GraphQL faces of the domain's enums;
+//! - [`scalars`]: `DateTime` and `Date`, described and specified;
 //! - [`error`]: service errors mapped to `extensions.code`;
 //! - [`nulls`]: a failed field is `null`, where the specification puts it;
 //! - [`operation`]: the operation a request runs, its required variables checked;
@@ -38,6 +39,7 @@ pub mod page;
 pub mod persisted;
 pub mod person;
 pub mod round;
+pub mod scalars;
 pub mod stats;
 pub mod sync;
 
@@ -137,6 +139,7 @@ pub fn sdl() -> String {
         SDLExportOptions::new()
             .sorted_fields()
             .sorted_arguments()
-            .sorted_enum_items(),
+            .sorted_enum_items()
+            .include_specified_by(),
     )
 }

@@ -284,18 +284,16 @@ pub struct NodeQuery;
 impl NodeQuery {
     /// The object with this id (from the `id` field of a Person, Account or
     /// App), or null when it no longer exists. Fails with BAD_USER_INPUT
-    /// when the id is not one this API gives out.
+    /// when the id is not one this API gives out. Stale profiles are
+    /// refreshed as `IF_STALE` says (this field takes the id alone, as
+    /// Relay requires; `nodes` takes a `refresh` policy).
     async fn node(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The object's `id`.")] id: ID,
-        #[graphql(
-            desc = "How to handle stale profiles: IF_STALE (the default), CACHE_ONLY or FORCE."
-        )]
-        refresh: Option<RefreshPolicy>,
     ) -> ApiResult<Option<Node>> {
         let id = NodeId::decode(&id).map_err(|e| ApiError::BadUserInput(e.to_string()))?;
-        let node = load(ctx, std::slice::from_ref(&id), refresh)
+        let node = load(ctx, std::slice::from_ref(&id), None)
             .await?
             .pop()
             .flatten();

@@ -1,35 +1,14 @@
 //! Audience statistics in the API (`stats` scope): distinct followers of
 //! the company's official accounts, their overlaps, and their history.
 
-use async_graphql::{
-    Context, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject, Value,
-};
+use async_graphql::{Context, Object, SimpleObject};
 
 use super::context::ContextExt;
 use super::error::{ApiError, ApiResult, ResultExt};
 use super::limits::cost;
-use crate::domain::{AppId, Day};
+use super::scalars::Date;
+use crate::domain::AppId;
 use crate::stats::{self, StatsError};
-
-/// A calendar day, `YYYY-MM-DD`, in China Standard Time (UTC+8): the days
-/// audience history is kept by.
-#[derive(Debug, Clone, Copy)]
-pub struct Date(pub Day);
-
-/// A calendar day, `YYYY-MM-DD`, in China Standard Time (UTC+8).
-#[Scalar(name = "Date")]
-impl ScalarType for Date {
-    fn parse(value: Value) -> InputValueResult<Self> {
-        match &value {
-            Value::String(s) => Day::parse(s).map(Date).map_err(InputValueError::custom),
-            _ => Err(InputValueError::expected_type(value)),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        Value::String(self.0.to_string())
-    }
-}
 
 impl From<StatsError> for ApiError {
     fn from(e: StatsError) -> Self {

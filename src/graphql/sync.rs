@@ -1,8 +1,8 @@
 //! Follower sync jobs in the API: starting one (`write` scope) and
 //! following its progress (`read` scope).
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, Enum, ID, Object};
-use chrono::{DateTime, Utc};
 use entity::sync_job;
 
 use super::access::caller;
@@ -145,28 +145,28 @@ impl SyncJob {
     }
 
     /// When a paused job resumes.
-    async fn resume_at(&self) -> Option<DateTime<Utc>> {
-        self.job.resume_at
+    async fn resume_at(&self) -> Option<DateTime> {
+        self.job.resume_at.map(DateTime)
     }
 
     /// When the job was asked for.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.job.created_at
+    async fn created_at(&self) -> DateTime {
+        self.job.created_at.into()
     }
 
     /// When it first ran.
-    async fn started_at(&self) -> Option<DateTime<Utc>> {
-        self.job.started_at
+    async fn started_at(&self) -> Option<DateTime> {
+        self.job.started_at.map(DateTime)
     }
 
     /// When it last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.job.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.job.updated_at.into()
     }
 
     /// When it ended.
-    async fn finished_at(&self) -> Option<DateTime<Utc>> {
-        self.job.finished_at
+    async fn finished_at(&self) -> Option<DateTime> {
+        self.job.finished_at.map(DateTime)
     }
 }
 

@@ -432,7 +432,7 @@ async fn execute(
         .map(|v| Variables::from_json(Value::Object(v)))
         .unwrap_or_default();
     if let Some(selected) = selected
-        && let Err(errors) = operation::check_required(&selected.node, &variables)
+        && let Err(errors) = operation::check_variables(&selected.node, &variables)
     {
         return request_errors(media, errors);
     }
@@ -479,7 +479,9 @@ async fn execute(
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
     if never_executed {
-        return request_errors(media, response.errors);
+        let mut errors = response.errors;
+        operation::code_variable_errors(&mut errors, &ordered_by);
+        return request_errors(media, errors);
     }
     // A document is kept by its hash once it has passed validation.
     if let Some((hash, query)) = to_keep {

@@ -316,6 +316,61 @@ async fn required_variables_missing_or_null_are_request_errors() {
     assert_eq!(response["data"]["people"]["totalCount"], 0, "{response}");
 }
 
+/// A variable whose value does not fit its type (a string for an `Int`, an
+/// `Int` out of range, a wrong type deep in an input object or a list) is
+/// the caller's input: `BAD_USER_INPUT`, a 400 before anything runs. The
+/// same fault written into the document is a validation failure.
+#[tokio::test]
+async fn wrongly_typed_variables_are_bad_user_input() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let cases = [
+        (
+            "query($n: Int) { people(first: $n) { totalCount } }",
+            r#"{"n":"ten"}"#,
+        ),
+        (
+            "query($n: Int) { people(first: $n) { totalCount } }",
+            r#"{"n":3000000000}"#,
+        ),
+        (
+            "query($f: PeopleFilter) { people(filter: $f) { totalCount } }",
+            r#"{"f":{"followsApp":7}}"#,
+        ),
+        (
+            "query($a: String) { people(filter: { followsApp: $a }) { totalCount } }",
+            r#"{"a":["x"]}"#,
+        ),
+        (
+            "query($ids: [ID!]!) { nodes(ids: $ids) { id } }",
+            r#"{"ids":[true]}"#,
+        ),
+    ];
+    for (query, variables) in cases {
+        let body = json!({ "query": query, "variables": serde_json::from_str::<Value>(variables).unwrap() });
+        let (status, _, response) = post(&app, Some(GQL), &body.to_string()).await;
+        assert_eq!(status, 400, "{query} {variables}: {response}");
+        assert!(response.get("data").is_none(), "{response}");
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{query} {variables}: {response}"
+        );
+    }
+    // Written into the document, the same faults are the document's.
+    for query in [
+        r#"{ people(first: "ten") { totalCount } }"#,
+        "{ people(first: 3000000000) { totalCount } }",
+        "{ people(filter: { followsApp: 7 }) { totalCount } }",
+    ] {
+        let body = json!({ "query": query });
+        let (status, _, response) = post(&app, Some(GQL), &body.to_string()).await;
+        assert_eq!(status, 400, "{query}: {response}");
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+            "{query}: {response}"
+        );
+    }
+}
+
 /// Automatic persisted queries as Apollo's persisted-queries link sends
 /// them: the hash alone (GET), PERSISTED_QUERY_NOT_FOUND, then the
 /// document with its hash (POST), then the hash alone again.

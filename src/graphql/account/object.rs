@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::account;
 
 use crate::domain::{AppId, OpenId};
@@ -28,7 +28,7 @@ pub struct RefreshError {
     /// What went wrong.
     pub message: String,
     /// When it failed.
-    pub at: DateTime<Utc>,
+    pub at: DateTime,
 }
 
 /// Which source set one profile field of an account.
@@ -150,15 +150,15 @@ impl Account {
 
     /// When the user last followed this official account (WeChat's
     /// `subscribe_time`); null when unknown or never fetched.
-    async fn followed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(self.current(ctx).await?.subscribe_time)
+    async fn followed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime>> {
+        Ok(self.current(ctx).await?.subscribe_time.map(DateTime))
     }
 
     /// When union360 last saw the user stop following this official account
     /// (a follower sync that no longer listed them, or WeChat saying so);
     /// null when never seen.
-    async fn unfollowed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(self.current(ctx).await?.unfollowed_at)
+    async fn unfollowed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime>> {
+        Ok(self.current(ctx).await?.unfollowed_at.map(DateTime))
     }
 
     /// How the user came to follow, as WeChat names it (`subscribe_scene`:
@@ -261,8 +261,8 @@ impl Account {
     }
 
     /// When the profile was last fetched from WeChat; null when never.
-    async fn refreshed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(self.current(ctx).await?.refreshed_at)
+    async fn refreshed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime>> {
+        Ok(self.current(ctx).await?.refreshed_at.map(DateTime))
     }
 
     /// Whether union360 refreshes this account from WeChat: only official
@@ -295,7 +295,7 @@ impl Account {
                 message: format!(
                     "WeChat did not answer within this request's refresh budget ({budget} ms); the refresh goes on in the background"
                 ),
-                at: state.now(),
+                at: state.now().into(),
             }));
         }
         Ok(m.refresh_error_message
@@ -303,18 +303,18 @@ impl Account {
             .map(|(message, at)| RefreshError {
                 code: m.refresh_error_code,
                 message,
-                at,
+                at: at.into(),
             }))
     }
 
     /// When union360 first stored this account.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.model.created_at
+    async fn created_at(&self) -> DateTime {
+        self.model.created_at.into()
     }
 
     /// When this account last changed.
-    async fn updated_at(&self, ctx: &Context<'_>) -> ApiResult<DateTime<Utc>> {
-        Ok(self.current(ctx).await?.updated_at)
+    async fn updated_at(&self, ctx: &Context<'_>) -> ApiResult<DateTime> {
+        Ok(self.current(ctx).await?.updated_at.into())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Queries about accounts.
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, InputObject, Object};
-use chrono::{DateTime, Utc};
 
 use super::object::{Account, AccountConnection};
 use crate::domain::{AppId, OpenId};
@@ -21,7 +21,7 @@ pub struct AccountFilter {
     /// true: only users who follow the app; false: only those known not to.
     pub following: Option<bool>,
     /// Only accounts changed at or after this time.
-    pub updated_since: Option<DateTime<Utc>>,
+    pub updated_since: Option<DateTime>,
 }
 
 impl From<AccountFilter> for read::AccountFilter {
@@ -29,7 +29,7 @@ impl From<AccountFilter> for read::AccountFilter {
         Self {
             has_unionid: filter.has_unionid,
             following: filter.following,
-            updated_since: filter.updated_since,
+            updated_since: filter.updated_since.map(|at| at.0),
         }
     }
 }

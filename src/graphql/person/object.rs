@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
 use entity::{account, person};
 
 use crate::domain::{AppId, UnionId};
@@ -147,20 +147,18 @@ impl Person {
     /// The oldest freshness among the person's accounts: when the least
     /// recently fetched account was fetched from WeChat; null when any of
     /// them has never been fetched (or the person has no account).
-    async fn oldest_refreshed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(profile::oldest_refreshed_at(
-            &self.current_accounts(ctx).await?,
-        ))
+    async fn oldest_refreshed_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime>> {
+        Ok(profile::oldest_refreshed_at(&self.current_accounts(ctx).await?).map(DateTime))
     }
 
     /// When union360 first saw this UnionID.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.model.created_at
+    async fn created_at(&self) -> DateTime {
+        self.model.created_at.into()
     }
 
     /// When the person or one of their accounts last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.model.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.model.updated_at.into()
     }
 }
 

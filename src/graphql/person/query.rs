@@ -1,7 +1,7 @@
 //! Queries about people.
 
+use crate::graphql::scalars::DateTime;
 use async_graphql::{Context, InputObject, Object};
-use chrono::{DateTime, Utc};
 
 use super::object::{Person, PersonConnection};
 use crate::domain::{AppId, UnionId};
@@ -21,7 +21,7 @@ pub struct PeopleFilter {
     /// Only people with an account in this app (by appid), following or not.
     pub in_app: Option<String>,
     /// Only people changed at or after this time.
-    pub updated_since: Option<DateTime<Utc>>,
+    pub updated_since: Option<DateTime>,
 }
 
 impl PeopleFilter {
@@ -29,7 +29,7 @@ impl PeopleFilter {
         Ok(read::PeopleFilter {
             follows_app: self.follows_app.map(AppId::parse).transpose()?,
             in_app: self.in_app.map(AppId::parse).transpose()?,
-            updated_since: self.updated_since,
+            updated_since: self.updated_since.map(|at| at.0),
         })
     }
 }
