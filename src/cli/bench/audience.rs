@@ -17,13 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure};
 use chrono::Utc;
 use futures::StreamExt;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::{BenchDb, mb, ms, peak_rss, quantile};
-use crate::apps::NewApp;
 use crate::clock::Clock;
-use crate::domain::{AppId, AppKind, OpenId, ProfileSource, UnionId};
+use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, MAX_UPSERT_BATCH, Profile};
 use crate::settings::DatabaseSettings;
 use crate::startup::Application;
@@ -85,23 +83,7 @@ pub(super) async fn run(database: &DatabaseSettings, args: AudienceArgs) -> anyh
     tokio::spawn(app.run_until(std::future::pending()));
     bench_db.ensure_empty(state.db()).await?;
 
-    let mut appids = Vec::with_capacity(APPS);
-    for i in 0..APPS {
-        let appid = AppId::parse(format!("wxbe0c4a0d1e0ce{i:03}"))?;
-        state
-            .apps()
-            .register(NewApp {
-                appid: appid.clone(),
-                kind: AppKind::OfficialAccount,
-                name: format!("Official account {i}"),
-                secret: SecretString::from(format!("{i:032}")),
-                callback_token: None,
-                aes_key: None,
-                freshness_ttl_secs: None,
-            })
-            .await?;
-        appids.push(appid);
-    }
+    let appids = super::register_official_accounts(&state, "wxbe0c4a0d1e0ce", APPS).await?;
     let http = super::unlimited_client(&state).await?;
     let variables = json!({ "appids": appids.iter().map(AppId::as_str).collect::<Vec<_>>() });
 

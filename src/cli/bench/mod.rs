@@ -11,9 +11,11 @@
 //! - [`sync`]: a follower sync of one official account with many followers
 //!   and a set latency on every WeChat call;
 //! - [`audience`]: the audience statistics over a large identity graph,
-//!   and over a small one, to show the cost does not grow with the audience.
+//!   and over a small one, to show the cost does not grow with the audience;
+//! - [`read`]: the read path under load, alone or beside PostGraphile.
 
 mod audience;
+mod read;
 mod refresh;
 mod sync;
 
@@ -24,6 +26,7 @@ use anyhow::bail;
 use secrecy::ExposeSecret;
 
 pub use audience::AudienceArgs;
+pub use read::{Peer, ReadArgs};
 pub use refresh::RefreshArgs;
 pub use sync::SyncBenchArgs;
 
@@ -59,6 +62,10 @@ pub enum Scenario {
     /// large number of people, through GraphQL over HTTP and the service.
     /// On SQLite, or on the empty PostgreSQL database `--database-url` names.
     Audience(AudienceArgs),
+    /// The read path under load: one person by UnionID, and a page of 100
+    /// people, each with their accounts; with `--peer postgraphile`, side by
+    /// side with PostGraphile v4 on the same PostgreSQL tables.
+    Read(ReadArgs),
 }
 
 /// Runs the scenario `args` names.
@@ -68,6 +75,7 @@ pub async fn run(database: DatabaseSettings, args: BenchArgs) -> anyhow::Result<
         Some(Scenario::Refresh(args)) => refresh::run(args).await,
         Some(Scenario::Sync(args)) => sync::run(&database, args).await,
         Some(Scenario::Audience(args)) => audience::run(&database, args).await,
+        Some(Scenario::Read(args)) => read::run(&database, args).await,
     }
 }
 
@@ -133,6 +141,33 @@ impl Drop for BenchDb {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Registers `n` official accounts named `Official account {i}`, with appids
+/// `{prefix}{i:03}` (`prefix`: `wx` and 13 hexadecimal digits).
+async fn register_official_accounts(
+    state: &crate::state::AppState,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<crate::domain::AppId>> {
+    let mut appids = Vec::with_capacity(n);
+    for i in 0..n {
+        let appid = crate::domain::AppId::parse(format!("{prefix}{i:03}"))?;
+        state
+            .apps()
+            .register(crate::apps::NewApp {
+                appid: appid.clone(),
+                kind: crate::domain::AppKind::OfficialAccount,
+                name: format!("Official account {i}"),
+                secret: secrecy::SecretString::from(format!("{i:032}")),
+                callback_token: None,
+                aes_key: None,
+                freshness_ttl_secs: None,
+            })
+            .await?;
+        appids.push(appid);
+    }
+    Ok(appids)
 }
 
 /// The process's peak resident set (`VmHWM`), in bytes, where the system says.
