@@ -26,6 +26,8 @@ pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_FRESHNESS_TTL_SECS: i64 = 86_400;
 /// The default refresh budget of one request, in milliseconds.
 pub const DEFAULT_REFRESH_BUDGET_MS: u64 = 800;
+/// How far a WeChat push's timestamp may be from now, in seconds, by default.
+pub const DEFAULT_CALLBACK_REPLAY_WINDOW_SECS: u64 = 300;
 /// The default largest request body, in bytes (2 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// Whether schema introspection is allowed by default (GraphiQL needs it).
@@ -187,6 +189,12 @@ pub struct ServerSettings {
     #[arg(long, env = "UNION360_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
 
+    /// How far the timestamp of a request WeChat signs (the callback URL's
+    /// verification, a push) may be from now, in seconds, either way:
+    /// older or later ones are refused as replays.
+    #[arg(long, env = "UNION360_CALLBACK_REPLAY_WINDOW_SECS", default_value_t = DEFAULT_CALLBACK_REPLAY_WINDOW_SECS)]
+    pub callback_replay_window_secs: u64,
+
     /// Connections, timeouts, CORS and the metrics listener.
     #[command(flatten)]
     pub http: HttpSettings,
@@ -306,6 +314,7 @@ impl Default for ServerSettings {
             limits: LimitSettings::default(),
             introspection: DEFAULT_INTROSPECTION,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            callback_replay_window_secs: DEFAULT_CALLBACK_REPLAY_WINDOW_SECS,
             keys: KeySettings::default(),
             http: HttpSettings::default(),
             sync: SyncArgs::default(),

@@ -188,6 +188,20 @@ impl Apps {
     }
 }
 
+impl Apps {
+    /// The callback token of `app`, opened; `None` when none is configured.
+    pub fn callback_token(&self, app: &app::Model) -> Result<Option<SecretString>, CryptoError> {
+        app.callback_token_sealed
+            .as_deref()
+            .map(|sealed| {
+                self.0
+                    .key
+                    .open(&seal_purpose("callback_token", &app.appid), sealed)
+            })
+            .transpose()
+    }
+}
+
 /// Every app, in registration order, as stored (listing needs no master key).
 pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<app::Model>, DbErr> {
     app::Entity::find()

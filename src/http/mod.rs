@@ -5,6 +5,7 @@
 //! | `GET, POST /graphql` | GraphQL over HTTP ([`graphql`]), with an API key ([`auth`]); `GET` with `Accept: text/html` shows the playground |
 //! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
 //! | `GET /dashboard` | the audience dashboard: charts of who follows the official accounts, read from `/graphql` with the key the browser keeps ([`dashboard`]) |
+//! | `GET /wechat/{appid}/callback` | WeChat's verification of the message-push URL ([`callback`]): `echostr` only when the token's signature matches |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 when the database answers, else 503 |
 //! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]), here unless it has a listener of its own |
@@ -20,6 +21,7 @@
 
 mod assets;
 pub mod auth;
+pub mod callback;
 pub mod dashboard;
 pub mod graphql;
 pub mod json;
@@ -62,12 +64,13 @@ pub fn router(state: AppState) -> Router {
     if state.settings().server.http.metrics_listen.is_none() {
         health_routes = health_routes.route("/metrics", get(metrics));
     }
-    let health_routes = health_routes.with_state(state);
+    let health_routes = health_routes.with_state(state.clone());
     let router = Router::new()
         .merge(graphql_routes)
         .merge(health_routes)
         .merge(playground::router())
         .merge(dashboard::router())
+        .merge(callback::router(state.clone()))
         .fallback(not_found)
         // The configured limit replaces axum's built-in 2 MiB one.
         .layer(DefaultBodyLimit::disable())
@@ -100,6 +103,7 @@ const ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
+    "/wechat",
 ];
 
 /// The route `path` is counted under (a fixed set: paths are the client's).

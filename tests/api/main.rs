@@ -13,6 +13,7 @@ mod apps;
 mod audience;
 mod bad_input;
 mod binary;
+mod callback;
 mod connections;
 mod dashboard;
 mod demo;

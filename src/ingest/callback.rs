@@ -1,0 +1,136 @@
+//! WeChat's message-push callback: the URL verification WeChat sends when
+//! an administrator sets the callback URL in its console.
+//!
+//! WeChat signs `timestamp` and `nonce` with the callback token both sides
+//! know; `echostr` is answered verbatim only when the signature matches and
+//! the timestamp is within the replay window, so nobody without the token
+//! can claim the URL (an SDK that echoes unchecked lets anyone do so).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+
+use crate::apps::Apps;
+use crate::domain::AppId;
+use crate::wechat::callback::verify_signature;
+
+/// The longest `echostr` answered: WeChat's are short random strings.
+pub const MAX_ECHOSTR: usize = 128;
+
+/// The query of a verification request, as sent.
+#[derive(Debug, Default, Clone)]
+pub struct Verification {
+    /// `signature`: hex SHA-1 of the sorted token, timestamp and nonce.
+    pub signature: Option<String>,
+    /// `timestamp`: Unix seconds.
+    pub timestamp: Option<String>,
+    /// `nonce`: a random string.
+    pub nonce: Option<String>,
+    /// `echostr`: what to answer on success.
+    pub echostr: Option<String>,
+}
+
+/// Why a verification request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// No app has this appid.
+    #[error("no app {0} is registered")]
+    UnknownApp(String),
+    /// The app has no callback token (not an official account, or not set).
+    #[error("the app {0} has no callback token configured")]
+    NotConfigured(String),
+    /// A parameter is missing or malformed.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// The signature does not match.
+    #[error("the signature does not match")]
+    BadSignature,
+    /// The timestamp is outside the replay window.
+    #[error("the timestamp is more than {0} s away from now")]
+    Stale(u64),
+    /// Reading the app or opening its token failed.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// Checks the verification request `query` for app `appid` at `now`;
+/// returns the `echostr` to answer.
+pub async fn verify_url(
+    apps: &Apps,
+    appid: &str,
+    query: Verification,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Result<String, Refused> {
+    let app = match AppId::parse(appid) {
+        Ok(appid) => apps
+            .by_appid(&appid)
+            .await
+            .map_err(|e| Refused::Internal(e.into()))?,
+        Err(_) => None,
+    }
+    .ok_or_else(|| Refused::UnknownApp(printable(appid)))?;
+    let token = apps
+        .callback_token(&app)
+        .map_err(|e| Refused::Internal(e.into()))?
+        .ok_or_else(|| Refused::NotConfigured(app.appid.clone()))?;
+    let (Some(signature), Some(timestamp), Some(nonce), Some(echostr)) =
+        (query.signature, query.timestamp, query.nonce, query.echostr)
+    else {
+        return Err(Refused::Malformed(
+            "signature, timestamp, nonce and echostr are all required",
+        ));
+    };
+    if echostr.is_empty() || echostr.len() > MAX_ECHOSTR {
+        return Err(Refused::Malformed("echostr must be 1 to 128 characters"));
+    }
+    let sent: i64 = timestamp
+        .parse()
+        .map_err(|_| Refused::Malformed("timestamp must be Unix seconds"))?;
+    if !verify_signature(token.expose_secret(), &timestamp, &nonce, &signature) {
+        return Err(Refused::BadSignature);
+    }
+    if !within(sent, now, window) {
+        return Err(Refused::Stale(window.as_secs()));
+    }
+    Ok(echostr)
+}
+
+/// Whether Unix time `sent` is within `window` of `now`, either way.
+pub fn within(sent: i64, now: DateTime<Utc>, window: Duration) -> bool {
+    let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+    now.timestamp().abs_diff(sent) <= window.unsigned_abs()
+}
+
+/// `text` cut to 32 characters and stripped of control characters, for a
+/// message that repeats what a caller sent.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn the_replay_window_holds_both_ways() {
+        let now = Utc.timestamp_opt(1_714_037_059, 0).unwrap();
+        let window = Duration::from_secs(300);
+        assert!(within(1_714_037_059, now, window));
+        assert!(within(1_714_037_059 - 300, now, window));
+        assert!(within(1_714_037_059 + 300, now, window));
+        assert!(!within(1_714_037_059 - 301, now, window));
+        assert!(!within(1_714_037_059 + 301, now, window));
+        assert!(!within(i64::MIN, now, window));
+        assert!(!within(i64::MAX, now, window));
+    }
+
+    #[test]
+    fn echoed_text_is_cut_and_printable() {
+        assert_eq!(printable("wx\n\u{7}abc"), "wxabc");
+        assert_eq!(printable(&"x".repeat(100)).len(), 32);
+    }
+}
