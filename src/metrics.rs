@@ -25,8 +25,9 @@
 //! | `process_*` | various | CPU, memory, open files, threads, start time |
 //!
 //! Label values are bounded: routes are the service's own, operation names
-//! are the first [`MAX_OPERATION_NAMES`] distinct ones seen (later ones are
-//! counted as `(other)`), codes are [`ErrorCode::ALL`].
+//! are the first [`MAX_OPERATION_NAMES`] distinct ones seen of at most
+//! [`MAX_OPERATION_NAME_LEN`] bytes (others are counted as `(other)`), codes
+//! are [`ErrorCode::ALL`].
 //!
 //! Every family has its HELP text, and the failure counters are present at
 //! zero from the start, so an alert on their rate works before the first
@@ -43,6 +44,8 @@ use crate::error::ErrorCode;
 
 /// How many distinct GraphQL operation names get a series of their own.
 pub const MAX_OPERATION_NAMES: usize = 100;
+/// The longest operation name that gets a series of its own.
+pub const MAX_OPERATION_NAME_LEN: usize = 64;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -224,6 +227,9 @@ fn operation_label(name: Option<&str>) -> String {
     let Some(name) = name else {
         return "(anonymous)".to_owned();
     };
+    if name.len() > MAX_OPERATION_NAME_LEN {
+        return "(other)".to_owned();
+    }
     let mut seen = SEEN
         .get_or_init(Mutex::default)
         .lock()
@@ -284,5 +290,6 @@ mod tests {
         // A name seen before keeps its series.
         assert_eq!(operation_label(Some("Op0")), "Op0");
         assert_eq!(operation_label(None), "(anonymous)");
+        assert_eq!(operation_label(Some(&"Q".repeat(65))), "(other)");
     }
 }

@@ -22,8 +22,17 @@ use crate::domain::AppId;
 /// another instance's change (a new freshness TTL) takes to show here.
 pub const CACHE_MAX_AGE: Duration = Duration::seconds(30);
 
+/// How often a lookup anyone can make without an API key (an unknown appid
+/// in a callback URL) may reload the copy on a miss.
+pub const UNKEYED_MISS_RELOAD_INTERVAL: Duration = Duration::seconds(1);
+
 /// Every registered app, by id.
 pub type AppsById = HashMap<i64, app::Model>;
+
+/// The app of `apps` with `appid`.
+fn find_appid(apps: &AppsById, appid: &AppId) -> Option<app::Model> {
+    apps.values().find(|a| a.appid == appid.as_str()).cloned()
+}
 
 /// The in-memory copy of the registered apps.
 #[derive(Debug)]
@@ -35,6 +44,8 @@ pub struct AppCache {
     /// Numbers the loads in the order they start.
     loads: AtomicU64,
     loading: tokio::sync::Mutex<()>,
+    /// When a lookup without an API key last reloaded on a miss.
+    unkeyed_reload: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +66,7 @@ impl AppCache {
             generation: AtomicU64::default(),
             loads: AtomicU64::default(),
             loading: tokio::sync::Mutex::default(),
+            unkeyed_reload: std::sync::Mutex::default(),
         }
     }
 
@@ -87,13 +99,52 @@ impl AppCache {
         db: &C,
         appid: &AppId,
     ) -> Result<Option<app::Model>, DbErr> {
-        let find = |apps: &AppsById| apps.values().find(|a| a.appid == appid.as_str()).cloned();
+        Ok(self.by_appids(db, &[appid]).await?.pop().flatten())
+    }
+
+    /// Apps by appid, in the order of `appids`: the copy reloaded at most
+    /// once, when it lacks one of them.
+    pub async fn by_appids<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        appids: &[&AppId],
+    ) -> Result<Vec<Option<app::Model>>, DbErr> {
+        let find = |apps: &AppsById| -> Vec<Option<app::Model>> {
+            appids.iter().map(|appid| find_appid(apps, appid)).collect()
+        };
         let apps = self.get(db).await?;
-        if let Some(found) = find(&apps) {
-            return Ok(Some(found));
+        let found = find(&apps);
+        if found.iter().all(Option::is_some) {
+            return Ok(found);
         }
         let asked = self.loads.load(Ordering::Acquire);
         Ok(find(&*self.reload(db, asked).await?))
+    }
+
+    /// One app by appid, for lookups anyone can make without an API key:
+    /// a miss reloads the copy at most once per
+    /// [`UNKEYED_MISS_RELOAD_INTERVAL`], however many unknown appids arrive.
+    pub async fn by_appid_unkeyed<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        appid: &AppId,
+    ) -> Result<Option<app::Model>, DbErr> {
+        let apps = self.get(db).await?;
+        if let Some(found) = find_appid(&apps, appid) {
+            return Ok(Some(found));
+        }
+        {
+            let mut last = self
+                .unkeyed_reload
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| self.clock.within(at, UNKEYED_MISS_RELOAD_INTERVAL)) {
+                return Ok(None);
+            }
+            *last = Some(self.clock.now());
+        }
+        let asked = self.loads.load(Ordering::Acquire);
+        Ok(find_appid(&*self.reload(db, asked).await?, appid))
     }
 
     /// Forgets the copy: an app changed.

@@ -175,6 +175,17 @@ impl Apps {
         self.0.cache.by_appid(&self.0.db, appid).await
     }
 
+    /// Apps by appid, in order ([`AppCache::by_appids`]): one reload at most.
+    pub async fn by_appids(&self, appids: &[&AppId]) -> Result<Vec<Option<app::Model>>, DbErr> {
+        self.0.cache.by_appids(&self.0.db, appids).await
+    }
+
+    /// One app by appid, for a caller without an API key
+    /// ([`AppCache::by_appid_unkeyed`]): misses reload rarely.
+    pub async fn by_appid_unkeyed(&self, appid: &AppId) -> Result<Option<app::Model>, DbErr> {
+        self.0.cache.by_appid_unkeyed(&self.0.db, appid).await
+    }
+
     /// The credentials the WeChat client needs for `app` (its secret, opened).
     pub fn credentials(&self, app: &app::Model) -> Result<AppCredentials, CryptoError> {
         let secret = self

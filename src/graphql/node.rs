@@ -212,10 +212,11 @@ async fn load(
     let person_rows = if unionids.is_empty() {
         Vec::new()
     } else {
-        let mut found = read::persons_by_unionids(db, &unionids).await.api()?;
+        let found = read::persons_by_unionids(db, &unionids).await.api()?;
+        // `get`, not `remove`: an id may be asked for more than once.
         unionids
             .iter()
-            .map(|unionid| found.remove(unionid.as_str()))
+            .map(|unionid| found.get(unionid.as_str()).cloned())
             .collect()
     };
     let account_rows = if account_keys.is_empty() {
@@ -231,19 +232,26 @@ async fn load(
     let mut accounts = aligned(account_rows, |rows| {
         Account::batch(rows, policy, ticket(ctx))
     });
-    // Each app looked up once (an unknown one costs a reload of the apps).
-    let mut apps: HashMap<&AppId, Option<entity::app::Model>> = HashMap::new();
+    // The apps looked up together: unknown ones cost one reload in all.
+    let app_ids: Vec<&AppId> = ids
+        .iter()
+        .filter_map(|id| match id {
+            NodeId::App(appid) => Some(appid),
+            _ => None,
+        })
+        .collect();
+    let mut apps = if app_ids.is_empty() {
+        Vec::new()
+    } else {
+        state.apps().by_appids(&app_ids).await.api()?
+    }
+    .into_iter();
     let mut nodes = Vec::with_capacity(ids.len());
     for id in ids {
         nodes.push(match id {
             NodeId::Person(_) => persons.next().flatten().map(Node::Person),
             NodeId::Account(..) => accounts.next().flatten().map(Node::Account),
-            NodeId::App(appid) => {
-                if !apps.contains_key(appid) {
-                    apps.insert(appid, state.apps().by_appid(appid).await.api()?);
-                }
-                apps[appid].clone().map(|a| Node::App(App(a)))
-            }
+            NodeId::App(_) => apps.next().flatten().map(|a| Node::App(App(a))),
         });
     }
     Ok(nodes)

@@ -3,6 +3,7 @@
 //! match, else a status and a one-line reason, never the `echostr`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,18 +12,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::ingest::callback::{self, Refused, Verification};
+use crate::ingest::callback::{self, Answered, Refused, Verification};
 use crate::state::AppState;
 
 /// The callback route.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/wechat/{appid}/callback", get(verify))
-        .with_state(state)
+        .with_state((state, Arc::new(Answered::default())))
 }
 
 async fn verify(
-    State(state): State<AppState>,
+    State((state, answered)): State<(AppState, Arc<Answered>)>,
     Path(appid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -42,13 +43,16 @@ async fn verify(
         echostr: params.remove("echostr"),
     };
     let window = Duration::from_secs(state.settings().server.callback_replay_window_secs);
-    match callback::verify_url(state.apps(), &appid, query, state.now(), window).await {
+    let now = state.now();
+    match callback::verify_url(state.apps(), &answered, &appid, query, now, window).await {
         Ok(echostr) => text(StatusCode::OK, &echostr),
         Err(refused) => {
             let status = match &refused {
                 Refused::UnknownApp(_) | Refused::NotConfigured(_) => StatusCode::NOT_FOUND,
                 Refused::Malformed(_) => StatusCode::BAD_REQUEST,
-                Refused::BadSignature | Refused::Stale(_) => StatusCode::UNAUTHORIZED,
+                Refused::BadSignature | Refused::Stale(_) | Refused::Replayed => {
+                    StatusCode::UNAUTHORIZED
+                }
                 Refused::Internal(e) => {
                     tracing::error!(error = %e, "callback verification failed");
                     StatusCode::INTERNAL_SERVER_ERROR

@@ -325,12 +325,15 @@ pub async fn accounts_by_keys(
     apps: &Apps,
     keys: &[(AppId, OpenId)],
 ) -> Result<Vec<Option<account::Model>>, DbErr> {
-    let mut app_ids: HashMap<&AppId, Option<i64>> = HashMap::new();
-    for (appid, _) in keys {
-        if !app_ids.contains_key(appid) {
-            app_ids.insert(appid, apps.by_appid(appid).await?.map(|app| app.id));
-        }
-    }
+    let mut distinct: Vec<&AppId> = keys.iter().map(|(appid, _)| appid).collect();
+    distinct.sort_unstable_by_key(|appid| appid.as_str());
+    distinct.dedup();
+    let app_ids: HashMap<&AppId, Option<i64>> = distinct
+        .iter()
+        .copied()
+        .zip(apps.by_appids(&distinct).await?)
+        .map(|(appid, app)| (appid, app.map(|app| app.id)))
+        .collect();
     let pairs: Vec<(i64, &str)> = keys
         .iter()
         .filter_map(|(appid, openid)| Some((app_ids[appid]?, openid.as_str())))

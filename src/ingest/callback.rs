@@ -2,10 +2,14 @@
 //! an administrator sets the callback URL in its console.
 //!
 //! WeChat signs `timestamp` and `nonce` with the callback token both sides
-//! know; `echostr` is answered verbatim only when the signature matches and
-//! the timestamp is within the replay window, so nobody without the token
-//! can claim the URL (an SDK that echoes unchecked lets anyone do so).
+//! know; `echostr` is answered verbatim only when the signature matches, the
+//! timestamp is within the replay window and this signed request was not
+//! answered before ([`Answered`]), so nobody without the token can claim
+//! the URL (an SDK that echoes unchecked lets anyone do so), nor replay a
+//! signed request someone saw to have other text echoed.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +21,32 @@ use crate::wechat::callback::verify_signature;
 
 /// The longest `echostr` answered: WeChat's are short random strings.
 pub const MAX_ECHOSTR: usize = 128;
+
+/// The most signed requests [`Answered`] remembers; past it, new ones are
+/// refused until old ones leave the window (only requests signed with a
+/// registered token get this far).
+pub const MAX_REMEMBERED: usize = 10_000;
+
+/// The signed verification requests answered within the replay window, by
+/// app, timestamp and nonce: one is answered once (in this process).
+#[derive(Debug, Default)]
+pub struct Answered(Mutex<HashMap<(String, i64, String), i64>>);
+
+impl Answered {
+    /// Records the request; `false` when it was answered before, or when
+    /// too many are remembered.
+    fn first_time(&self, appid: &str, sent: i64, nonce: &str, now: i64, window: u64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, at| now.abs_diff(*at) <= window);
+        }
+        if seen.len() >= MAX_REMEMBERED {
+            return false;
+        }
+        seen.insert((appid.to_owned(), sent, nonce.to_owned()), sent)
+            .is_none()
+    }
+}
 
 /// The query of a verification request, as sent.
 #[derive(Debug, Default, Clone)]
@@ -49,15 +79,19 @@ pub enum Refused {
     /// The timestamp is outside the replay window.
     #[error("the timestamp is more than {0} s away from now")]
     Stale(u64),
+    /// This signed request was answered before.
+    #[error("this signed request was answered before")]
+    Replayed,
     /// Reading the app or opening its token failed.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
-/// Checks the verification request `query` for app `appid` at `now`;
-/// returns the `echostr` to answer.
+/// Checks the verification request `query` for app `appid` at `now`, once
+/// (`answered` remembers it); returns the `echostr` to answer.
 pub async fn verify_url(
     apps: &Apps,
+    answered: &Answered,
     appid: &str,
     query: Verification,
     now: DateTime<Utc>,
@@ -65,7 +99,7 @@ pub async fn verify_url(
 ) -> Result<String, Refused> {
     let app = match AppId::parse(appid) {
         Ok(appid) => apps
-            .by_appid(&appid)
+            .by_appid_unkeyed(&appid)
             .await
             .map_err(|e| Refused::Internal(e.into()))?,
         Err(_) => None,
@@ -82,8 +116,11 @@ pub async fn verify_url(
             "signature, timestamp, nonce and echostr are all required",
         ));
     };
-    if echostr.is_empty() || echostr.len() > MAX_ECHOSTR {
-        return Err(Refused::Malformed("echostr must be 1 to 128 characters"));
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if echostr.is_empty() || echostr.len() > MAX_ECHOSTR || !echostr.chars().all(plain) {
+        return Err(Refused::Malformed(
+            "echostr must be 1 to 128 letters, digits, '-' or '_'",
+        ));
     }
     let sent: i64 = timestamp
         .parse()
@@ -93,6 +130,9 @@ pub async fn verify_url(
     }
     if !within(sent, now, window) {
         return Err(Refused::Stale(window.as_secs()));
+    }
+    if !answered.first_time(&app.appid, sent, &nonce, now.timestamp(), window.as_secs()) {
+        return Err(Refused::Replayed);
     }
     Ok(echostr)
 }
@@ -126,6 +166,29 @@ mod tests {
         assert!(!within(1_714_037_059 + 301, now, window));
         assert!(!within(i64::MIN, now, window));
         assert!(!within(i64::MAX, now, window));
+    }
+
+    #[test]
+    fn a_signed_request_is_answered_once() {
+        let answered = Answered::default();
+        assert!(answered.first_time("wx1", 100, "n", 100, 300));
+        assert!(!answered.first_time("wx1", 100, "n", 100, 300));
+        assert!(answered.first_time("wx1", 100, "m", 100, 300));
+        assert!(answered.first_time("wx2", 100, "n", 100, 300));
+        assert!(answered.first_time("wx1", 101, "n", 100, 300));
+    }
+
+    #[test]
+    fn what_is_remembered_is_bounded() {
+        let answered = Answered::default();
+        for i in 0..MAX_REMEMBERED {
+            assert!(answered.first_time("wx1", 0, &i.to_string(), 0, 300));
+        }
+        // Full, and nothing old enough to forget: refused.
+        assert!(!answered.first_time("wx1", 0, "new", 0, 300));
+        // Once the remembered ones are out of the window, room again.
+        assert!(answered.first_time("wx1", 1000, "new", 1000, 300));
+        assert_eq!(answered.0.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use union360::clock::Clock;
+use union360::wechat::callback::signature;
 
 use crate::helpers::{Backend, TestApp, spawn_app_with_clock};
 
@@ -48,9 +49,21 @@ async fn the_echo_is_answered_only_for_the_token_s_signature(backend: Backend) {
         verify(&app, OA, &good).await,
         (200, "5837397520465617".to_owned())
     );
+    // A signed request is answered once: seen once, it cannot be replayed
+    // to have other text echoed.
+    let replayed = good.replace("5837397520465617", "anything");
+    let (status, body) = verify(&app, OA, &replayed).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("anything"), "{body}");
     // Hex of either case.
-    let upper = good.replace(SIGNATURE, &SIGNATURE.to_uppercase());
-    assert_eq!(verify(&app, OA, &upper).await.0, 200);
+    let signed = |timestamp: i64, nonce: &str| {
+        let signature = signature("AAAAA", &timestamp.to_string(), nonce).to_uppercase();
+        format!("signature={signature}&timestamp={timestamp}&nonce={nonce}&echostr=42")
+    };
+    assert_eq!(
+        verify(&app, OA, &signed(1_714_037_059, "n1")).await,
+        (200, "42".to_owned())
+    );
     // The second vector, within the replay window.
     let second = "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=1410685589&nonce=test&echostr=x";
     let (status, body) = verify(&app, SECOND, second).await;
@@ -68,6 +81,11 @@ async fn the_echo_is_answered_only_for_the_token_s_signature(backend: Backend) {
         ),
         (OA, good.replace("&echostr=5837397520465617", ""), 400),
         (OA, good.replace("5837397520465617", &"5".repeat(129)), 400),
+        (
+            OA,
+            good.replace("5837397520465617", "%3Cb%3Ehi%3C%2Fb%3E"),
+            400,
+        ),
         (
             OA,
             good.replace("timestamp=1714037059", "timestamp=soon"),
@@ -88,11 +106,12 @@ async fn the_echo_is_answered_only_for_the_token_s_signature(backend: Backend) {
         );
     }
 
-    // A replay: the same signed request after the window.
+    // The replay window: 300 s either way of the server's clock.
     clock.advance(chrono::Duration::seconds(300));
-    assert_eq!(verify(&app, OA, &good).await.0, 200);
+    assert_eq!(verify(&app, OA, &signed(1_714_037_059, "n2")).await.0, 200);
     clock.advance(chrono::Duration::seconds(2));
-    let (status, body) = verify(&app, OA, &good).await;
+    let (status, body) = verify(&app, OA, &signed(1_714_037_059, "n3")).await;
     assert_eq!(status, 401, "{body}");
-    assert!(!body.contains("5837397520465617"));
+    assert!(body.contains("timestamp"), "{body}");
+    assert_eq!(verify(&app, OA, &signed(1_714_037_361, "n3")).await.0, 200);
 }
