@@ -17,10 +17,11 @@
 //! - [`startup`]: [`startup::Application`] builds (connect, migrate, bind) and runs the server.
 //! - [`state`]: the composition root: builds each service from explicit parts.
 //! - [`http`]: routes: GraphQL over HTTP, the offline GraphiQL playground and audience
-//!   dashboard, health checks;
+//!   dashboard, WeChat's callback URL, health checks;
 //!   the accept loop that bounds every connection (timeouts, caps, graceful shutdown).
-//! - [`graphql`]: the schema, one module per domain (object, query, mutation), the
-//!   per-request context, batch loading, the query-wide refresh round, errors.
+//! - [`graphql`]: the schema, one module per domain (object, query, mutation), global
+//!   object ids, the per-request context, batch loading, the query-wide refresh round,
+//!   errors, and the answer made exact (nulls, key order, variables).
 //! - services:
 //!   - [`identity`]: every write to the identity graph (the identity rules) and the read
 //!     service (lookups, pages, relations, a person's best profile);
@@ -29,7 +30,8 @@
 //!   - [`refresh`]: profiles from WeChat: the freshness rule, fetching, single flight,
 //!     leases, and the refresh of what one read touched within its budget;
 //!   - [`stats`]: the audience statistics (distinct followers, overlaps, history);
-//!   - [`ingest`]: follower sync jobs, from WeChat's follower list into the identity graph.
+//!   - [`ingest`]: follower sync jobs, from WeChat's follower list into the identity graph,
+//!     and the verification of the message-push callback URL.
 //! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`error`]: the error policy (which error type where, what a client sees, what is logged).
