@@ -18,9 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, ResolveInfo,
 };
-use async_graphql::{
-    Context, ErrorExtensions, PathSegment, QueryPathSegment, ServerError, ServerResult, Value,
-};
+use async_graphql::{Context, ErrorExtensions, ServerError, ServerResult, Value};
 
 use super::enums;
 use super::error::{ApiError, ApiResult};
@@ -209,7 +207,7 @@ impl Extension for ScopeGuard {
         };
         let mut error = error.into_server_error(async_graphql::Pos::default());
         error.locations.clear();
-        error.path = path_of(&info);
+        error.path = super::nulls::path_of(info.path_node);
         if info.return_type.ends_with('!') {
             return Err(error);
         }
@@ -265,18 +263,6 @@ where
     }
     ctx.add_error(error);
     Ok(Some(Value::Null))
-}
-
-fn path_of(info: &ResolveInfo<'_>) -> Vec<PathSegment> {
-    let mut path: Vec<PathSegment> = std::iter::once(info.path_node)
-        .chain(info.path_node.parents())
-        .map(|node| match node.segment {
-            QueryPathSegment::Index(i) => PathSegment::Index(i),
-            QueryPathSegment::Name(name) => PathSegment::Field(name.to_owned()),
-        })
-        .collect();
-    path.reverse();
-    path
 }
 
 /// The refresh policy a read asked for, if the caller may use it: `FORCE`

@@ -169,9 +169,15 @@ impl RuntimeTypes {
 
 /// The response path of the field `ctx` resolves, as [`RuntimeTypes`] keys it.
 fn path_of(ctx: &Context<'_>) -> String {
-    ctx.path_node
-        .map(|node| node.to_string_vec().join("/"))
+    let mut path = String::new();
+    for segment in ctx
+        .path_node
+        .map(|node| node.to_string_vec())
         .unwrap_or_default()
+    {
+        super::order::push_segment(&mut path, &segment);
+    }
+    path
 }
 
 /// Records the concrete types of `nodes`, the values of the field `ctx`
@@ -183,7 +189,11 @@ fn record_types<'a>(ctx: &Context<'_>, nodes: impl Iterator<Item = (Option<usize
     let path = path_of(ctx);
     for (index, node) in nodes {
         let at = match index {
-            Some(index) => format!("{path}/{index}"),
+            Some(index) => {
+                let mut at = path.clone();
+                super::order::push_segment(&mut at, &index.to_string());
+                at
+            }
             None => path.clone(),
         };
         types.record(ctx, at, node);

@@ -210,7 +210,8 @@ fn set_null(data: &mut Value, path: &[PathSegment]) {
 }
 
 /// The response path of a field being resolved.
-fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
+/// The response path of the field at `node`, root first.
+pub(super) fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
     let mut path: Vec<PathSegment> = std::iter::once(node)
         .chain(node.parents())
         .map(|node| match node.segment {

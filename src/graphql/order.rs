@@ -252,8 +252,9 @@ fn selection_sets<'d>(fields: &[&'d Field]) -> Vec<&'d SelectionSet> {
         .collect()
 }
 
-/// Appends one segment to a response path (`a/0/b`).
-fn push_segment(path: &mut String, segment: &str) {
+/// Appends one segment to a response path (`a/0/b`): the key
+/// [`RuntimeTypes`] records objects under.
+pub(super) fn push_segment(path: &mut String, segment: &str) {
     if !path.is_empty() {
         path.push('/');
     }

@@ -8,7 +8,7 @@
 //! the URL (an SDK that echoes unchecked lets anyone do so), nor replay a
 //! signed request someone saw to have other text echoed.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub const MAX_REMEMBERED: usize = 10_000;
 /// The signed verification requests answered within the replay window, by
 /// app, timestamp and nonce: one is answered once (in this process).
 #[derive(Debug, Default)]
-pub struct Answered(Mutex<HashMap<(String, i64, String), i64>>);
+pub struct Answered(Mutex<HashSet<(String, i64, String)>>);
 
 impl Answered {
     /// Records the request; `false` when it was answered before, or when
@@ -38,13 +38,12 @@ impl Answered {
     fn first_time(&self, appid: &str, sent: i64, nonce: &str, now: i64, window: u64) -> bool {
         let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.len() >= MAX_REMEMBERED {
-            seen.retain(|_, at| now.abs_diff(*at) <= window);
+            seen.retain(|(_, sent, _)| now.abs_diff(*sent) <= window);
         }
         if seen.len() >= MAX_REMEMBERED {
             return false;
         }
-        seen.insert((appid.to_owned(), sent, nonce.to_owned()), sent)
-            .is_none()
+        seen.insert((appid.to_owned(), sent, nonce.to_owned()))
     }
 }
 
