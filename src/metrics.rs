@@ -139,6 +139,25 @@ fn describe() {
     for code in ErrorCode::ALL {
         metrics::counter!("union360_graphql_errors_total", "code" => code.as_str()).absolute(0);
     }
+    describe_counter!(
+        "union360_callback_pushes_total",
+        "WeChat pushes to the callback, by outcome: applied, duplicate (a retry of one applied before), superseded (older than what is stored), ignored (no account change), refused (bad input), failed (not stored; WeChat retries)."
+    );
+    for outcome in [
+        "applied",
+        "duplicate",
+        "superseded",
+        "ignored",
+        "refused",
+        "failed",
+    ] {
+        metrics::counter!("union360_callback_pushes_total", "outcome" => outcome).absolute(0);
+    }
+    describe_counter!(
+        "union360_callback_refresh_dropped_total",
+        "Pushed accounts not queued for a profile refresh because the queue was full (refreshed when next read)."
+    );
+    metrics::counter!("union360_callback_refresh_dropped_total").absolute(0);
     describe_gauge!(
         "union360_db_pool_connections",
         "Database connections held by the pool, idle or in use."

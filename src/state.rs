@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
+use crate::ingest::push::Pushes;
 use crate::ingest::sync::Syncer;
 use crate::keys::Keys;
 use crate::refresh::{RefreshSettings, Refresher};
@@ -33,6 +34,7 @@ struct Inner {
     keys: Keys,
     refresher: Refresher,
     syncer: Syncer,
+    pushes: Pushes,
     clock: Clock,
     /// Example operations the playground opens with: (tab title, document).
     playground_examples: RwLock<Vec<(String, String)>>,
@@ -71,6 +73,13 @@ impl AppState {
             clock.clone(),
             settings.server.sync.settings(),
         );
+        let pushes = Pushes::new(
+            store.db.clone(),
+            apps.clone(),
+            clock.clone(),
+            refresher.clone(),
+            std::time::Duration::from_secs(settings.server.callback_replay_window_secs),
+        );
         Self(Arc::new(Inner {
             store,
             master_key,
@@ -80,6 +89,7 @@ impl AppState {
             keys,
             refresher,
             syncer,
+            pushes,
             clock,
             playground_examples: RwLock::default(),
         }))
@@ -107,6 +117,11 @@ impl AppState {
     /// The follower sync service.
     pub fn syncer(&self) -> &Syncer {
         &self.0.syncer
+    }
+
+    /// The push service (WeChat's message pushes).
+    pub fn pushes(&self) -> &Pushes {
+        &self.0.pushes
     }
 
     /// The current time, as the service's clock says.

@@ -13,5 +13,6 @@ pub mod api_key;
 pub mod app;
 pub mod audience_cell;
 pub mod audience_day;
+pub mod callback_receipt;
 pub mod person;
 pub mod sync_job;

@@ -15,6 +15,7 @@ mod m20261202_000006_api_key;
 mod m20261207_000007_audience;
 mod m20261207_000008_sync_job;
 mod m20261207_000009_drop_redundant_person_index;
+mod m20261207_000010_callback_receipt;
 
 /// The ordered list of union360 migrations.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000007_audience::Migration),
             Box::new(m20261207_000008_sync_job::Migration),
             Box::new(m20261207_000009_drop_redundant_person_index::Migration),
+            Box::new(m20261207_000010_callback_receipt::Migration),
         ]
     }
 }

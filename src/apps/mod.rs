@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::app;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
@@ -202,15 +203,113 @@ impl Apps {
 impl Apps {
     /// The callback token of `app`, opened; `None` when none is configured.
     pub fn callback_token(&self, app: &app::Model) -> Result<Option<SecretString>, CryptoError> {
-        app.callback_token_sealed
-            .as_deref()
-            .map(|sealed| {
-                self.0
-                    .key
-                    .open(&seal_purpose("callback_token", &app.appid), sealed)
+        self.open_optional(app, "callback_token", app.callback_token_sealed.as_deref())
+    }
+
+    /// The EncodingAESKeys of `app`, opened: the current one (`None` when
+    /// none is set) and the one it replaced, kept for pushes WeChat sealed
+    /// before the change reached it ([`Self::rotate_aes_key`]).
+    pub fn aes_keys(&self, app: &app::Model) -> Result<AesKeys, CryptoError> {
+        Ok(AesKeys {
+            current: self.open_optional(app, "aes_key", app.aes_key_sealed.as_deref())?,
+            previous: self.open_optional(
+                app,
+                "aes_key_previous",
+                app.aes_key_previous_sealed.as_deref(),
+            )?,
+        })
+    }
+
+    /// Sets a new EncodingAESKey for the official account `appid` and keeps
+    /// the current one as the previous (the one before is forgotten):
+    /// pushes sealed with either open until the next change. Set it here
+    /// first, then in the WeChat console.
+    #[tracing::instrument(name = "apps.rotate_aes_key", skip_all, fields(app.appid = %appid))]
+    pub async fn rotate_aes_key(
+        &self,
+        appid: &AppId,
+        new_key: SecretString,
+    ) -> Result<app::Model, AppError> {
+        if crate::crypto::decode_encoding_aes_key(new_key.expose_secret()).is_none() {
+            return Err(AppError::Invalid(
+                "encodingAesKey must be the EncodingAESKey from the WeChat console: 43 letters and digits".into(),
+            ));
+        }
+        let app = self
+            .find(appid)
+            .await?
+            .ok_or_else(|| AppError::NotRegistered(appid.clone()))?;
+        if kind_of(&app) != Some(AppKind::OfficialAccount) {
+            return Err(AppError::Invalid(
+                "only official accounts receive pushes and have an EncodingAESKey".into(),
+            ));
+        }
+        let current = self.aes_keys(&app)?.current;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.expose_secret() == new_key.expose_secret())
+        {
+            return Err(AppError::Invalid(
+                "this EncodingAESKey is the current one already".into(),
+            ));
+        }
+        let master = &self.0.key;
+        let previous = current
+            .map(|c| {
+                master.seal(
+                    &seal_purpose("aes_key_previous", &app.appid),
+                    c.expose_secret(),
+                )
             })
+            .transpose()?;
+        let sealed = master.seal(
+            &seal_purpose("aes_key", &app.appid),
+            new_key.expose_secret(),
+        )?;
+        // Only if no other change came first: the sealed form read is unique.
+        let changed = app::Entity::update_many()
+            .col_expr(app::Column::AesKeySealed, Expr::value(Some(sealed)))
+            .col_expr(app::Column::AesKeyPreviousSealed, Expr::value(previous))
+            .col_expr(app::Column::UpdatedAt, Expr::value(self.0.clock.now()))
+            .filter(app::Column::Id.eq(app.id))
+            .filter(match &app.aes_key_sealed {
+                Some(read) => app::Column::AesKeySealed.eq(read.as_str()),
+                None => app::Column::AesKeySealed.is_null(),
+            })
+            .exec(&self.0.db)
+            .await?;
+        if changed.rows_affected == 0 {
+            return Err(AppError::Invalid(
+                "the app's EncodingAESKey was changed at the same time; read it and try again"
+                    .into(),
+            ));
+        }
+        self.0.cache.invalidate();
+        tracing::info!("EncodingAESKey changed; the previous one still opens pushes");
+        self.find(appid)
+            .await?
+            .ok_or_else(|| AppError::NotRegistered(appid.clone()))
+    }
+
+    fn open_optional(
+        &self,
+        app: &app::Model,
+        field: &str,
+        sealed: Option<&str>,
+    ) -> Result<Option<SecretString>, CryptoError> {
+        sealed
+            .map(|sealed| self.0.key.open(&seal_purpose(field, &app.appid), sealed))
             .transpose()
     }
+}
+
+/// An official account's EncodingAESKeys, opened ([`Apps::aes_keys`]).
+#[derive(Debug, Default)]
+pub struct AesKeys {
+    /// The key set now; `None` when the app has none.
+    pub current: Option<SecretString>,
+    /// The key it replaced, when it was changed with [`Apps::rotate_aes_key`].
+    pub previous: Option<SecretString>,
 }
 
 /// Every app, in registration order, as stored (listing needs no master key).

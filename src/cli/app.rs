@@ -1,4 +1,5 @@
-//! `union360 app`: register and list WeChat apps.
+//! `union360 app`: register and list WeChat apps, and change an official
+//! account's EncodingAESKey.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -35,6 +36,16 @@ pub enum AppCommand {
     },
     /// List registered apps (never their secrets).
     List,
+    /// Set a new EncodingAESKey for an official account, keeping the
+    /// current one so that pushes sealed with either are opened until the
+    /// next change. The key is read from UNION360_APP_AES_KEY or, when
+    /// unset, from standard input. Run it first, then change the key in
+    /// the WeChat console.
+    RotateAesKey {
+        /// The official account's appid.
+        #[arg(long)]
+        appid: String,
+    },
 }
 
 /// Runs an `app` subcommand.
@@ -107,6 +118,24 @@ async fn run_on(
                 .register(new)
                 .await?;
             println!("registered {} ({}) as {}", app.appid, app.kind, app.name);
+            Ok(())
+        }
+        AppCommand::RotateAesKey { appid } => {
+            let (key, _) =
+                MasterKey::resolve(database.master_key.as_ref(), &database.database_url)?;
+            let appid = crate::domain::AppId::parse(appid)?;
+            let Some(aes_key) =
+                SecretInput::new().read("UNION360_APP_AES_KEY", "EncodingAESKey")?
+            else {
+                bail!("no EncodingAESKey: set UNION360_APP_AES_KEY or pass it on standard input");
+            };
+            let app = Apps::new(db.clone(), key, Clock::system())
+                .rotate_aes_key(&appid, aes_key)
+                .await?;
+            println!(
+                "{}: new EncodingAESKey set; the previous one still opens pushes until the next change",
+                app.appid
+            );
             Ok(())
         }
     }

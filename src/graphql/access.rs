@@ -83,6 +83,7 @@ pub const FIELD_SCOPES: &[(&str, &str, Scope)] = &[
     ("Mutation", "startFollowerSync", Scope::Write),
     ("Mutation", "registerApp", Scope::Admin),
     ("Mutation", "setFreshnessTtl", Scope::Admin),
+    ("Mutation", "rotateEncodingAesKey", Scope::Admin),
     ("Mutation", "createApiKey", Scope::Admin),
     ("Mutation", "revokeApiKey", Scope::Admin),
     // Keys.

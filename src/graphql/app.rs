@@ -155,4 +155,25 @@ impl AppMutation {
         let apps = ctx.state()?.apps();
         Ok(App(apps.set_freshness_ttl(&appid, seconds).await.api()?))
     }
+
+    /// Sets a new EncodingAESKey for an official account and keeps the
+    /// current one: pushes sealed with either are opened until the next
+    /// change. Set it here first, then in the WeChat console. Fails with
+    /// NOT_FOUND when the app is not registered, BAD_USER_INPUT when it is
+    /// not an official account or the key is not one.
+    async fn rotate_encoding_aes_key(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The official account's appid.")] appid: String,
+        #[graphql(
+            secret,
+            desc = "The new 43-character EncodingAESKey from the WeChat console."
+        )]
+        encoding_aes_key: String,
+    ) -> ApiResult<App> {
+        let appid = AppId::parse(appid).api()?;
+        let apps = ctx.state()?.apps();
+        let key = SecretString::from(encoding_aes_key);
+        Ok(App(apps.rotate_aes_key(&appid, key).await.api()?))
+    }
 }

@@ -1,24 +1,41 @@
-//! `GET /wechat/{appid}/callback`: WeChat's verification of the callback URL
-//! ([`crate::ingest::callback`]). Answers are plain text: `echostr` on a
-//! match, else a status and a one-line reason, never the `echostr`.
+//! `GET` and `POST /wechat/{appid}/callback`: WeChat's verification of the
+//! callback URL, and its pushes ([`crate::ingest::callback`],
+//! [`crate::ingest::push`]). Answers are plain text: `echostr` on a
+//! verification's match, `success` once a push is stored (or needs
+//! nothing), else a status and a one-line reason, never the `echostr`.
+//!
+//! | status | when |
+//! |---|---|
+//! | 404 | no app has this appid, or it has no callback token |
+//! | 400 | a parameter or the body is malformed, the ciphertext does not open or was sealed for another app |
+//! | 401 | the signature does not match, the timestamp is outside the replay window, a plain push to an app that has an EncodingAESKey |
+//! | 413 | the body is over [`MAX_PUSH_BODY`] bytes |
+//! | 503 | the push could not be stored in time: WeChat tries again |
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::ingest::callback::{self, Answered, Refused, Verification};
+use crate::ingest::callback::{self, Answered, PushQuery, Refused, Verification};
+use crate::ingest::push::{Push, PushError};
 use crate::state::AppState;
+
+/// The largest push body taken, in bytes: WeChat's are well under 4 KiB.
+pub const MAX_PUSH_BODY: usize = 64 * 1024;
 
 /// The callback route.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/wechat/{appid}/callback", get(verify))
+        .route("/wechat/{appid}/callback", get(verify).post(push))
+        .layer(DefaultBodyLimit::max(MAX_PUSH_BODY))
         .with_state((state, Arc::new(Answered::default())))
 }
 
@@ -27,41 +44,133 @@ async fn verify(
     Path(appid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Ok(pairs) =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(raw.as_deref().unwrap_or_default())
-    else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "the query string is not valid URL encoding",
-        );
+    let Some(mut params) = params(raw.as_deref()) else {
+        return bad_query();
     };
-    let mut params: HashMap<String, String> = pairs.into_iter().collect();
     let query = Verification {
         signature: params.remove("signature"),
         timestamp: params.remove("timestamp"),
         nonce: params.remove("nonce"),
         echostr: params.remove("echostr"),
     };
-    let window = Duration::from_secs(state.settings().server.callback_replay_window_secs);
     let now = state.now();
-    match callback::verify_url(state.apps(), &answered, &appid, query, now, window).await {
+    match callback::verify_url(state.apps(), &answered, &appid, query, now, window(&state)).await {
         Ok(echostr) => text(StatusCode::OK, &echostr),
-        Err(refused) => {
-            let status = match &refused {
-                Refused::UnknownApp(_) | Refused::NotConfigured(_) => StatusCode::NOT_FOUND,
-                Refused::Malformed(_) => StatusCode::BAD_REQUEST,
-                Refused::BadSignature | Refused::Stale(_) | Refused::Replayed => {
-                    StatusCode::UNAUTHORIZED
-                }
-                Refused::Internal(e) => {
-                    tracing::error!(error = %e, "callback verification failed");
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
+        Err(refused) => refusal("callback verification", refused),
+    }
+}
+
+async fn push(
+    State((state, _)): State<(AppState, Arc<Answered>)>,
+    Path(appid): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the body is larger than {MAX_PUSH_BODY} bytes")
+            } else {
+                rejection.body_text()
             };
-            tracing::info!(%status, reason = %refused, "callback verification refused");
-            text(status, &refused.to_string())
+            return refused_push(status, &reason);
+        }
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return refused_push(StatusCode::BAD_REQUEST, "the body is not UTF-8");
+    };
+    let Some(mut params) = params(raw.as_deref()) else {
+        return bad_query();
+    };
+    let query = PushQuery {
+        signature: params.remove("signature"),
+        timestamp: params.remove("timestamp"),
+        nonce: params.remove("nonce"),
+        encrypt_type: params.remove("encrypt_type"),
+        msg_signature: params.remove("msg_signature"),
+    };
+    let now = state.now();
+    let (app, message) =
+        match callback::open_push(state.apps(), &appid, query, body, now, window(&state)).await {
+            Ok(opened) => opened,
+            Err(refused) => return refusal("push", refused),
+        };
+    let push = match Push::of(&app, &message) {
+        Ok(Some(push)) => push,
+        // Other events and messages: acknowledged, nothing to do.
+        Ok(None) => {
+            metrics::counter!("union360_callback_pushes_total", "outcome" => "ignored")
+                .increment(1);
+            return success();
+        }
+        Err(e) => return refused_push(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    match state.pushes().apply(push).await {
+        Ok(_) => success(),
+        Err(e @ PushError::Invalid(_)) => refused_push(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ (PushError::Busy | PushError::Slow)) => {
+            tracing::warn!(reason = %e, "push not stored in time; WeChat will try again");
+            text(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e @ PushError::Db(_)) => {
+            tracing::error!(error = %e, "push not stored");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
+}
+
+/// The query's parameters; `None` when it is not URL encoding.
+fn params(raw: Option<&str>) -> Option<HashMap<String, String>> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or_default())
+        .ok()
+        .map(|pairs| pairs.into_iter().collect())
+}
+
+fn bad_query() -> Response {
+    text(
+        StatusCode::BAD_REQUEST,
+        "the query string is not valid URL encoding",
+    )
+}
+
+fn window(state: &AppState) -> Duration {
+    Duration::from_secs(state.settings().server.callback_replay_window_secs)
+}
+
+/// The answer to a refused verification or push.
+fn refusal(what: &'static str, refused: Refused) -> Response {
+    let status = match &refused {
+        Refused::UnknownApp(_) | Refused::NotConfigured(_) => StatusCode::NOT_FOUND,
+        Refused::Malformed(_)
+        | Refused::NoAesKey(_)
+        | Refused::Undecryptable(_)
+        | Refused::BadBody(_) => StatusCode::BAD_REQUEST,
+        Refused::BadSignature
+        | Refused::Stale(_)
+        | Refused::Replayed
+        | Refused::MustBeEncrypted => StatusCode::UNAUTHORIZED,
+        Refused::Internal(e) => {
+            tracing::error!(error = %e, "{what} failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    if what == "push" {
+        metrics::counter!("union360_callback_pushes_total", "outcome" => "refused").increment(1);
+    }
+    tracing::info!(%status, reason = %refused, "{what} refused");
+    text(status, &refused.to_string())
+}
+
+fn refused_push(status: StatusCode, reason: &str) -> Response {
+    metrics::counter!("union360_callback_pushes_total", "outcome" => "refused").increment(1);
+    tracing::info!(%status, reason, "push refused");
+    text(status, reason)
+}
+
+fn success() -> Response {
+    text(StatusCode::OK, "success")
 }
 
 fn text(status: StatusCode, body: &str) -> Response {

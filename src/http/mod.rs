@@ -6,6 +6,7 @@
 //! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
 //! | `GET /dashboard` | the audience dashboard: charts of who follows the official accounts, read from `/graphql` with the key the browser keeps ([`dashboard`]) |
 //! | `GET /wechat/{appid}/callback` | WeChat's verification of the message-push URL ([`callback`]): `echostr` only when the token's signature matches |
+//! | `POST /wechat/{appid}/callback` | WeChat's pushes ([`callback`]): follows, unfollows and QR scans applied once each, `success` once stored |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 when the database answers, else 503 |
 //! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]), here unless it has a listener of its own |

@@ -357,10 +357,24 @@ fn apply_follow(
     now: DateTime<Utc>,
     changes: &mut Vec<Change>,
 ) {
-    // Stopping to follow is dated; the date stays after a later follow, as
-    // the last time the user was seen to leave.
-    if follow.subscribed == Some(false) && model.subscribed == Some(true) {
-        active.unfollowed_at = Set(Some(now));
+    if outdated(model, follow) {
+        return;
+    }
+    // Stopping to follow is dated (with the time the source gives, or when
+    // it was asked, else now); the date stays after a later follow, as the last time the user
+    // was seen to leave.
+    if follow.subscribed == Some(false)
+        && (model.subscribed == Some(true) || follow.left_at.is_some())
+    {
+        let left = follow.left_at.or(follow.as_of).unwrap_or(now);
+        if model.unfollowed_at != Some(left) {
+            changes.push(Change {
+                field: "unfollowed_at",
+                old: model.unfollowed_at.map(|t| t.to_rfc3339()),
+                new: Some(left.to_rfc3339()),
+            });
+            active.unfollowed_at = Set(Some(left));
+        }
     }
     let remark = follow
         .remark
@@ -419,6 +433,26 @@ fn apply_follow(
     }
 }
 
+/// Whether `follow` reports a status as of a time no later (to the second)
+/// than a stored change the other way: a follow as of before a stored
+/// unfollow, or an unfollow as of before a stored follow.
+fn outdated(model: &account::Model, follow: &Follow) -> bool {
+    let Some(as_of) = follow.as_of.map(|t| t.timestamp()) else {
+        return false;
+    };
+    match follow.subscribed {
+        Some(true) => {
+            model.subscribed == Some(false)
+                && model.unfollowed_at.is_some_and(|u| u.timestamp() >= as_of)
+        }
+        Some(false) => {
+            model.subscribed == Some(true)
+                && model.subscribe_time.is_some_and(|s| s.timestamp() >= as_of)
+        }
+        None => false,
+    }
+}
+
 /// A stored value as history text.
 fn display(value: &Value) -> Option<String> {
     match value {
@@ -429,5 +463,49 @@ fn display(value: &Value) -> Option<String> {
         Value::ChronoDateTimeUtc(t) => t.map(|t| t.to_rfc3339()),
         Value::Json(j) => j.as_ref().map(|j| j.to_string()),
         other => Some(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(secs, 0).unwrap()
+    }
+
+    fn stored(subscribed: bool, subscribe_time: i64, unfollowed_at: Option<i64>) -> account::Model {
+        let mut model = account::Model::blank(1, 1, "o".into(), at(0));
+        model.subscribed = Some(subscribed);
+        model.subscribe_time = Some(at(subscribe_time));
+        model.unfollowed_at = unfollowed_at.map(at);
+        model
+    }
+
+    fn report(subscribed: bool, as_of: Option<i64>) -> Follow {
+        Follow {
+            subscribed: Some(subscribed),
+            as_of: as_of.map(at),
+            ..Follow::default()
+        }
+    }
+
+    #[test]
+    fn a_status_older_than_a_stored_change_the_other_way_is_not_applied() {
+        // A fetch asked before (or in the second of) a pushed unfollow.
+        let left = stored(false, 100, Some(200));
+        assert!(outdated(&left, &report(true, Some(199))));
+        assert!(outdated(&left, &report(true, Some(200))));
+        assert!(!outdated(&left, &report(true, Some(201))));
+        // A fetch asked before a pushed follow.
+        let back = stored(true, 300, Some(200));
+        assert!(outdated(&back, &report(false, Some(299))));
+        assert!(!outdated(&back, &report(false, Some(301))));
+        // The same status, or no time: applied as reported.
+        assert!(!outdated(&left, &report(false, Some(0))));
+        assert!(!outdated(&back, &report(true, Some(0))));
+        assert!(!outdated(&left, &report(true, None)));
     }
 }

@@ -55,7 +55,7 @@ async fn locked_accounts<C: ConnectionTrait>(
 /// The stored accounts of `keys`, locked (`FOR UPDATE` on PostgreSQL, in
 /// key order), by key. Accounts that do not exist are absent: the call
 /// inserts them whole once it knows their values.
-pub(super) async fn existing_accounts<C: ConnectionTrait>(
+pub(crate) async fn existing_accounts<C: ConnectionTrait>(
     txn: &C,
     keys: &[(i64, &str)],
 ) -> Result<HashMap<(i64, String), account::Model>, DbErr> {

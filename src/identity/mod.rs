@@ -43,6 +43,7 @@ pub mod types;
 mod upsert;
 mod validate;
 
+pub(crate) use lock::existing_accounts;
 pub use profile::best_profile;
 pub use read::{LookupError, Page, PageRequest};
 pub use types::{

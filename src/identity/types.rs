@@ -59,6 +59,15 @@ pub struct Follow {
     pub subscribed: Option<bool>,
     /// Last follow time.
     pub subscribe_time: Option<DateTime<Utc>>,
+    /// When the user stopped following, when the source knows it (a push's
+    /// `CreateTime`); otherwise an unfollow is dated with the write's time.
+    pub left_at: Option<DateTime<Utc>>,
+    /// When the reported status was true, when the source knows it (the
+    /// time WeChat was asked). A status as of a time no later than (to the
+    /// second) a stored change the other way is out of date and not
+    /// applied: a fetch that was answered before a push arrived must not
+    /// undo it.
+    pub as_of: Option<DateTime<Utc>>,
     /// How the user followed (`ADD_SCENE_…`).
     pub subscribe_scene: Option<String>,
     /// Numeric QR scene.

@@ -188,7 +188,7 @@ impl Refresher {
         let rows: Vec<AccountUpsert> = outcome
             .users
             .iter()
-            .filter_map(|user| upsert_from(&appid, user))
+            .filter_map(|user| upsert_from(&appid, user, now))
             .collect();
         let report = RefreshReport {
             fetched: rows.len(),
@@ -229,8 +229,13 @@ impl Refresher {
     }
 }
 
-/// What `user/info` says about one account, as an identity upsert.
-pub fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
+/// What `user/info` says about one account, asked at `asked_at`, as an
+/// identity upsert.
+pub fn upsert_from(
+    appid: &AppId,
+    user: &UserInfo,
+    asked_at: DateTime<Utc>,
+) -> Option<AccountUpsert> {
     let openid = OpenId::parse(user.openid.clone())
         .inspect_err(|e| tracing::warn!(error = %e, "WeChat sent an unusable openid"))
         .ok()?;
@@ -264,6 +269,8 @@ pub fn upsert_from(appid: &AppId, user: &UserInfo) -> Option<AccountUpsert> {
                 .subscribe_time
                 .filter(|t| *t > 0)
                 .and_then(|t| Utc.timestamp_opt(t, 0).single()),
+            left_at: None,
+            as_of: Some(asked_at),
             subscribe_scene: user.subscribe_scene.clone().filter(|s| !s.is_empty()),
             qr_scene: user.qr_scene.filter(|s| *s != 0),
             qr_scene_str: user.qr_scene_str.clone().filter(|s| !s.is_empty()),

@@ -37,6 +37,7 @@ pub(crate) fn router() -> Router<Simulator> {
         .route("/_sim/clock/advance", post(advance_clock))
         .route("/_sim/codes", post(codes))
         .route("/_sim/people/{index}", get(person))
+        .route("/_sim/apps/{appid}/aes_key", post(set_aes_key))
 }
 
 /// A control-plane refusal.
@@ -215,6 +216,43 @@ async fn invalidate_tokens(State(sim): State<Simulator>, body: Bytes) -> Respons
     };
     let n = st.tokens.invalidate(app);
     Json(json!({ "invalidated": n })).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AesKeyBody {
+    aes_key: String,
+}
+
+/// Changes an official account's EncodingAESKey, as its administrator does
+/// in the console: pushes are sealed with the new one from now on.
+async fn set_aes_key(
+    State(sim): State<Simulator>,
+    Path(appid): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req: AesKeyBody = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    if crate::crypto::decode_encoding_aes_key(&req.aes_key).is_none() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "aes_key must be 43 base64 characters encoding 32 bytes",
+        );
+    }
+    let mut st = sim.lock();
+    let Some(app) = st.world.app_index(&appid) else {
+        return refuse(StatusCode::NOT_FOUND, "unknown appid");
+    };
+    let def = &mut st.world.apps[app];
+    if def.aes_key.is_none() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "only official accounts have an EncodingAESKey",
+        );
+    }
+    def.aes_key = Some(req.aes_key);
+    Json(json!({ "appid": appid })).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,7 +7,8 @@
 //! again, 3 tries in all; the report lists every attempt. A `subscribe` or
 //! `unsubscribe` push also changes the follow, as the user's action would.
 //! In safe mode the XML is encrypted with the app's EncodingAESKey and sent
-//! in an `<Encrypt>` envelope with `encrypt_type=aes` and `msg_signature`.
+//! in an `<Encrypt>` envelope with `encrypt_type=aes` and `msg_signature`;
+//! in compatible mode the body holds the XML in the clear and `<Encrypt>`.
 
 use std::time::{Duration, Instant};
 
@@ -39,8 +40,12 @@ struct PushRequest {
     event: String,
     #[serde(default)]
     event_key: Option<String>,
+    /// Safe mode: the message only in its sealed form.
     #[serde(default)]
     safe_mode: bool,
+    /// Compatible mode: the message in the clear and sealed, side by side.
+    #[serde(default)]
+    compatible_mode: bool,
     /// Per-try wait in milliseconds (default 5,000, WeChat's); tests shorten it.
     #[serde(default)]
     timeout_ms: Option<u64>,
@@ -89,7 +94,7 @@ pub(crate) async fn push(State(sim): State<Simulator>, body: Bytes) -> Response 
         if let Some(follows) = st.world.follows.get_mut(app) {
             match req.event.as_str() {
                 "subscribe" => {
-                    follows.add(person, now);
+                    follows.add_through(person, now, req.event_key.clone());
                 }
                 "unsubscribe" => {
                     follows.remove(person);
@@ -111,7 +116,7 @@ pub(crate) async fn push(State(sim): State<Simulator>, body: Bytes) -> Response 
             event_key.as_deref(),
             ticket.as_deref(),
         );
-        let (xml, encrypt) = if req.safe_mode {
+        let (xml, encrypt) = if req.safe_mode || req.compatible_mode {
             let crypto = def
                 .aes_key
                 .as_deref()
@@ -123,10 +128,12 @@ pub(crate) async fn push(State(sim): State<Simulator>, body: Bytes) -> Response 
                 );
             };
             let encrypt = crypto.encrypt(&plain);
-            (
-                callback::encrypted_envelope_xml(&gh_id, &encrypt),
-                Some(encrypt),
-            )
+            let xml = if req.compatible_mode {
+                callback::compatible_envelope_xml(&plain, &encrypt)
+            } else {
+                callback::encrypted_envelope_xml(&gh_id, &encrypt)
+            };
+            (xml, Some(encrypt))
         } else {
             (plain, None)
         };

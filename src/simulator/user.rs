@@ -59,7 +59,7 @@ pub(crate) fn user_object(world: &World, config: &SimConfig, app: usize, person:
     out.insert("tagid_list".into(), json!(sub.tags));
     out.insert("subscribe_scene".into(), json!(sub.scene));
     out.insert("qr_scene".into(), json!(sub.qr_scene));
-    out.insert("qr_scene_str".into(), json!(""));
+    out.insert("qr_scene_str".into(), json!(sub.qr_scene_str));
     Value::Object(out)
 }
 

@@ -24,6 +24,7 @@ mod http_edge;
 mod identity;
 mod nodes;
 mod pagination;
+mod push;
 mod random_input;
 mod readme;
 mod refresh;

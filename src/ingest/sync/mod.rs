@@ -444,6 +444,7 @@ impl Syncer {
                 credentials,
                 appid: appid.clone(),
                 concurrency: self.0.settings.concurrency.max(1),
+                clock: self.0.clock.clone(),
             };
             let start = job.cursor.clone();
             let producer = tokio::spawn(store::counted_as_here(async move {
@@ -696,6 +697,7 @@ struct Fetcher {
     credentials: AppCredentials,
     appid: AppId,
     concurrency: usize,
+    clock: Clock,
 }
 
 impl Fetcher {
@@ -720,6 +722,7 @@ impl Fetcher {
     /// Lists the page at `cursor` and fetches its followers' profiles;
     /// the page and the cursor of the next one.
     async fn page(&self, cursor: Option<&str>) -> Result<(Page, Option<String>), WechatError> {
+        let asked_at = self.clock.now();
         let listed = self
             .wechat
             .followers_page(&self.credentials, cursor)
@@ -765,7 +768,7 @@ impl Fetcher {
                     let got: Vec<AccountUpsert> = outcome
                         .users
                         .iter()
-                        .filter_map(|user| upsert_from(&self.appid, user))
+                        .filter_map(|user| upsert_from(&self.appid, user, asked_at))
                         .filter(|row| chunk.contains(&row.openid))
                         .collect();
                     let answered: std::collections::HashSet<&str> =

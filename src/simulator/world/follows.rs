@@ -10,10 +10,20 @@
 pub(crate) struct Follows {
     /// Seeded follows, ascending person index (which is also follow order).
     pub(super) base: Vec<u32>,
-    /// Follows added later, in the order they happened, with their time.
-    extra: Vec<(u32, u64)>,
+    /// Follows added later, in the order they happened.
+    extra: Vec<Later>,
     /// One bit per person: following now.
     member: Vec<u64>,
+}
+
+/// A follow added after seeding.
+#[derive(Debug)]
+struct Later {
+    person: u32,
+    /// When, in Unix seconds.
+    time: u64,
+    /// The scene of the parametric QR code followed through, if any.
+    qr_scene: Option<String>,
 }
 
 impl Follows {
@@ -49,17 +59,31 @@ impl Follows {
         self.base.len() + self.extra.len()
     }
 
-    /// The follow time of a later follow, if `person` followed after seeding.
-    pub(crate) fn later_time(&self, person: u32) -> Option<u64> {
-        self.extra.iter().find(|(p, _)| *p == person).map(|e| e.1)
+    /// The time of a later follow, and the QR scene it came through, if
+    /// `person` followed after seeding.
+    pub(crate) fn later(&self, person: u32) -> Option<(u64, Option<&str>)> {
+        self.extra
+            .iter()
+            .find(|e| e.person == person)
+            .map(|e| (e.time, e.qr_scene.as_deref()))
     }
 
     /// Adds a follow at time `now`; false if already following.
     pub(crate) fn add(&mut self, person: u32, now: u64) -> bool {
+        self.add_through(person, now, None)
+    }
+
+    /// Adds a follow at time `now` through the QR code of `qr_scene`, if
+    /// any; false if already following.
+    pub(crate) fn add_through(&mut self, person: u32, now: u64, qr_scene: Option<String>) -> bool {
         if self.contains(person) {
             return false;
         }
-        self.extra.push((person, now));
+        self.extra.push(Later {
+            person,
+            time: now,
+            qr_scene,
+        });
         self.set(person, true);
         true
     }
@@ -72,7 +96,7 @@ impl Follows {
         if let Ok(i) = self.base.binary_search(&person) {
             self.base.remove(i);
         } else {
-            self.extra.retain(|(p, _)| *p != person);
+            self.extra.retain(|e| e.person != person);
         }
         self.set(person, false);
         true
@@ -85,17 +109,19 @@ impl Follows {
             None => 0,
             Some(p) => match self.base.binary_search(&p) {
                 Ok(i) => i + 1,
-                Err(_) => self.base.len() + self.extra.iter().position(|e| e.0 == p)? + 1,
+                Err(_) => self.base.len() + self.extra.iter().position(|e| e.person == p)? + 1,
             },
         };
         let base = self.base.iter().copied();
-        let extra = self.extra.iter().map(|e| e.0);
+        let extra = self.extra.iter().map(|e| e.person);
         Some(base.chain(extra).skip(start).take(limit).collect())
     }
 
     /// Heap bytes held.
     pub(super) fn bytes(&self) -> usize {
-        self.base.capacity() * 4 + self.extra.capacity() * 16 + self.member.capacity() * 8
+        self.base.capacity() * 4
+            + self.extra.capacity() * std::mem::size_of::<Later>()
+            + self.member.capacity() * 8
     }
 }
 

@@ -86,6 +86,7 @@ pub(crate) struct Subscription {
     pub time: u64,
     pub scene: &'static str,
     pub qr_scene: u64,
+    pub qr_scene_str: String,
     pub tags: Vec<u32>,
 }
 

@@ -86,16 +86,32 @@ impl World {
         let (a, p) = (app as u64, u64::from(person));
         let h = hash(self.seed, &[10, a, p]);
         let step = (FOLLOW_SPAN / u64::from(self.people.max(1))).max(1);
-        let time = self.follows[app]
-            .later_time(person)
+        let later = self.follows[app].later(person);
+        let time = later
+            .map(|(time, _)| time)
             .unwrap_or(FOLLOW_START + p * step + h % step);
-        let scene = SCENES[((h >> 20) % SCENES.len() as u64) as usize];
         let tags = match (h >> 30) % 6 {
             0 => vec![2],
             1 => vec![100, 101],
             2 => vec![102],
             _ => Vec::new(),
         };
+        // A follow through a parametric QR code reports its scene.
+        if let Some((_, Some(qr))) = later {
+            let numeric = qr.parse::<u64>().ok();
+            return Subscription {
+                time,
+                scene: "ADD_SCENE_QR_CODE",
+                qr_scene: numeric.unwrap_or(0),
+                qr_scene_str: if numeric.is_none() {
+                    qr.to_owned()
+                } else {
+                    String::new()
+                },
+                tags,
+            };
+        }
+        let scene = SCENES[((h >> 20) % SCENES.len() as u64) as usize];
         Subscription {
             time,
             scene,
@@ -104,6 +120,7 @@ impl World {
             } else {
                 0
             },
+            qr_scene_str: String::new(),
             tags,
         }
     }

@@ -44,6 +44,17 @@ pub fn encrypted_envelope_xml(to_user_name: &str, encrypt: &str) -> String {
     xml
 }
 
+/// A compatible-mode push body: the plain message `plain_xml` (from
+/// [`event_xml`]) with its sealed form added as `Encrypt`, for receivers
+/// moving from plain to safe mode.
+pub fn compatible_envelope_xml(plain_xml: &str, encrypt: &str) -> String {
+    let body = plain_xml.strip_suffix("</xml>").unwrap_or(plain_xml);
+    let mut xml = String::from(body);
+    push_cdata(&mut xml, "Encrypt", encrypt);
+    xml.push_str("</xml>");
+    xml
+}
+
 /// A safe-mode reply body:
 /// `<xml><Encrypt/><MsgSignature/><TimeStamp/><Nonce/></xml>`, with
 /// `TimeStamp` as plain text like WeChat's own.

@@ -167,6 +167,11 @@ impl Fields {
                         value.push_str(&resolved);
                     }
                 }
+                // WeChat never sends one; refused rather than skipped, so
+                // that no entity declaration is ever read.
+                Event::DocType(_) => {
+                    return Err(CallbackError::Xml("a DOCTYPE is not accepted".into()));
+                }
                 Event::Eof => {
                     return Err(CallbackError::Xml(if depth == 0 {
                         "no <xml> element".into()

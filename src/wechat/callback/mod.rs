@@ -35,7 +35,7 @@ mod sign;
 mod wechatpy_vectors;
 
 pub use cipher::{MessageCrypto, decrypt_with_rotation};
-pub use compose::{encrypted_envelope_xml, event_xml, reply_envelope_xml};
+pub use compose::{compatible_envelope_xml, encrypted_envelope_xml, event_xml, reply_envelope_xml};
 pub use message::{CallbackMessage, EncryptedEnvelope, parse_encrypted_envelope, parse_message};
 pub use sign::{msg_signature, signature, verify_msg_signature, verify_signature};
 
