@@ -83,7 +83,7 @@ pub(super) async fn run(database: &DatabaseSettings, args: AudienceArgs) -> anyh
     tokio::spawn(app.run_until(std::future::pending()));
     bench_db.ensure_empty(state.db()).await?;
 
-    let appids = super::register_official_accounts(&state, "wxbe0c4a0d1e0ce", APPS).await?;
+    let appids = super::register_official_accounts(&state, "wxbe0c4a0d1e0ce", APPS, false).await?;
     let http = super::unlimited_client(&state).await?;
     let variables = json!({ "appids": appids.iter().map(AppId::as_str).collect::<Vec<_>>() });
 

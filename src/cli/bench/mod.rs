@@ -12,9 +12,11 @@
 //!   and a set latency on every WeChat call;
 //! - [`audience`]: the audience statistics over a large identity graph,
 //!   and over a small one, to show the cost does not grow with the audience;
-//! - [`read`]: the read path under load, alone or beside PostGraphile.
+//! - [`read`]: the read path under load, alone or beside PostGraphile;
+//! - [`push`]: WeChat's message pushes to the callback, under load.
 
 mod audience;
+mod push;
 mod read;
 mod refresh;
 mod sync;
@@ -26,6 +28,7 @@ use anyhow::bail;
 use secrecy::ExposeSecret;
 
 pub use audience::AudienceArgs;
+pub use push::PushArgs;
 pub use read::{Peer, ReadArgs};
 pub use refresh::RefreshArgs;
 pub use sync::SyncBenchArgs;
@@ -66,6 +69,11 @@ pub enum Scenario {
     /// people, each with their accounts; with `--peer postgraphile`, side by
     /// side with PostGraphile v4 on the same PostgreSQL tables.
     Read(ReadArgs),
+    /// WeChat's message pushes: signed, safe-mode follows and unfollows
+    /// (and retries) sent to the callback by many connections at once, then
+    /// checked: each applied once, none lost. On SQLite, or on the empty
+    /// PostgreSQL database `--database-url` names.
+    Push(PushArgs),
 }
 
 /// Runs the scenario `args` names.
@@ -76,6 +84,7 @@ pub async fn run(database: DatabaseSettings, args: BenchArgs) -> anyhow::Result<
         Some(Scenario::Sync(args)) => sync::run(&database, args).await,
         Some(Scenario::Audience(args)) => audience::run(&database, args).await,
         Some(Scenario::Read(args)) => read::run(&database, args).await,
+        Some(Scenario::Push(args)) => push::run(&database, args).await,
     }
 }
 
@@ -144,11 +153,13 @@ impl Drop for BenchDb {
 }
 
 /// Registers `n` official accounts named `Official account {i}`, with appids
-/// `{prefix}{i:03}` (`prefix`: `wx` and 13 hexadecimal digits).
+/// `{prefix}{i:03}` (`prefix`: `wx` and 13 hexadecimal digits), and with
+/// `callback` the token and EncodingAESKey of [`callback_secrets`].
 async fn register_official_accounts(
     state: &crate::state::AppState,
     prefix: &str,
     n: usize,
+    callback: bool,
 ) -> anyhow::Result<Vec<crate::domain::AppId>> {
     let mut appids = Vec::with_capacity(n);
     for i in 0..n {
@@ -160,14 +171,24 @@ async fn register_official_accounts(
                 kind: crate::domain::AppKind::OfficialAccount,
                 name: format!("Official account {i}"),
                 secret: secrecy::SecretString::from(format!("{i:032}")),
-                callback_token: None,
-                aes_key: None,
+                callback_token: callback
+                    .then(|| secrecy::SecretString::from(callback_secrets(i).0)),
+                aes_key: callback.then(|| secrecy::SecretString::from(callback_secrets(i).1)),
                 freshness_ttl_secs: None,
             })
             .await?;
         appids.push(appid);
     }
     Ok(appids)
+}
+
+/// The callback token and EncodingAESKey of the `i`th official account a
+/// benchmark registers.
+fn callback_secrets(i: usize) -> (String, String) {
+    (
+        format!("benchtoken{i}"),
+        format!("{:0>43}", format!("bench{i}")),
+    )
 }
 
 /// The process's peak resident set (`VmHWM`), in bytes, where the system says.

@@ -291,7 +291,7 @@ async fn build(
     people: u32,
     accounts: u64,
 ) -> anyhow::Result<Vec<String>> {
-    let appids = super::register_official_accounts(state, "wxbe0c4ead0000a", APPS).await?;
+    let appids = super::register_official_accounts(state, "wxbe0c4ead0000a", APPS, false).await?;
     // The first `three` persons have an account in every app, the others in two.
     let three = (accounts - 2 * u64::from(people)) as u32;
     let now = Utc::now();
