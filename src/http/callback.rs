@@ -10,7 +10,7 @@
 //! | 400 | a parameter or the body is malformed, the ciphertext does not open or was sealed for another app |
 //! | 401 | the signature does not match, the timestamp is outside the replay window, a plain push to an app that has an EncodingAESKey |
 //! | 413 | the body is over [`MAX_PUSH_BODY`] bytes |
-//! | 503 | the push could not be stored in time: WeChat tries again |
+//! | 500, 503 | the push could not be stored (the database failed; too many waiting, or not in time): answered after WeChat's 5-second wait, so that WeChat tries again |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,6 +66,7 @@ async fn push(
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let received = tokio::time::Instant::now();
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -97,7 +98,7 @@ async fn push(
             Ok(opened) => opened,
             Err(refused) => return refusal("push", refused),
         };
-    let push = match Push::of(&app, &message) {
+    let push = match Push::of(&app, &message, now, window(&state)) {
         Ok(Some(push)) => push,
         // Other events and messages: acknowledged, nothing to do.
         Ok(None) => {
@@ -110,16 +111,24 @@ async fn push(
     match state.pushes().apply(push).await {
         Ok(_) => success(),
         Err(e @ PushError::Invalid(_)) => refused_push(StatusCode::BAD_REQUEST, &e.to_string()),
-        Err(e @ (PushError::Busy | PushError::Slow)) => {
-            tracing::warn!(reason = %e, "push not stored in time; WeChat will try again");
-            text(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-        }
-        Err(e @ PushError::Db(_)) => {
-            tracing::error!(error = %e, "push not stored");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        Err(e) => {
+            // WeChat tries a push again when it got no answer within 5 s:
+            // past that, an answer that it was not stored is safe to give.
+            tokio::time::sleep_until(received + RETRY_AFTER).await;
+            if let PushError::Db(_) = e {
+                tracing::error!(error = %e, "push not stored; WeChat will try again");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            } else {
+                tracing::warn!(reason = %e, "push not stored in time; WeChat will try again");
+                text(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+            }
         }
     }
 }
+
+/// How long after receiving a push that could not be stored it is answered:
+/// past WeChat's 5-second wait, so that WeChat tries it again.
+const RETRY_AFTER: Duration = Duration::from_millis(5_500);
 
 /// The query's parameters; `None` when it is not URL encoding.
 fn params(raw: Option<&str>) -> Option<HashMap<String, String>> {

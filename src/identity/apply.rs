@@ -384,6 +384,14 @@ fn apply_follow(
         .tag_ids
         .as_ref()
         .map(|t| Value::Json(Some(Box::new(serde_json::json!(t)))));
+    // The last follow time only moves forward: a report of an older follow
+    // (a fetch answered before a pushed follow) keeps the newer follow's
+    // time and scene.
+    let older_follow = matches!(
+        (follow.subscribe_time, model.subscribe_time),
+        (Some(reported), Some(stored)) if reported < stored
+    );
+    let of_this_follow = |value: Option<Value>| value.filter(|_| !older_follow);
     let reported: [(&'static str, account::Column, Option<Value>); 7] = [
         (
             "subscribed",
@@ -393,27 +401,31 @@ fn apply_follow(
         (
             "subscribe_time",
             account::Column::SubscribeTime,
-            follow
-                .subscribe_time
-                .map(|v| Value::ChronoDateTimeUtc(Some(v))),
+            of_this_follow(
+                follow
+                    .subscribe_time
+                    .map(|v| Value::ChronoDateTimeUtc(Some(v))),
+            ),
         ),
         (
             "subscribe_scene",
             account::Column::SubscribeScene,
-            follow
-                .subscribe_scene
-                .clone()
-                .map(|v| Value::String(Some(v))),
+            of_this_follow(
+                follow
+                    .subscribe_scene
+                    .clone()
+                    .map(|v| Value::String(Some(v))),
+            ),
         ),
         (
             "qr_scene",
             account::Column::QrScene,
-            follow.qr_scene.map(|v| Value::BigInt(Some(v))),
+            of_this_follow(follow.qr_scene.map(|v| Value::BigInt(Some(v)))),
         ),
         (
             "qr_scene_str",
             account::Column::QrSceneStr,
-            follow.qr_scene_str.clone().map(|v| Value::String(Some(v))),
+            of_this_follow(follow.qr_scene_str.clone().map(|v| Value::String(Some(v)))),
         ),
         ("remark", account::Column::Remark, remark),
         ("tag_ids", account::Column::TagIds, tags),
@@ -507,5 +519,27 @@ mod tests {
         assert!(!outdated(&left, &report(false, Some(0))));
         assert!(!outdated(&back, &report(true, Some(0))));
         assert!(!outdated(&left, &report(true, None)));
+    }
+
+    #[test]
+    fn the_last_follow_time_only_moves_forward() {
+        let model = stored(true, 2001, Some(2000));
+        let mut active: account::ActiveModel = model.clone().into();
+        let mut changes = Vec::new();
+        let older = Follow {
+            subscribed: Some(true),
+            subscribe_time: Some(at(1000)),
+            subscribe_scene: Some("ADD_SCENE_SEARCH".into()),
+            ..Follow::default()
+        };
+        apply_follow(&model, &mut active, &older, at(3000), &mut changes);
+        assert!(changes.is_empty(), "{changes:?}");
+        let newer = Follow {
+            subscribe_time: Some(at(2002)),
+            ..older
+        };
+        apply_follow(&model, &mut active, &newer, at(3000), &mut changes);
+        let fields: Vec<&str> = changes.iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["subscribe_time", "subscribe_scene"]);
     }
 }

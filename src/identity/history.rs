@@ -11,6 +11,7 @@ use sea_orm::{ActiveValue, ConnectionTrait, DbErr, EntityTrait, Set};
 use crate::domain::ProfileSource;
 
 /// One change to record in the account history.
+#[derive(Debug)]
 pub(super) struct Change {
     /// The field (column) that changed.
     pub(super) field: &'static str,

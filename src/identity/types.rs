@@ -60,7 +60,8 @@ pub struct Follow {
     /// Last follow time.
     pub subscribe_time: Option<DateTime<Utc>>,
     /// When the user stopped following, when the source knows it (a push's
-    /// `CreateTime`); otherwise an unfollow is dated with the write's time.
+    /// `CreateTime`); otherwise an unfollow is dated with `as_of`, else
+    /// with the write's time.
     pub left_at: Option<DateTime<Utc>>,
     /// When the reported status was true, when the source knows it (the
     /// time WeChat was asked). A status as of a time no later than (to the

@@ -184,15 +184,18 @@ pub async fn open_push(
     let token = token.expose_secret();
     let xml = match query.encrypt_type.as_deref() {
         None | Some("raw") => {
+            plain(token, &timestamp, &nonce, query.signature.as_deref())?;
+            stale(sent, now, window)?;
             if app.aes_key_sealed.is_some() {
                 return Err(Refused::MustBeEncrypted);
             }
-            let signature = query
-                .signature
-                .ok_or(Refused::Malformed("signature is required in plain mode"))?;
-            if !verify_signature(token, &timestamp, &nonce, &signature) {
-                return Err(Refused::BadSignature);
-            }
+            body.to_owned()
+        }
+        // Compatible mode to an app without an EncodingAESKey yet (moving
+        // from plain mode: the console first, then the key here): the
+        // message in the clear, as in plain mode.
+        Some("aes") if app.aes_key_sealed.is_none() => {
+            plain(token, &timestamp, &nonce, query.signature.as_deref())?;
             stale(sent, now, window)?;
             body.to_owned()
         }
@@ -234,6 +237,21 @@ pub async fn open_push(
     };
     let message = parse_message(&xml).map_err(Refused::BadBody)?;
     Ok((app, message))
+}
+
+/// Checks plain mode's `signature` (over the token, timestamp and nonce).
+fn plain(
+    token: &str,
+    timestamp: &str,
+    nonce: &str,
+    signature: Option<&str>,
+) -> Result<(), Refused> {
+    let signature = signature.ok_or(Refused::Malformed("signature is required in plain mode"))?;
+    if verify_signature(token, timestamp, nonce, signature) {
+        Ok(())
+    } else {
+        Err(Refused::BadSignature)
+    }
 }
 
 /// Opens `encrypt` with `app`'s current EncodingAESKey, else its previous one.

@@ -2,19 +2,21 @@
 //! durably before WeChat is answered.
 //!
 //! A push opened by [`super::callback::open_push`] is handed to
-//! [`Pushes::apply`], which answers once the push is committed. One writer
-//! task per process commits the pushes waiting at that moment together, in
-//! one transaction: for each, a `callback_receipt` (its deduplication key,
-//! hashed) and the change to its account, through the identity service, so
-//! that the audience statistics follow in the same transaction. A receipt
-//! already there (a retry, on this instance or another) means the push was
-//! applied before: nothing is written again. A push older than what is
-//! stored for its account (a retry that arrived after a newer push) is
-//! receipted but changes nothing.
+//! [`Pushes::apply`], which answers once the push is committed. A writer
+//! task commits the pushes waiting at that moment together, in one
+//! transaction (two such batches at once on PostgreSQL, one on SQLite): for
+//! each, a `callback_receipt` (its deduplication key, hashed) and the
+//! change to its account, through the identity service, so that the
+//! audience statistics follow in the same transaction. A receipt already
+//! there (a retry, on this instance or another) means the push was applied
+//! before: nothing is written again. An account's pushes are applied in
+//! time order, and one older than the last follow or unfollow stored for
+//! it (a retry that arrived after a newer push) is receipted but changes
+//! nothing.
 //!
-//! Pushes carry no UnionID: after the commit, an account that was never
-//! fetched, or whose profile is stale, is queued for a profile refresh,
-//! which links it to its person. The queue is bounded; what it cannot take
+//! Pushes carry no UnionID: after the commit, a followed account (or a
+//! scanning one whose profile wants fetching) is queued for a profile
+//! refresh, which links it to its person and reads the follow's scene. The queue is bounded; what it cannot take
 //! is refreshed when it is next read.
 //!
 //! Work is bounded before it starts: the writer's queue holds
@@ -23,12 +25,12 @@
 //! another's backlog; a caller waits at most [`ACK_WITHIN`], inside WeChat's
 //! 5-second window.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use entity::{account, app, callback_receipt};
+use entity::{app, callback_receipt};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -36,14 +38,16 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::apps::Apps;
+use crate::apps::{Apps, AppsById};
 use crate::clock::Clock;
 use crate::domain::{AppId, OpenId, ProfileSource};
 use crate::identity::{self, AccountUpsert, Follow, IdentityError, Profile};
-use crate::refresh::Refresher;
+use crate::refresh::{Refresher, freshness};
 use crate::store;
 use crate::wechat::callback::CallbackMessage;
 
+/// The longest QR scene taken (WeChat's `scene_str` is at most 64 characters).
+pub const MAX_SCENE: usize = 64;
 /// Pushes waiting for the writer, at most; past it, pushes are refused.
 pub const QUEUE: usize = 10_000;
 /// Pushes committed in one transaction, at most.
@@ -101,6 +105,15 @@ impl Change {
         }
     }
 
+    /// The follow values after `self` at `at`, given those of the pushes
+    /// before it (in time order): a scan keeps the follow it confirms.
+    fn fold(&self, before: Option<Follow>, at: DateTime<Utc>) -> Follow {
+        match (self, before) {
+            (Self::Scan, Some(before)) if before.subscribed == Some(true) => before,
+            _ => self.follow(at),
+        }
+    }
+
     /// The follow values it reports, at `at`.
     fn follow(&self, at: DateTime<Utc>) -> Follow {
         match self {
@@ -146,9 +159,16 @@ pub struct Push {
 }
 
 impl Push {
-    /// The push `message` to `app` asks for, if it changes an account;
-    /// refused when its `FromUserName` or `CreateTime` is unusable.
-    pub fn of(app: &app::Model, message: &CallbackMessage) -> Result<Option<Self>, PushError> {
+    /// The push `message` to `app` asks for at `now`, if it changes an
+    /// account; refused when its `FromUserName`, `CreateTime` (later than
+    /// `window` from now: a push is never from the future) or QR scene is
+    /// unusable.
+    pub fn of(
+        app: &app::Model,
+        message: &CallbackMessage,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<Option<Self>, PushError> {
         let Some(change) = Change::of(message) else {
             return Ok(None);
         };
@@ -157,7 +177,17 @@ impl Push {
         let at = Utc
             .timestamp_opt(message.create_time, 0)
             .single()
-            .ok_or_else(|| PushError::Invalid("CreateTime is out of range".into()))?;
+            .filter(|at| *at <= now + chrono::Duration::from_std(window).unwrap_or_default())
+            .ok_or_else(|| {
+                PushError::Invalid("CreateTime is later than the replay window allows".into())
+            })?;
+        if let Change::Follow { scene: Some(scene) } = &change
+            && (scene.chars().count() > MAX_SCENE || scene.chars().any(char::is_control))
+        {
+            return Err(PushError::Invalid(format!(
+                "the QR scene must be at most {MAX_SCENE} characters, none a control character"
+            )));
+        }
         let appid = AppId::parse(app.appid.clone())
             .map_err(|e| PushError::Invalid(format!("stored appid: {e}")))?;
         Ok(Some(Self {
@@ -387,11 +417,14 @@ impl Writer {
         pushes: &[Push],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<(Outcome, bool), PushError>>, IdentityError> {
+        // Read before the transaction: nothing waits on the app cache while
+        // the write lock is held.
+        let apps = self.apps.covering(pushes.iter().map(|p| p.app_id)).await?;
         let mut attempt = 1;
         loop {
             let written = async {
                 let txn = store::begin_write(&self.db).await?;
-                let results = self.write_within(&txn, pushes, now).await?;
+                let results = self.write_within(&txn, pushes, &apps, now).await?;
                 txn.commit().await?;
                 Ok::<_, IdentityError>(results)
             }
@@ -407,6 +440,7 @@ impl Writer {
         &self,
         txn: &C,
         pushes: &[Push],
+        apps: &AppsById,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<(Outcome, bool), PushError>>, IdentityError> {
         // Receipts first: those inserted are the pushes new here.
@@ -420,66 +454,73 @@ impl Writer {
                 }
             })
             .collect();
-        // Per account, the newest new push (the last to come among equals).
-        let mut newest: HashMap<(i64, &str), usize> = HashMap::new();
+        // Per account, its new pushes in time order (arrival order among equals).
+        let mut by_account: BTreeMap<(i64, &str), Vec<usize>> = BTreeMap::new();
         for &i in &new {
             let push = &pushes[i];
-            newest
+            by_account
                 .entry((push.app_id, push.openid.as_str()))
-                .and_modify(|best| {
-                    if pushes[*best].at <= push.at {
-                        *best = i;
-                    }
-                })
-                .or_insert(i);
+                .or_default()
+                .push(i);
         }
-        // A push older (to the second) than the last follow or unfollow
-        // stored for its account changes nothing. (An unfollow another
-        // source saw in the same second, dated when it was seen, gets the
-        // push's time.)
         // Locked (on PostgreSQL), so that of two writers with pushes for
         // one account, the second sees what the first wrote.
-        let mut keys: Vec<(i64, &str)> = newest.keys().copied().collect();
-        keys.sort_unstable();
+        let keys: Vec<(i64, &str)> = by_account.keys().copied().collect();
         let stored = identity::existing_accounts(txn, &keys).await?;
-        let mut applying: Vec<usize> = newest
-            .into_iter()
-            .filter(|((app_id, openid), i)| {
-                let last = stored
-                    .get(&(*app_id, (*openid).to_owned()))
-                    .and_then(|a| a.subscribe_time.max(a.unfollowed_at));
-                last.is_none_or(|last| last.timestamp() <= pushes[*i].at.timestamp())
-            })
-            .map(|(_, i)| i)
-            .collect();
-        applying.sort_unstable();
-        let rows: Vec<AccountUpsert> = applying
-            .iter()
-            .map(|&i| {
+        let mut rows = Vec::with_capacity(by_account.len());
+        // Per row, the last push folded into it.
+        let mut last_of_row = Vec::with_capacity(by_account.len());
+        for ((app_id, openid), mut indexes) in by_account {
+            indexes.sort_by_key(|&i| pushes[i].at);
+            let account = stored.get(&(app_id, openid.to_owned()));
+            // A push older (to the second) than the last follow or unfollow
+            // stored, or folded before it, changes nothing.
+            let mut last = account.and_then(|a| a.subscribe_time.max(a.unfollowed_at));
+            let mut follow: Option<Follow> = None;
+            let mut folded = None;
+            for i in indexes {
                 let push = &pushes[i];
-                AccountUpsert {
-                    appid: push.appid.clone(),
-                    openid: push.openid.clone(),
-                    unionid: None,
-                    snapshot_user: false,
-                    profile: Profile::default(),
-                    follow: push.change.follow(push.at),
-                    refreshed: false,
+                if last.is_some_and(|last| last.timestamp() > push.at.timestamp()) {
+                    continue;
                 }
-            })
-            .collect();
+                follow = Some(push.change.fold(follow, push.at));
+                if push.change != Change::Scan {
+                    last = Some(push.at);
+                }
+                outcomes[i] = Outcome::Applied;
+                folded = Some(i);
+            }
+            let (Some(follow), Some(i)) = (follow, folded) else {
+                continue;
+            };
+            rows.push(AccountUpsert {
+                appid: pushes[i].appid.clone(),
+                openid: pushes[i].openid.clone(),
+                unionid: None,
+                snapshot_user: false,
+                profile: Profile::default(),
+                follow,
+                refreshed: false,
+            });
+            last_of_row.push(i);
+        }
         let written = if rows.is_empty() {
             Vec::new()
         } else {
             identity::upsert_within(txn, &rows, ProfileSource::Callback, now).await?
         };
+        // A follow fetches the profile (the UnionID, and the scene of the
+        // follow); a scan, when the profile wants fetching.
         let mut refresh: HashSet<usize> = HashSet::new();
         for result in &written {
-            let i = applying[result.index];
-            outcomes[i] = Outcome::Applied;
-            let account = &result.account;
-            let wants = pushes[i].change != Change::Unfollow
-                && (account.refreshed_at.is_none() || self.stale(account, pushes[i].app_id).await);
+            let i = last_of_row[result.index];
+            let wants = match &pushes[i].change {
+                Change::Follow { .. } => true,
+                Change::Scan => apps.get(&pushes[i].app_id).is_none_or(|app| {
+                    freshness::wants_fetch(&result.account, self.refresher.ttl(app), now)
+                }),
+                Change::Unfollow => false,
+            };
             if wants {
                 refresh.insert(i);
             }
@@ -489,15 +530,6 @@ impl Writer {
             .enumerate()
             .map(|(i, outcome)| Ok((outcome, refresh.contains(&i))))
             .collect())
-    }
-
-    /// Whether `account` of the app `app_id` is stale now.
-    async fn stale(&self, account: &account::Model, app_id: i64) -> bool {
-        let Ok(apps) = self.apps.covering([app_id]).await else {
-            return true;
-        };
-        apps.get(&app_id)
-            .is_none_or(|app| self.refresher.is_stale(account, app))
     }
 
     /// Inserts the receipts of `pushes`; returns the indexes of the pushes
@@ -618,6 +650,26 @@ mod tests {
         let mut text = message("subscribe", None);
         text.msg_type = "text".into();
         assert_eq!(Change::of(&text), None);
+    }
+
+    #[test]
+    fn a_scan_keeps_the_follow_it_confirms() {
+        let (t100, t101) = (
+            Utc.timestamp_opt(100, 0).unwrap(),
+            Utc.timestamp_opt(101, 0).unwrap(),
+        );
+        let qr = Change::Follow {
+            scene: Some("7".into()),
+        };
+        let followed = qr.fold(None, t100);
+        let scanned = Change::Scan.fold(Some(followed.clone()), t101);
+        assert_eq!(scanned, followed);
+        // After an unfollow, or alone, a scan says only that the user follows.
+        let left = Change::Unfollow.fold(Some(followed), t100);
+        let scanned = Change::Scan.fold(Some(left), t101);
+        assert_eq!(scanned.subscribed, Some(true));
+        assert_eq!((scanned.subscribe_time, scanned.left_at), (None, None));
+        assert_eq!(Change::Scan.fold(None, t101), Change::Scan.follow(t101));
     }
 
     #[test]

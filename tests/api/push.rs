@@ -286,6 +286,15 @@ async fn pushes_in_each_mode_update_the_follow_and_link_the_person(backend: Back
     assert_eq!(stored["following"], true, "{stored:#}");
     assert_eq!(stored["qrSceneStr"], "spring");
 
+    // Compatible mode to an app with no EncodingAESKey yet (the console
+    // changed first): read in the clear, as in plain mode.
+    let (person, openid) = someone(&app, &plain_oa, false, 1).await;
+    sim_push(&app, &plain_oa, person, "subscribe", None, "compatible").await;
+    assert_eq!(
+        account(&app, &plain_oa.appid, &openid).await["following"],
+        true
+    );
+
     // A follower scanning a QR code: known to follow.
     let (person, openid) = someone(&app, &safe_oa, true, 2).await;
     sim_push(&app, &safe_oa, person, "SCAN", Some("9"), "safe").await;
@@ -294,7 +303,7 @@ async fn pushes_in_each_mode_update_the_follow_and_link_the_person(backend: Back
         true
     );
     assert_eq!(audience_followers(&app, &safe_oa.appid).await, 2);
-    assert_eq!(count(&app, "callback_receipt").await, 5);
+    assert_eq!(count(&app, "callback_receipt").await, 6);
 }
 
 on_each_backend!(a_retried_push_changes_nothing_twice);
@@ -640,6 +649,23 @@ async fn bad_pushes_are_refused_and_write_nothing(backend: Backend) {
                 &format!("<Pad>{}</Pad></xml>", "x".repeat(70_000)),
             )),
             413,
+        ),
+        (
+            "CreateTime from the future",
+            p,
+            plain_body(&event(openid, t + 400, "subscribe", None)),
+            400,
+        ),
+        (
+            "a QR scene over 64 characters",
+            p,
+            plain_body(&event(
+                openid,
+                t,
+                "subscribe",
+                Some(&format!("qrscene_{}", "9".repeat(65))),
+            )),
+            400,
         ),
         (
             "inside the safe envelope, not XML",

@@ -25,7 +25,7 @@ pub mod job;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use entity::{account, app, sync_job};
 use futures::StreamExt;
 use sea_orm::{
@@ -535,6 +535,7 @@ impl Syncer {
             failed,
             next,
             total,
+            listed_at,
         } = page;
         let counts = PageCounts {
             pages: 1,
@@ -546,7 +547,7 @@ impl Syncer {
         rows.extend(
             failed
                 .into_iter()
-                .map(|openid| follower_only(appid, openid)),
+                .map(|openid| follower_only(appid, openid, listed_at)),
         );
         for row in &mut rows {
             row.follow.listed_in = Some(job.id);
@@ -592,6 +593,12 @@ impl Syncer {
     /// the job has marked so.
     async fn mark_unfollowed(&self, job: &sync_job::Model, appid: &AppId) -> Result<i64, DbErr> {
         let started = job.started_at.unwrap_or(job.created_at);
+        // Whole seconds, as WeChat's follow times are: a follow in the
+        // second the job started may not be listed, and is left alone.
+        let started_second = Utc
+            .timestamp_opt(started.timestamp(), 0)
+            .single()
+            .unwrap_or(started);
         let not_listed = Condition::all()
             .add(account::Column::AppId.eq(job.app_id))
             .add(
@@ -608,7 +615,7 @@ impl Syncer {
                 .filter(
                     Condition::any()
                         .add(account::Column::SubscribeTime.is_null())
-                        .add(account::Column::SubscribeTime.lt(started)),
+                        .add(account::Column::SubscribeTime.lt(started_second)),
                 )
                 .order_by_asc(account::Column::Id)
                 .limit(identity::MAX_UPSERT_BATCH as u64)
@@ -622,12 +629,15 @@ impl Syncer {
                 .into_iter()
                 .filter_map(|openid| {
                     let openid = OpenId::parse(openid).ok()?;
+                    // Not following as of the listing: a follow pushed
+                    // since then stands.
                     Some(AccountUpsert {
                         follow: Follow {
                             subscribed: Some(false),
+                            as_of: Some(started),
                             ..Follow::default()
                         },
-                        ..follower_only(appid, openid)
+                        ..follower_only(appid, openid, started)
                     })
                 })
                 .collect::<Vec<_>>();
@@ -646,9 +656,10 @@ impl Syncer {
     }
 }
 
-/// A listed follower whose profile could not be fetched: stored as a
-/// follower all the same, so that no follower is lost.
-fn follower_only(appid: &AppId, openid: OpenId) -> AccountUpsert {
+/// A listed follower whose profile could not be fetched, listed at
+/// `listed_at`: stored as a follower all the same, so that no follower is
+/// lost (unless a later unfollow is stored).
+fn follower_only(appid: &AppId, openid: OpenId, listed_at: DateTime<Utc>) -> AccountUpsert {
     AccountUpsert {
         appid: appid.clone(),
         openid,
@@ -657,6 +668,7 @@ fn follower_only(appid: &AppId, openid: OpenId) -> AccountUpsert {
         profile: identity::Profile::default(),
         follow: Follow {
             subscribed: Some(true),
+            as_of: Some(listed_at),
             ..Follow::default()
         },
         refreshed: false,
@@ -685,6 +697,8 @@ struct Page {
     next: Option<String>,
     /// Followers WeChat reports in all.
     total: i64,
+    /// When WeChat was asked for the page: its followers followed then.
+    listed_at: DateTime<Utc>,
 }
 
 /// How many times a page is written when it loses a race for a unique key
@@ -789,6 +803,7 @@ impl Fetcher {
             failed,
             next: next.clone(),
             total,
+            listed_at: asked_at,
         };
         Ok((page, next))
     }

@@ -14,7 +14,8 @@
 //! cipher is AES-CBC without a MAC, so the signature (a hash keyed by the
 //! secret token) is what authenticates the ciphertext; decrypting unsigned
 //! input and answering differently per [`CallbackError`] would hand out a
-//! padding oracle. Endpoints should answer every failure the same way.
+//! padding oracle. Past a good signature, an endpoint may say what failed:
+//! only the token's holder gets that far.
 //!
 //! WeChat retries a push it got no fast answer to (3 tries, 5 s apart), so
 //! handlers deduplicate with [`CallbackMessage::dedup_key`]. Pushes carry no
