@@ -77,13 +77,16 @@ pub enum ErrorCode {
     LimitExceeded,
     /// A persisted query's hash this server does not know: send the document with it.
     PersistedQueryNotFound,
+    /// WeChat failed or could not be reached for a call that cannot be
+    /// answered without it (a sign-in code exchange); try again later.
+    UpstreamUnavailable,
     /// Something failed inside; the cause is logged, not shown.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::RateLimited,
@@ -94,6 +97,7 @@ impl ErrorCode {
         Self::BadRequest,
         Self::LimitExceeded,
         Self::PersistedQueryNotFound,
+        Self::UpstreamUnavailable,
         Self::Internal,
     ];
 
@@ -110,6 +114,7 @@ impl ErrorCode {
             Self::BadRequest => "BAD_REQUEST",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }
     }

@@ -43,6 +43,7 @@ pub const TYPE_SCOPES: &[(&str, Scope)] = &[
     ("UpsertAccountsPayload", Scope::Write),
     ("UpsertAccountResult", Scope::Write),
     ("RefreshAccountsPayload", Scope::Write),
+    ("SignInPayload", Scope::Write),
     ("ApiKey", Scope::Admin),
     ("CreatedApiKey", Scope::Admin),
     ("Audience", Scope::Stats),
@@ -84,6 +85,7 @@ pub const FIELD_SCOPES: &[(&str, &str, Scope)] = &[
     ("Mutation", "registerApp", Scope::Admin),
     ("Mutation", "setFreshnessTtl", Scope::Admin),
     ("Mutation", "rotateEncodingAesKey", Scope::Admin),
+    ("Mutation", "signIn", Scope::Write),
     ("Mutation", "createApiKey", Scope::Admin),
     ("Mutation", "revokeApiKey", Scope::Admin),
     // Keys.

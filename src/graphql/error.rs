@@ -42,6 +42,24 @@ pub enum ApiError {
     /// The request asks for more than a limit allows; the message names it.
     #[error("{0}")]
     LimitExceeded(String),
+    /// WeChat refused the caller's input (a sign-in code, say); the
+    /// message says why and `extensions.wechatErrcode` gives WeChat's code.
+    #[error("{message}")]
+    WechatRefused {
+        /// What happened.
+        message: String,
+        /// WeChat's `errcode`.
+        errcode: i64,
+    },
+    /// WeChat failed or could not be reached; `extensions.wechatErrcode`
+    /// gives its code when it answered with one.
+    #[error("{message}")]
+    Upstream {
+        /// What happened.
+        message: String,
+        /// WeChat's `errcode`, when there is one.
+        errcode: Option<i64>,
+    },
     /// Something failed inside; the cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -54,7 +72,10 @@ impl ApiError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::NotFound(_) => ErrorCode::NotFound,
-            Self::BadUserInput(_) | Self::BadFields { .. } => ErrorCode::BadUserInput,
+            Self::BadUserInput(_) | Self::BadFields { .. } | Self::WechatRefused { .. } => {
+                ErrorCode::BadUserInput
+            }
+            Self::Upstream { .. } => ErrorCode::UpstreamUnavailable,
             Self::LimitExceeded(_) => ErrorCode::LimitExceeded,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -76,8 +97,14 @@ impl ErrorExtensions for ApiError {
         let code = self.code().as_str();
         async_graphql::Error::new(self.to_string()).extend_with(|_, e| {
             e.set("code", code);
-            if let Self::BadFields { fields, .. } = self {
-                e.set("fields", fields.clone());
+            match self {
+                Self::BadFields { fields, .. } => e.set("fields", fields.clone()),
+                Self::WechatRefused { errcode, .. }
+                | Self::Upstream {
+                    errcode: Some(errcode),
+                    ..
+                } => e.set("wechatErrcode", *errcode),
+                _ => {}
             }
         })
     }

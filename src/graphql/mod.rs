@@ -40,6 +40,7 @@ pub mod persisted;
 pub mod person;
 pub mod round;
 pub mod scalars;
+pub mod signin;
 pub mod stats;
 pub mod sync;
 
@@ -107,6 +108,7 @@ pub struct Mutation(
     app::AppMutation,
     apikey::ApiKeyMutation,
     sync::SyncMutation,
+    signin::SignInMutation,
 );
 
 /// The union360 schema type.

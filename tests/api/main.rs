@@ -32,6 +32,7 @@ mod schema;
 mod secrets;
 mod security;
 mod shapes;
+mod signin;
 mod simulator;
 mod statements;
 mod sync;

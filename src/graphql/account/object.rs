@@ -105,6 +105,13 @@ impl Account {
         &self.model.openid
     }
 
+    /// Whether the openid is a snapshot-page virtual user's (WeChat's
+    /// `is_snapshotuser`, from a Moments snapshot page): a placeholder that
+    /// never creates or joins a person.
+    async fn snapshot_user(&self) -> bool {
+        self.model.snapshot_user
+    }
+
     /// The UnionID, once known; null while the account is unlinked.
     async fn unionid(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         Ok(self.current(ctx).await?.unionid)
