@@ -14,9 +14,9 @@
 //! it (a retry that arrived after a newer push) is receipted but changes
 //! nothing.
 //!
-//! Pushes carry no UnionID: after the commit, a followed account (or a
-//! scanning one whose profile wants fetching) is queued for a profile
-//! refresh, which links it to its person and reads the follow's scene. The queue is bounded; what it cannot take
+//! Pushes carry no UnionID: after the commit, an account followed or
+//! scanning whose profile wants fetching (never fetched, or stale) is
+//! queued for a profile refresh, which links it to its person. The queue is bounded; what it cannot take
 //! is refreshed when it is next read.
 //!
 //! Work is bounded before it starts: the writer's queue holds
@@ -509,18 +509,17 @@ impl Writer {
         } else {
             identity::upsert_within(txn, &rows, ProfileSource::Callback, now).await?
         };
-        // A follow fetches the profile (the UnionID, and the scene of the
-        // follow); a scan, when the profile wants fetching.
+        // A follow or scan fetches the profile (the UnionID, and how the
+        // user came to follow) when it wants fetching: never fetched, or
+        // stale. A fresh one is not fetched again for a re-follow: WeChat's
+        // quota is spent on new people first.
         let mut refresh: HashSet<usize> = HashSet::new();
         for result in &written {
             let i = last_of_row[result.index];
-            let wants = match &pushes[i].change {
-                Change::Follow { .. } => true,
-                Change::Scan => apps.get(&pushes[i].app_id).is_none_or(|app| {
+            let wants = pushes[i].change != Change::Unfollow
+                && apps.get(&pushes[i].app_id).is_none_or(|app| {
                     freshness::wants_fetch(&result.account, self.refresher.ttl(app), now)
-                }),
-                Change::Unfollow => false,
-            };
+                });
             if wants {
                 refresh.insert(i);
             }
