@@ -3,6 +3,7 @@
 
 use async_graphql::{Context, Object, SimpleObject};
 
+use super::access;
 use super::account::Account;
 use super::context::ContextExt;
 use super::error::{ApiError, ApiResult, ResultExt};
@@ -34,10 +35,13 @@ impl SignInMutation {
     /// when the scope granted allows it, for the nickname and avatar); for a
     /// mini program the `wx.login` code (`sns/jscode2session`). The user's
     /// tokens and session key are never stored or returned. A code is
-    /// single-use and never retried. Fails with BAD_USER_INPUT when WeChat
-    /// refuses the code (invalid, used or expired: `extensions.wechatErrcode`
-    /// is 40029, 40163 or 42003), NOT_FOUND when the app is not registered,
-    /// UPSTREAM_UNAVAILABLE when WeChat fails (the code may still be good).
+    /// single-use and never retried. Reading the payload's account takes
+    /// `read` (and `pii` for its profile) besides `write`. Fails with
+    /// BAD_USER_INPUT when WeChat refuses the code (invalid, used, expired
+    /// or blocked: `extensions.wechatErrcode` is 40029, 40163, 42003 or
+    /// 40226), NOT_FOUND when the app is not registered,
+    /// UPSTREAM_UNAVAILABLE when WeChat fails during the exchange (the code
+    /// may or may not have been used).
     async fn sign_in(
         &self,
         ctx: &Context<'_>,
@@ -46,6 +50,9 @@ impl SignInMutation {
     ) -> ApiResult<SignInPayload> {
         let state = ctx.state()?;
         let appid = AppId::parse(appid).api()?;
+        // One token per sign-in beyond the request's own: each costs WeChat
+        // calls made with the app's secret.
+        access::spend(access::caller(ctx)?, 1, "sign-ins")?;
         let signed_in = signin::sign_in(
             state.db(),
             state.apps(),

@@ -177,7 +177,12 @@ impl Push {
         let at = Utc
             .timestamp_opt(message.create_time, 0)
             .single()
-            .filter(|at| *at <= now + chrono::Duration::from_std(window).unwrap_or_default())
+            .filter(|at| {
+                chrono::Duration::from_std(window)
+                    .ok()
+                    .and_then(|window| now.checked_add_signed(window))
+                    .is_none_or(|latest| *at <= latest)
+            })
             .ok_or_else(|| {
                 PushError::Invalid("CreateTime is later than the replay window allows".into())
             })?;
@@ -516,10 +521,14 @@ impl Writer {
         let mut refresh: HashSet<usize> = HashSet::new();
         for result in &written {
             let i = last_of_row[result.index];
+            // A follower not linked yet is fetched even when fresh: a
+            // profile fetched while they did not follow has no UnionID.
+            let account = &result.account;
             let wants = pushes[i].change != Change::Unfollow
-                && apps.get(&pushes[i].app_id).is_none_or(|app| {
-                    freshness::wants_fetch(&result.account, self.refresher.ttl(app), now)
-                });
+                && ((account.unionid.is_none() && !account.snapshot_user)
+                    || apps.get(&pushes[i].app_id).is_none_or(|app| {
+                        freshness::wants_fetch(account, self.refresher.ttl(app), now)
+                    }));
             if wants {
                 refresh.insert(i);
             }
@@ -543,7 +552,9 @@ impl Writer {
         for (i, push) in pushes.iter().enumerate() {
             first.entry((push.app_id, push.key.as_str())).or_insert(i);
         }
-        let expires = now + self.receipt_ttl;
+        let expires = now
+            .checked_add_signed(self.receipt_ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let mut insert = Query::insert();
         insert
             .into_table(callback_receipt::Entity)

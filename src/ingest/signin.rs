@@ -25,8 +25,9 @@ use crate::identity::{self, AccountUpsert, Follow, IdentityError, Profile};
 use crate::wechat::{WechatClient, WechatError};
 
 /// The WeChat errcodes of a code that cannot be exchanged: invalid (40029),
-/// used already (40163), expired (42003).
-pub const CODE_ERRORS: [i64; 3] = [40029, 40163, 42003];
+/// used already (40163), expired (42003), blocked (40226, a mini program's
+/// code from a user WeChat holds as risky).
+pub const CODE_ERRORS: [i64; 4] = [40029, 40163, 42003, 40226];
 
 /// Scopes that allow `sns/userinfo`.
 const USERINFO_SCOPES: [&str; 2] = ["snsapi_userinfo", "snsapi_login"];
@@ -57,7 +58,8 @@ pub enum SignInError {
     /// The code is malformed.
     #[error("{0}")]
     Invalid(String),
-    /// WeChat failed or could not be reached; the code may still be good.
+    /// WeChat failed or could not be reached while exchanging the code
+    /// (which it may or may not have used).
     #[error("WeChat could not exchange the code: {0}")]
     Upstream(#[source] WechatError),
     /// What WeChat sent could not be stored.
@@ -77,7 +79,10 @@ impl From<WechatError> for SignInError {
             WechatError::Api { errcode, errmsg } if CODE_ERRORS.contains(&errcode) => {
                 Self::Code { errcode, errmsg }
             }
-            other => Self::Upstream(other),
+            other => {
+                tracing::warn!(wechat.errcode = other.errcode(), error = %other, "a sign-in code could not be exchanged");
+                Self::Upstream(other)
+            }
         }
     }
 }
@@ -127,10 +132,20 @@ pub async fn sign_in(
                     .split(',')
                     .any(|s| USERINFO_SCOPES.contains(&s.trim()))
             });
-            let (profile, unionid) = if allows_userinfo && !snapshot {
-                let user = wechat
+            // The code is spent now: a profile WeChat does not give leaves
+            // the sign-in without one, never fails it.
+            let user = if allows_userinfo && !snapshot {
+                wechat
                     .sns_userinfo(&token.access_token, &token.openid)
-                    .await?;
+                    .await
+                    .inspect_err(|e| {
+                        tracing::warn!(wechat.errcode = e.errcode(), error = %e, "sns/userinfo failed; signing in without the profile");
+                    })
+                    .ok()
+            } else {
+                None
+            };
+            let (profile, unionid) = if let Some(user) = user {
                 let profile = Profile {
                     nickname: user.nickname.clone(),
                     avatar_url: user.headimgurl.clone(),

@@ -754,3 +754,29 @@ async fn pushes_arriving_out_of_order_leave_the_newest(backend: Backend) {
         );
     }
 }
+
+on_each_backend!(a_follow_links_an_account_fetched_while_not_following);
+async fn a_follow_links_an_account_fetched_while_not_following(backend: Backend) {
+    let (app, _, oa) = start(backend).await;
+    let (person, openid) = someone(&app, &oa, false, 3).await;
+    // Known, and fetched while not following: no UnionID.
+    sim_push(&app, &oa, person, "unsubscribe", None, "safe").await;
+    let fetched = app
+        .data(
+            "query($a: String!, $o: String!) { account(appid: $a, openid: $o, refresh: FORCE) { unionid refreshedAt } }",
+            json!({ "a": oa.appid, "o": openid }),
+        )
+        .await;
+    assert!(fetched["account"]["unionid"].is_null(), "{fetched:#}");
+    assert!(fetched["account"]["refreshedAt"].is_string(), "{fetched:#}");
+    // Following now: the fresh profile is fetched again, for the UnionID.
+    sim_push(&app, &oa, person, "subscribe", None, "safe").await;
+    let unionid = app.sim.person(person).await.unionid;
+    for _ in 0..200 {
+        if account(&app, &oa.appid, &openid).await["unionid"] == unionid.as_str() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the follower was never linked");
+}

@@ -203,6 +203,22 @@ async fn a_code_wechat_refuses_is_bad_user_input_with_its_errcode(backend: Backe
     assert_eq!(errcode(&body), Some(-1), "{body:#}");
     assert_eq!(app.sim.calls_to("/sns/jscode2session"), 1);
 
+    // The profile WeChat does not give leaves the sign-in without one: the
+    // code is spent, so the openid and UnionID are kept all the same.
+    app.sim
+        .fault("/sns/userinfo", json!({ "errcode": 48001, "count": 5 }))
+        .await;
+    let body = sign_in(
+        &app,
+        &web.appid,
+        &code(&app, &web.appid, 6, json!({})).await,
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let account = &body["data"]["signIn"]["account"];
+    assert!(account["nickname"].is_null(), "{account:#}");
+    assert_eq!(account["unionid"], app.sim.person(6).await.unionid.as_str());
+
     // Signing in writes: a key without `write` may not.
     let reader = create_key(&app.state, "reader", Scopes::from_iter([Scope::Read])).await;
     let body: Value = client_with_key(&reader)

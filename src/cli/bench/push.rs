@@ -29,7 +29,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::{BenchDb, mb, ms, peak_rss, quantile};
 use crate::clock::Clock;
-use crate::domain::{OpenId, ProfileSource};
+use crate::domain::{OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, MAX_UPSERT_BATCH, Profile};
 use crate::settings::DatabaseSettings;
 use crate::startup::Application;
@@ -78,7 +78,7 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
     let apps = super::register_official_accounts(&state, "wxbe0c4b0500000", APPS, true).await?;
     let secrets: Vec<(String, String)> = (0..APPS).map(super::callback_secrets).collect();
 
-    // The followers, as a sync leaves them: fetched and following.
+    // The followers, as a sync leaves them: fetched, linked, following.
     let started = Instant::now();
     let openid = |app: usize, person: u32| format!("oBenchPush{app}x{person:017}");
     let synced_at = Utc::now() - chrono::Duration::hours(1);
@@ -88,7 +88,7 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
                 Ok(AccountUpsert {
                     appid: appid.clone(),
                     openid: OpenId::parse(openid(a, person))?,
-                    unionid: None,
+                    unionid: Some(UnionId::parse(format!("oBenchUnion{person:017}"))?),
                     snapshot_user: false,
                     profile: Profile::default(),
                     follow: Follow {
