@@ -21,8 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use chrono::{DateTime, Utc};
 use entity::{account, app, audience_cell, audience_day, person};
-use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict, Query};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, LockType, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -76,18 +77,20 @@ pub(super) async fn bits<C: ConnectionTrait>(txn: &C) -> Result<Bits, DbErr> {
         .collect())
 }
 
-/// Applies `change` to the persons' masks and the cells, on `day`.
+/// Applies `change` to the persons' masks and the cells, at `now`.
 /// `created` holds the mask of each person the call created (whose only
 /// accounts are the call's, so nothing needs reading); `touched`, the other
-/// persons whose `updated_at` the caller sets next.
+/// persons whose `updated_at` the caller sets. Returns the persons whose
+/// mask moved: their `updated_at` is set here, in the same statement.
 pub(super) async fn settle<C: ConnectionTrait>(
     txn: &C,
     bits: &Bits,
     change: AudienceChange,
     created: &HashMap<i64, i64>,
     touched: &BTreeSet<i64>,
-    day: Day,
-) -> Result<(), DbErr> {
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<i64>, DbErr> {
+    let day = Day::of(now);
     let mut cells: BTreeMap<(i64, i64), i64> = BTreeMap::new();
     for (app_id, delta) in change.unlinked {
         if let Some(bit) = bits.get(&app_id) {
@@ -163,51 +166,72 @@ pub(super) async fn settle<C: ConnectionTrait>(
             }
         }
     }
-    for (mask, ids) in moved {
-        for chunk in ids.chunks(CHUNK) {
-            person::Entity::update_many()
-                .col_expr(person::Column::AudienceMask, Expr::value(mask))
-                .filter(person::Column::Id.is_in(chunk.iter().copied()))
-                .exec(txn)
-                .await?;
+    // Every person whose mask moved, one statement per chunk:
+    // `SET audience_mask = CASE id WHEN … THEN … END`.
+    let moved: Vec<(i64, i64)> = moved
+        .into_iter()
+        .flat_map(|(mask, ids)| ids.into_iter().map(move |id| (id, mask)))
+        .collect();
+    let updated: BTreeSet<i64> = moved.iter().map(|(id, _)| *id).collect();
+    for chunk in moved.chunks(CHUNK) {
+        let mut case = CaseStatement::new();
+        for &(id, mask) in chunk {
+            case = case.case(Expr::col(person::Column::Id).eq(id), Expr::value(mask));
         }
+        person::Entity::update_many()
+            .col_expr(person::Column::AudienceMask, case.into())
+            .col_expr(person::Column::UpdatedAt, Expr::value(now))
+            .filter(person::Column::Id.is_in(chunk.iter().map(|(id, _)| *id)))
+            .exec(txn)
+            .await?;
     }
     cells.retain(|_, delta| *delta != 0);
     if cells.is_empty() {
-        return Ok(());
+        return Ok(updated);
+    }
+    // Every cell in one statement, in key order (concurrent writers take
+    // the cells' row locks in the same order), adding each delta to what
+    // is stored and returning the new counts.
+    let mut add = Query::insert();
+    add.into_table(audience_cell::Entity)
+        .columns([
+            audience_cell::Column::AppId,
+            audience_cell::Column::Mask,
+            audience_cell::Column::Count,
+        ])
+        .on_conflict(
+            OnConflict::columns([audience_cell::Column::AppId, audience_cell::Column::Mask])
+                .value(
+                    audience_cell::Column::Count,
+                    Expr::col((audience_cell::Entity, audience_cell::Column::Count))
+                        .add(Expr::cust("excluded.count")),
+                )
+                .to_owned(),
+        )
+        .returning(Query::returning().columns([
+            audience_cell::Column::AppId,
+            audience_cell::Column::Mask,
+            audience_cell::Column::Count,
+        ]));
+    for ((app_id, mask), delta) in &cells {
+        add.values_panic([(*app_id).into(), (*mask).into(), (*delta).into()]);
     }
     let mut days = Vec::with_capacity(cells.len());
-    for ((app_id, mask), delta) in cells {
-        let add = Query::insert()
-            .into_table(audience_cell::Entity)
-            .columns([
-                audience_cell::Column::AppId,
-                audience_cell::Column::Mask,
-                audience_cell::Column::Count,
-            ])
-            .values_panic([app_id.into(), mask.into(), delta.into()])
-            .on_conflict(
-                OnConflict::columns([audience_cell::Column::AppId, audience_cell::Column::Mask])
-                    .value(
-                        audience_cell::Column::Count,
-                        Expr::col((audience_cell::Entity, audience_cell::Column::Count))
-                            .add(Expr::value(delta)),
-                    )
-                    .to_owned(),
-            )
-            .returning_col(audience_cell::Column::Count)
-            .to_owned();
-        let row = txn
-            .query_one(&add)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("audience cell".to_owned()))?;
-        let count: i64 = row.try_get_by_index(0)?;
+    for row in txn.query_all(&add).await? {
+        let (app_id, mask, count): (i64, i64, i64) = (
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+        );
         days.push(audience_day::ActiveModel {
             day: sea_orm::Set(day.to_string()),
             app_id: sea_orm::Set(app_id),
             mask: sea_orm::Set(mask),
             count: sea_orm::Set(count),
         });
+    }
+    if days.len() != cells.len() {
+        return Err(DbErr::RecordNotFound("audience cell".to_owned()));
     }
     audience_day::Entity::insert_many(days)
         .on_conflict(
@@ -221,5 +245,5 @@ pub(super) async fn settle<C: ConnectionTrait>(
         )
         .exec_without_returning(txn)
         .await?;
-    Ok(())
+    Ok(updated)
 }

@@ -25,7 +25,7 @@ use super::history::record;
 use super::lock::{CHUNK, existing_accounts, held_seats, insert_or_get_persons};
 use super::types::{AccountUpsert, IdentityError, MAX_UPSERT_BATCH, UpsertResult};
 use super::validate::validate;
-use crate::domain::{Day, ProfileSource};
+use crate::domain::ProfileSource;
 use crate::store;
 
 /// Upserts accounts reported by `source`, all or nothing, applying the identity rules.
@@ -288,8 +288,8 @@ async fn write<C: ConnectionTrait>(
     touched.retain(|id| !created_masks.contains_key(id));
     // The other persons concerned are locked in id order, then their masks
     // and the audience counts follow what was written.
-    audience::settle(txn, &bits, audience, &created_masks, &touched, Day::of(now)).await?;
-    let touched: Vec<i64> = touched.into_iter().collect();
+    let updated = audience::settle(txn, &bits, audience, &created_masks, &touched, now).await?;
+    let touched: Vec<i64> = touched.difference(&updated).copied().collect();
     for chunk in touched.chunks(CHUNK) {
         person::Entity::update_many()
             .col_expr(person::Column::UpdatedAt, now.into())
