@@ -49,5 +49,5 @@ pub use read::{LookupError, Page, PageRequest};
 pub use types::{
     AccountUpsert, Follow, IdentityError, MAX_UPSERT_BATCH, Outcome, Profile, UpsertResult,
 };
-pub use upsert::{upsert_accounts, upsert_in_batches, upsert_within};
+pub use upsert::{Attempts, upsert_accounts, upsert_in_batches, upsert_within};
 pub use validate::make_storable;

@@ -46,21 +46,46 @@ pub async fn upsert_accounts(
     // again, seeing what the other did. Two calls that each took one seat
     // the other wants deadlock on PostgreSQL, which ends one of them: it is
     // done again too.
-    let mut attempt = 1;
+    let mut attempts = Attempts::default();
     loop {
         let written = async {
             let txn = store::begin_write(db).await?;
             let results = write(&txn, &rows, &order, source, now).await?;
             txn.commit().await?;
-            Ok::<_, DbErr>(results)
+            Ok::<_, IdentityError>(results)
         }
         .await;
         match written {
-            Err(e) if attempt < WRITE_ATTEMPTS && lost_a_race(&e) => {
-                tracing::debug!(attempt, error = %e, "lost a race for a unique key; writing again");
-                attempt += 1;
-            }
-            result => return result.map_err(IdentityError::from),
+            Err(e) if attempts.again(&e) => {}
+            result => return result,
+        }
+    }
+}
+
+/// The attempts at a write transaction that may lose a race for a unique
+/// key to a concurrent writer, or be ended in a deadlock
+/// ([`IdentityError::lost_a_race`]): written again in a new transaction,
+/// it sees what the other wrote. Every writer of the identity graph that
+/// commits its own transactions loops on [`Self::again`].
+#[derive(Debug)]
+pub struct Attempts(u32);
+
+impl Default for Attempts {
+    fn default() -> Self {
+        Self(1)
+    }
+}
+
+impl Attempts {
+    /// Whether the transaction that failed with `e` is to be written again
+    /// (it lost a race, and attempts are left); counts the attempt.
+    pub fn again(&mut self, e: &IdentityError) -> bool {
+        if self.0 < WRITE_ATTEMPTS && e.lost_a_race() {
+            tracing::debug!(attempt = self.0, error = %e, "lost a race for a unique key; writing again");
+            self.0 += 1;
+            true
+        } else {
+            false
         }
     }
 }

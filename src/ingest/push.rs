@@ -63,8 +63,6 @@ pub const REFRESH_QUEUE: usize = 10_000;
 const REFRESH_BATCH: usize = 100;
 /// Batches committed at once on PostgreSQL.
 const WRITERS: usize = 2;
-/// Times a transaction that lost a race for a unique key is written again.
-const WRITE_ATTEMPTS: u32 = 5;
 /// How often expired receipts are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
@@ -425,7 +423,7 @@ impl Writer {
         // Read before the transaction: nothing waits on the app cache while
         // the write lock is held.
         let apps = self.apps.covering(pushes.iter().map(|p| p.app_id)).await?;
-        let mut attempt = 1;
+        let mut attempts = identity::Attempts::default();
         loop {
             let written = async {
                 let txn = store::begin_write(&self.db).await?;
@@ -435,7 +433,7 @@ impl Writer {
             }
             .await;
             match written {
-                Err(e) if attempt < WRITE_ATTEMPTS && e.lost_a_race() => attempt += 1,
+                Err(e) if attempts.again(&e) => {}
                 result => return result,
             }
         }

@@ -553,7 +553,7 @@ impl Syncer {
             row.follow.listed_in = Some(job.id);
         }
         let cursor = Some(next.as_deref().unwrap_or(LISTED_ALL));
-        let mut attempt = 1;
+        let mut attempts = identity::Attempts::default();
         loop {
             let now = self.0.clock.now();
             let saved = async {
@@ -579,7 +579,7 @@ impl Syncer {
             match saved {
                 Ok(true) => return Ok(counts),
                 Ok(false) => return Err(Stop::LeaseLost),
-                Err(e) if attempt < PAGE_ATTEMPTS && e.lost_a_race() => attempt += 1,
+                Err(e) if attempts.again(&e) => {}
                 Err(identity::IdentityError::Db(e)) => return Err(Stop::Db(e)),
                 // Rows from WeChat are fitted and deduplicated before they get here.
                 Err(other) => return Err(Stop::Db(DbErr::Custom(other.to_string()))),
@@ -700,10 +700,6 @@ struct Page {
     /// When WeChat was asked for the page: its followers followed then.
     listed_at: DateTime<Utc>,
 }
-
-/// How many times a page is written when it loses a race for a unique key
-/// to a concurrent writer.
-const PAGE_ATTEMPTS: u32 = 5;
 
 /// The fetching side of an import.
 struct Fetcher {
