@@ -6,8 +6,10 @@
 // blocked, waits for the editor to show the preloaded query, pastes the API
 // key (GRAPHQL_AUTHORIZATION, "Bearer <key>") into the headers editor as a
 // user would, reloads to check the browser kept it, runs the query, waits
-// for a GraphQL response in the result pane, then checks that GET /graphql
-// from a browser (Accept: text/html) serves the playground too. Writes a
+// for a GraphQL response in the result pane, runs a subscription (over
+// /graphql/ws, the key in `connection_init`) and sees an event a write made
+// arrive in the result pane, then checks that GET /graphql from a browser
+// (Accept: text/html) serves the playground too. Writes a
 // screenshot (default target/ci-graphiql.png) and exits 1 on any failure,
 // printing the page's console errors.
 
@@ -32,8 +34,22 @@ if (!/^https?:\/\//.test(base)) {
 const consoleErrors = [];
 const failedGraphql = [];
 const blocked = [];
+const LIVE_APPID = 'wxd5b0a1c2e3f40021';
 let browser;
 let page;
+
+async function graphql(query, variables = {}) {
+  const response = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: AUTHORIZATION },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await response.json().catch(() => null);
+  if (!body || body.errors) {
+    throw fail(`GraphQL request failed (HTTP ${response.status}): ${JSON.stringify(body).slice(0, 400)}`);
+  }
+  return body.data;
+}
 
 function fail(message) {
   const error = new Error(message);
@@ -176,7 +192,56 @@ async function check() {
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot });
 
-  // 4. A browser asking for GET /graphql (Accept: text/html) gets the playground.
+  // 4. A subscription runs over /graphql/ws with the pasted key, and an
+  // account followed meanwhile shows in the result pane.
+  const framesSent = [];
+  page.on('websocket', (ws) => {
+    if (new URL(ws.url()).pathname === '/graphql/ws') {
+      ws.on('framesent', (frame) => framesSent.push(String(frame.payload)));
+    }
+  });
+  await graphql(
+    'mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }',
+    { input: { appid: LIVE_APPID, kind: 'OFFICIAL_ACCOUNT', name: 'Playground live', secret: 'd5b0a1c2e3f40021d5b0a1c2e3f40021' } },
+  ).catch(() => {}); // registered by an earlier run against this server
+  await page.evaluate((query) => {
+    document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(query);
+  }, `subscription PlaygroundLive {\n  accountEvents(appids: ["${LIVE_APPID}"]) { kind appid openid }\n}`);
+  await page.locator('.graphiql-execute-button').first().click();
+  const subscribed = Date.now();
+  while (!framesSent.some((f) => f.includes('"subscribe"'))) {
+    if (Date.now() - subscribed > STEP_TIMEOUT_MS) {
+      throw fail(`the playground did not subscribe over /graphql/ws (frames sent: ${framesSent.join(' | ') || 'none'})`);
+    }
+    await page.waitForTimeout(100);
+  }
+  const init = framesSent.find((f) => f.includes('connection_init')) || '';
+  if (!init.includes(AUTHORIZATION)) {
+    throw fail('the playground did not send the pasted key in connection_init');
+  }
+  await page.waitForTimeout(500);
+  const openid = `oPlaygroundLive${Date.now()}`;
+  await graphql(
+    'mutation($input: [AccountInput!]!) { upsertAccounts(input: $input) { created } }',
+    { input: [{ appid: LIVE_APPID, openid, following: true }] },
+  );
+  try {
+    await page.waitForFunction(
+      (id) => {
+        const pane = document.querySelector('.graphiql-response');
+        return pane !== null && pane.innerText.includes(id) && pane.innerText.includes('FOLLOWED');
+      },
+      openid,
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch {
+    const shown = await page.locator('.graphiql-response').innerText().catch(() => '');
+    throw fail(`the subscription's event did not show in the result pane: ${shown.slice(0, 400)}`);
+  }
+  // Stop it (the run button stops a running subscription).
+  await page.locator('.graphiql-execute-button').first().click();
+
+  // 5. A browser asking for GET /graphql (Accept: text/html) gets the playground.
   const asHtml = await page.goto(`${base}/graphql`, { waitUntil: 'load' });
   if (!asHtml || asHtml.status() !== 200) {
     throw fail(`GET /graphql with Accept: text/html returned ${asHtml ? asHtml.status() : 'no response'}`);

@@ -12,7 +12,9 @@
 //    user would, and checks that the big numbers show what the API returns,
 //    that every chart drew on its canvas, that the followers chart names the
 //    official accounts (and not the mini program), that the page asks the
-//    API once and again only on Refresh, and that the key is kept across a
+//    API once and again only on Refresh, that it goes live (the
+//    `accountEvents` subscription on /graphql/ws) and redraws by itself when
+//    a follower is added through the API, and that the key is kept across a
 //    reload. No Content-Security-Policy violation or console error may occur.
 // 3. In fresh browsers: the key the playground keeps is reused; a wrong key
 //    and a key without the `stats` scope are explained on the page.
@@ -373,6 +375,36 @@ async function check() {
   await page.waitForFunction(() => !document.getElementById('refresh').disabled);
   if (requests !== 2) throw fail(`pressing Refresh sent ${requests - 1} requests, expected 1`);
   await checkCharts(page, 'after Refresh');
+
+  // Live: a new follower added through the API shows without Refresh.
+  try {
+    await page.waitForSelector('#live[data-state=on]', { timeout: STEP_TIMEOUT_MS });
+  } catch {
+    throw fail(`the page did not go live: ${await page.locator('#live').innerText()}`);
+  }
+  const liveOpenid = `oDashLive${Date.now()}`;
+  await graphql(
+    'mutation($input: [AccountInput!]!) { upsertAccounts(input: $input) { created } }',
+    { input: [{ appid: NEWS.appid, openid: liveOpenid, unionid: `${liveOpenid}U`, following: true }] },
+  );
+  const grown = (await graphql('{ audience { distinctPeople { atLeast atMost } linkedPeople unlinkedFollowers apps { appid name } } }')).audience;
+  if (grown.distinctPeople.atLeast !== audience.distinctPeople.atLeast + 1) {
+    throw fail(`a new linked follower moved atLeast from ${audience.distinctPeople.atLeast} to ${grown.distinctPeople.atLeast}`);
+  }
+  try {
+    await page.waitForFunction(
+      (want) => document.getElementById('n-at-least').dataset.value === String(want),
+      grown.distinctPeople.atLeast,
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch {
+    throw fail(`the page did not redraw by itself after a new follower (shows ${await page.locator('#n-at-least').innerText()}, ` +
+      `the API says ${grown.distinctPeople.atLeast})`);
+  }
+  await checkNumbers(page, grown, 'after a live update');
+  Object.assign(audience, grown);
+  console.log(`live update: shown within ${STEP_TIMEOUT_MS / 1000} s of the write`);
+
   await page.waitForTimeout(1500); // let the charts' animations end
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true });

@@ -3,7 +3,9 @@
 // browser's local storage only, or taken from the GraphiQL playground's
 // saved headers) and draws them with Apache ECharts, served by the same
 // server. It asks once on load and when the user presses Refresh or gives a
-// key; it never polls.
+// key, and, while the key also holds the `read` scope, again a moment after
+// the server tells it (over the `accountEvents` subscription, on
+// /graphql/ws) that follows changed; it never polls.
 (function () {
   'use strict';
 
@@ -15,7 +17,15 @@
   /** The UpSet chart shows at most this many combinations, largest first. */
   var MAX_COMBINATIONS = 40;
   var REQUEST_TIMEOUT_MS = 30000;
-  var CREATE_KEY = 'union360 apikey create --name dashboard --scopes stats';
+  var CREATE_KEY = 'union360 apikey create --name dashboard --scopes stats,read';
+  /** What the live connection watches: anything that moves the numbers. */
+  var LIVE_QUERY = 'subscription DashboardLive { accountEvents(kinds: [FOLLOWED, UNFOLLOWED, LINKED]) { kind } }';
+  /** Events within this long of each other cause one reload. */
+  var LIVE_SETTLE_MS = 1000;
+  /** Waits before connecting again after a lost connection, doubled up to the last. */
+  var LIVE_RETRY_MS = [1000, 2000, 5000, 10000, 30000];
+  /** Close codes after which connecting again would not help. */
+  var LIVE_FINAL_CODES = [4400, 4401, 4403, 4409, 4429];
 
   var QUERY = [
     'query Dashboard($from: Date!, $to: Date!) {',
@@ -56,6 +66,7 @@
   var forgetButton = $('forget');
   var refreshButton = $('refresh');
   var updated = $('updated');
+  var liveNote = $('live');
   var statusBox = $('status');
   var content = $('content');
   var chartsBox = $('charts');
@@ -331,6 +342,7 @@
       lastAnswer = result.data;
       render(lastAnswer.audience, lastAnswer.audienceHistory);
       updated.textContent = 'Updated ' + new Date().toLocaleTimeString();
+      if ((!live || live.key !== key) && liveRefused !== key) goLive();
     }).catch(function (err) {
       showStatus('error', {
         title: 'The dashboard could not draw this answer.',
@@ -348,7 +360,105 @@
     });
   }
 
+  // ---- live updates ----------------------------------------------------
+
+  /** The live connection: its socket and the key it was opened with. */
+  var live = null;
+  /** A key the server would not let watch (it lacks the read scope). */
+  var liveRefused = '';
+  var liveRetries = 0;
+  var liveReload = null;
+
+  function setLive(state, text) {
+    liveNote.dataset.state = state;
+    liveNote.textContent = text;
+    liveNote.title = state === 'off'
+      ? 'Press Refresh to update the figures.'
+      : 'The figures update by themselves when follows change.';
+  }
+
+  function stopLive() {
+    if (live) {
+      var socket = live.socket;
+      live = null;
+      socket.close(1000);
+    }
+    clearTimeout(liveReload);
+    liveReload = null;
+    setLive('off', '');
+  }
+
+  /** Opens the subscription with the current key (`graphql-transport-ws`). */
+  function goLive() {
+    stopLive();
+    if (!key || typeof WebSocket === 'undefined') return;
+    var scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    var socket = new WebSocket(scheme + '//' + window.location.host + '/graphql/ws', 'graphql-transport-ws');
+    var mine = { socket: socket, key: key, final: false };
+    live = mine;
+    setLive('connecting', 'Connecting live updates…');
+    var send = function (message) { socket.send(JSON.stringify(message)); };
+    socket.addEventListener('open', function () {
+      send({ type: 'connection_init', payload: { Authorization: 'Bearer ' + mine.key } });
+    });
+    socket.addEventListener('message', function (event) {
+      if (live !== mine) return;
+      var message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (message.type === 'connection_ack') {
+        send({ id: 'live', type: 'subscribe', payload: { query: LIVE_QUERY } });
+        liveRetries = 0;
+        setLive('on', '● Live');
+      } else if (message.type === 'ping') {
+        send({ type: 'pong' });
+      } else if (message.type === 'next') {
+        var payload = message.payload || {};
+        if (payload.errors && !payload.data) {
+          mine.final = true;
+          var forbidden = codesOf(payload.errors).indexOf('FORBIDDEN') >= 0;
+          if (forbidden) liveRefused = mine.key;
+          setLive('off', forbidden
+            ? 'Live updates need the read scope too: press Refresh to update.'
+            : 'Live updates stopped: press Refresh to update.');
+          return;
+        }
+        if (!liveReload) {
+          liveReload = setTimeout(function () {
+            liveReload = null;
+            load();
+          }, LIVE_SETTLE_MS);
+        }
+      } else if (message.type === 'error' || message.type === 'complete') {
+        mine.final = true;
+        if (liveNote.dataset.state === 'on') setLive('off', 'Live updates stopped: press Refresh to update.');
+      }
+    });
+    socket.addEventListener('close', function (event) {
+      if (live !== mine) return;
+      live = null;
+      if (mine.final || LIVE_FINAL_CODES.indexOf(event.code) >= 0) {
+        if (liveNote.dataset.state !== 'off') setLive('off', 'Live updates off: press Refresh to update.');
+        return;
+      }
+      // Lost (a restart, or too slow to keep up): catch up, then watch again.
+      var wait = LIVE_RETRY_MS[Math.min(liveRetries, LIVE_RETRY_MS.length - 1)];
+      liveRetries += 1;
+      setLive('connecting', 'Live updates interrupted; reconnecting…');
+      setTimeout(function () {
+        if (live === null && mine.key === key) {
+          load();
+          goLive();
+        }
+      }, wait);
+    });
+  }
+
   function hideCharts() {
+    stopLive();
     content.hidden = true;
     lastAnswer = null;
     disposeCharts();

@@ -31,7 +31,9 @@
 //!     leases, and the refresh of what one read touched within its budget;
 //!   - [`stats`]: the audience statistics (distinct followers, overlaps, history);
 //!   - [`ingest`]: follower sync jobs, from WeChat's follower list into the identity graph,
-//!     and the verification of the message-push callback URL.
+//!     WeChat's message pushes, and sign-in code exchange;
+//!   - [`events`]: live account events, from every writer to every subscriber (across
+//!     instances on PostgreSQL).
 //! - [`store`]: connecting and migrating SQLite or PostgreSQL; entities live in the
 //!   `entity` crate and migrations in the `migration` crate.
 //! - [`error`]: the error policy (which error type where, what a client sees, what is logged).
@@ -51,6 +53,7 @@ pub mod clock;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod identity;

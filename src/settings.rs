@@ -204,6 +204,67 @@ pub struct ServerSettings {
     /// Follower syncs.
     #[command(flatten)]
     pub sync: SyncArgs,
+    /// Subscriptions over WebSocket (`/graphql/ws`) and the events they carry.
+    #[command(flatten)]
+    pub subscriptions: SubscriptionSettings,
+}
+
+/// Subscriptions over WebSocket (`/graphql/ws`) and the live account events.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SubscriptionSettings {
+    /// Batches of account events held for the slowest subscriber; one that
+    /// falls further behind is disconnected (close code 1013).
+    #[arg(long = "events-buffer", env = "UNION360_EVENTS_BUFFER", default_value_t = DEFAULT_EVENTS_BUFFER)]
+    pub events_buffer: usize,
+    /// Seconds a WebSocket connection has to send `connection_init`.
+    #[arg(long = "ws-init-timeout-secs", env = "UNION360_WS_INIT_TIMEOUT_SECS", default_value_t = DEFAULT_WS_INIT_TIMEOUT_SECS)]
+    pub init_timeout_secs: u64,
+    /// Subscriptions one WebSocket connection may hold at once.
+    #[arg(long = "ws-max-subscriptions", env = "UNION360_WS_MAX_SUBSCRIPTIONS", default_value_t = DEFAULT_WS_MAX_SUBSCRIPTIONS)]
+    pub max_subscriptions: usize,
+    /// Seconds a message to a subscriber may take to be sent; a subscriber
+    /// that does not read for longer is disconnected.
+    #[arg(long = "ws-send-timeout-secs", env = "UNION360_WS_SEND_TIMEOUT_SECS", default_value_t = DEFAULT_WS_SEND_TIMEOUT_SECS)]
+    pub send_timeout_secs: u64,
+}
+
+/// Batches of events held for the slowest subscriber by default.
+pub const DEFAULT_EVENTS_BUFFER: usize = 1_024;
+/// Seconds to send `connection_init` by default.
+pub const DEFAULT_WS_INIT_TIMEOUT_SECS: u64 = 10;
+/// Subscriptions per WebSocket connection by default.
+pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 16;
+/// Seconds a message to a subscriber may take to be sent by default.
+pub const DEFAULT_WS_SEND_TIMEOUT_SECS: u64 = 10;
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        Self {
+            events_buffer: DEFAULT_EVENTS_BUFFER,
+            init_timeout_secs: DEFAULT_WS_INIT_TIMEOUT_SECS,
+            max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
+            send_timeout_secs: DEFAULT_WS_SEND_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl SubscriptionSettings {
+    /// The event bus's settings.
+    pub fn events(&self) -> crate::events::EventSettings {
+        crate::events::EventSettings {
+            buffer: self.events_buffer.clamp(1, 1 << 20),
+        }
+    }
+
+    /// Time to send `connection_init`.
+    pub fn init_timeout(&self) -> Duration {
+        Duration::from_secs(self.init_timeout_secs.max(1))
+    }
+
+    /// Time a message to a subscriber may take to be sent.
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs.max(1))
+    }
 }
 
 /// How follower syncs run (`union360 sync` and the server's sync worker).
@@ -318,6 +379,7 @@ impl Default for ServerSettings {
             keys: KeySettings::default(),
             http: HttpSettings::default(),
             sync: SyncArgs::default(),
+            subscriptions: SubscriptionSettings::default(),
         }
     }
 }

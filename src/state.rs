@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
+use crate::events::Events;
 use crate::ingest::push::Pushes;
 use crate::ingest::sync::Syncer;
 use crate::keys::Keys;
@@ -35,6 +36,7 @@ struct Inner {
     refresher: Refresher,
     syncer: Syncer,
     pushes: Pushes,
+    events: Events,
     clock: Clock,
     /// Example operations the playground opens with: (tab title, document).
     playground_examples: RwLock<Vec<(String, String)>>,
@@ -50,6 +52,7 @@ impl AppState {
         clock: Clock,
     ) -> Self {
         let wechat = Arc::new(wechat);
+        let events = Events::new(&store.db, settings.server.subscriptions.events());
         let apps = Apps::new(store.db.clone(), master_key.clone(), clock.clone());
         let keys = Keys::new(
             store.db.clone(),
@@ -61,6 +64,7 @@ impl AppState {
             wechat.clone(),
             apps.clone(),
             clock.clone(),
+            events.clone(),
             RefreshSettings {
                 default_ttl: settings.freshness_ttl(),
                 budget: settings.refresh_budget(),
@@ -71,6 +75,7 @@ impl AppState {
             wechat.clone(),
             apps.clone(),
             clock.clone(),
+            events.clone(),
             settings.server.sync.settings(),
         );
         let pushes = Pushes::new(
@@ -78,6 +83,7 @@ impl AppState {
             apps.clone(),
             clock.clone(),
             refresher.clone(),
+            events.clone(),
             std::time::Duration::from_secs(settings.server.callback_replay_window_secs),
         );
         Self(Arc::new(Inner {
@@ -90,6 +96,7 @@ impl AppState {
             refresher,
             syncer,
             pushes,
+            events,
             clock,
             playground_examples: RwLock::default(),
         }))
@@ -117,6 +124,11 @@ impl AppState {
     /// The follower sync service.
     pub fn syncer(&self) -> &Syncer {
         &self.0.syncer
+    }
+
+    /// The live account events.
+    pub fn events(&self) -> &Events {
+        &self.0.events
     }
 
     /// The push service (WeChat's message pushes).

@@ -53,6 +53,8 @@ pub const TYPE_SCOPES: &[(&str, Scope)] = &[
     ("FollowCount", Scope::Stats),
     ("CountRange", Scope::Stats),
     ("SyncJob", Scope::Read),
+    ("Subscription", Scope::Read),
+    ("AccountEvent", Scope::Read),
 ];
 
 /// Fields whose scope is not their type's.

@@ -30,7 +30,7 @@ pub struct RequestContext {
     apps: OnceCell<Arc<AppsById>>,
     round: Arc<Round>,
     deadline: OnceLock<Instant>,
-    rows: AtomicUsize,
+    rows: Arc<AtomicUsize>,
     max_rows: usize,
     statements: StatementCounter,
     max_statements: u64,
@@ -52,7 +52,7 @@ impl RequestContext {
             apps: OnceCell::new(),
             round: Arc::default(),
             deadline: OnceLock::new(),
-            rows: AtomicUsize::new(0),
+            rows: Arc::default(),
             max_rows,
             statements: StatementCounter::default(),
             max_statements,
@@ -63,6 +63,15 @@ impl RequestContext {
     /// execution to count into ([`crate::store::counting_statements`]).
     pub fn statements(&self) -> StatementCounter {
         self.statements.clone()
+    }
+
+    /// What starts the next result of a subscription afresh (each event is
+    /// held to the limits of one request).
+    pub fn renewal(&self) -> Renewal {
+        Renewal {
+            rows: self.rows.clone(),
+            statements: self.statements.clone(),
+        }
     }
 
     /// Fails with `LIMIT_EXCEEDED` once the request has run its share of
@@ -112,6 +121,21 @@ impl RequestContext {
     /// waited for a refresh (or for its round to gather).
     pub fn deadline(&self, budget: Duration) -> Instant {
         *self.deadline.get_or_init(|| Instant::now() + budget)
+    }
+}
+
+/// Starts the next result of a subscription afresh: its rows and SQL
+/// statements are counted from zero.
+pub struct Renewal {
+    rows: Arc<AtomicUsize>,
+    statements: StatementCounter,
+}
+
+impl Renewal {
+    /// Counts from zero again.
+    pub fn renew(&self) {
+        self.rows.store(0, Ordering::Relaxed);
+        self.statements.reset();
     }
 }
 

@@ -20,7 +20,8 @@
 //! - [`nulls`]: a failed field is `null`, where the specification puts it;
 //! - [`operation`]: the operation a request runs, its required variables checked;
 //! - [`order`]: response keys in the order the query asked for them;
-//! - [`limits`]: the work a request may ask for, bounded before and while it runs.
+//! - [`limits`]: the work a request may ask for, bounded before and while it runs;
+//! - [`events`]: the root subscription, live account events.
 
 pub mod access;
 pub mod account;
@@ -30,6 +31,7 @@ pub mod batch;
 pub mod context;
 pub mod enums;
 pub mod error;
+pub mod events;
 pub mod limits;
 pub mod node;
 pub mod nulls;
@@ -50,8 +52,8 @@ use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::{ContainerType, resolve_container};
 use async_graphql::{
-    Context, ContextSelectionSet, EmptySubscription, MergedObject, ObjectType, OutputType,
-    Positioned, SDLExportOptions, Schema, SchemaBuilder, ServerResult, Value,
+    Context, ContextSelectionSet, MergedObject, ObjectType, OutputType, Positioned,
+    SDLExportOptions, Schema, SchemaBuilder, ServerResult, Value,
 };
 
 use crate::state::AppState;
@@ -112,10 +114,14 @@ pub struct Mutation(
 );
 
 /// The union360 schema type.
-pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type ApiSchema = Schema<Query, Mutation, events::EventSubscription>;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, events::EventSubscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        events::EventSubscription,
+    )
 }
 
 /// Builds the schema served with `state`, with the configured limits.

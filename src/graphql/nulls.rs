@@ -81,6 +81,12 @@ impl Extension for Nulls {
         let mut errors = std::mem::take(&mut state.errors);
         errors.append(&mut response.errors);
         response.errors = errors;
+        // A subscription executes once per event, with these same
+        // extensions: the next starts afresh.
+        state.failed.clear();
+        state.types.clear();
+        self.any_failed.store(false, Ordering::Release);
+        self.doomed.store(false, Ordering::Release);
         response
     }
 

@@ -55,6 +55,7 @@ impl SignInMutation {
         access::spend(access::caller(ctx)?, 1, "sign-ins")?;
         let signed_in = signin::sign_in(
             state.db(),
+            state.events(),
             state.apps(),
             state.wechat(),
             &appid,

@@ -56,6 +56,13 @@ pub struct SyncJob {
     appid: String,
 }
 
+impl SyncJob {
+    /// The job `job` of the app `appid`.
+    pub(crate) fn new(job: sync_job::Model, appid: String) -> Self {
+        Self { job, appid }
+    }
+}
+
 /// One import of an official account's followers from WeChat. Progress is
 /// saved after every page of 10,000 followers, so a stopped server resumes
 /// it where it was.

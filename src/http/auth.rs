@@ -97,10 +97,18 @@ fn bearer(headers: &HeaderMap) -> &str {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
+        .map(bearer_token)
+        .unwrap_or_default()
+}
+
+/// The token of an `Authorization` value (`Bearer <token>`, the scheme in
+/// any case), or `""`.
+pub(super) fn bearer_token(value: &str) -> &str {
+    value
+        .trim()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or_default()
 }
 

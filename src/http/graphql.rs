@@ -427,6 +427,12 @@ async fn execute(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    if selected.is_some_and(|op| op.node.ty == OperationType::Subscription) {
+        return request_error(
+            media,
+            "subscriptions run over WebSocket: GET /graphql/ws, subprotocol graphql-transport-ws",
+        );
+    }
     let variables = params
         .variables
         .map(|v| Variables::from_json(Value::Object(v)))
@@ -521,7 +527,7 @@ async fn execute(
 
 /// `value` as JSON, or `None` when it would pass `max` bytes (serialisation
 /// stops there: an oversized answer is never held whole).
-fn serialize_within(value: &impl serde::Serialize, max: usize) -> Option<String> {
+pub(super) fn serialize_within(value: &impl serde::Serialize, max: usize) -> Option<String> {
     struct Capped {
         buf: Vec<u8>,
         max: usize,
@@ -547,7 +553,7 @@ fn serialize_within(value: &impl serde::Serialize, max: usize) -> Option<String>
 }
 
 /// Counts `errors` in the metrics, by code.
-fn count_errors(errors: &[ServerError]) {
+pub(super) fn count_errors(errors: &[ServerError]) {
     metrics::graphql_errors(errors.iter().map(|error| {
         match error.extensions.as_ref().and_then(|e| e.get("code")) {
             Some(async_graphql::Value::String(code)) => Some(code.as_str()),

@@ -3,6 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET, POST /graphql` | GraphQL over HTTP ([`graphql`]), with an API key ([`auth`]); `GET` with `Accept: text/html` shows the playground |
+//! | `GET /graphql/ws` | GraphQL subscriptions over WebSocket (`graphql-transport-ws`), the API key in `connection_init` ([`ws`]) |
 //! | `GET /graphiql` | the GraphiQL playground, served from the binary ([`playground`]) |
 //! | `GET /dashboard` | the audience dashboard: charts of who follows the official accounts, read from `/graphql` with the key the browser keeps ([`dashboard`]) |
 //! | `GET /wechat/{appid}/callback` | WeChat's verification of the message-push URL ([`callback`]): `echostr` only when the token's signature matches |
@@ -28,6 +29,7 @@ pub mod graphql;
 pub mod json;
 pub mod playground;
 mod serve;
+pub mod ws;
 
 pub use serve::{ConnectionLimits, serve};
 
@@ -51,13 +53,24 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().server.body_limit;
     let cors = cors(&state.settings().server.http.cors_origins);
+    let schema = crate::graphql::build_schema(state.clone());
     let graphql_routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route_layer(axum::middleware::from_fn_with_state(
             state.keys().clone(),
             auth::require_key,
         ))
-        .with_state(crate::graphql::build_schema(state.clone()));
+        .with_state(schema.clone());
+    // Browsers cannot set headers on a WebSocket: the key comes in
+    // `connection_init`, checked there.
+    let ws_routes = Router::new()
+        .route("/graphql/ws", get(ws::upgrade))
+        .with_state(ws::WsState {
+            schema,
+            keys: state.keys().clone(),
+            settings: state.settings().server.subscriptions,
+            max_message: body_limit,
+        });
     let mut health_routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -68,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     let health_routes = health_routes.with_state(state.clone());
     let router = Router::new()
         .merge(graphql_routes)
+        .merge(ws_routes)
         .merge(health_routes)
         .merge(playground::router())
         .merge(dashboard::router())
@@ -95,6 +109,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The routes requests are counted under; anything else is `unmatched`.
 const ROUTES: &[&str] = &[
+    "/graphql/ws",
     "/graphql",
     "/graphiql/examples",
     "/graphiql/assets",

@@ -71,6 +71,9 @@ const INIT_JS: &str = r#"(function () {
     ''
   ].join('\n');
   var wsScheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+  // Subscriptions run over WebSocket, where a browser cannot send headers:
+  // GraphiQL sends the Headers tab (the key) as the `connection_init`
+  // payload instead, which is where /graphql/ws reads it.
   var baseFetcher = GraphiQL.createFetcher({
     url: '/graphql',
     subscriptionUrl: wsScheme + '//' + window.location.host + '/graphql/ws',

@@ -286,6 +286,17 @@ const PROFILE_COLUMNS: [(&str, account::Column, account::Column); 7] = [
     ),
 ];
 
+/// The names the history gives the profile columns.
+pub(super) const PROFILE_FIELDS: [&str; 7] = {
+    let mut names = [""; 7];
+    let mut i = 0;
+    while i < PROFILE_COLUMNS.len() {
+        names[i] = PROFILE_COLUMNS[i].0;
+        i += 1;
+    }
+    names
+};
+
 /// A profile value as text: sex 0 (unknown) counts as empty.
 fn as_text(value: Value) -> Option<String> {
     match value {

@@ -47,7 +47,7 @@ pub(crate) use lock::existing_accounts;
 pub use profile::best_profile;
 pub use read::{LookupError, Page, PageRequest};
 pub use types::{
-    AccountUpsert, Follow, IdentityError, MAX_UPSERT_BATCH, Outcome, Profile, UpsertResult,
+    AccountUpsert, Changed, Follow, IdentityError, MAX_UPSERT_BATCH, Outcome, Profile, UpsertResult,
 };
 pub use upsert::{Attempts, upsert_accounts, upsert_in_batches, upsert_within};
 pub use validate::make_storable;

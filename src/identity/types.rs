@@ -116,8 +116,33 @@ pub struct UpsertResult {
     pub outcome: Outcome,
     /// Whether this row's UnionID created a new person.
     pub person_created: bool,
+    /// What the call changed that others may watch for.
+    pub changed: Changed,
     /// The account as stored after the call.
     pub account: account::Model,
+}
+
+/// What an upsert changed in one account, as others watch for it (the
+/// live account events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// The account follows now and did not, or followed again (a newer
+    /// follow time).
+    pub followed: bool,
+    /// The account stopped following.
+    pub unfollowed: bool,
+    /// The account was linked to its person by this call.
+    pub linked: bool,
+    /// A profile value (nickname, avatar, sex, language, places, remark)
+    /// changed.
+    pub profile: bool,
+}
+
+impl Changed {
+    /// Whether anything watched for changed.
+    pub fn any(self) -> bool {
+        self.followed || self.unfollowed || self.linked || self.profile
+    }
 }
 
 /// Why a call was refused as a whole (nothing was written).

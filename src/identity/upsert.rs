@@ -19,11 +19,13 @@ use sea_orm::{
     IntoActiveModel, Iterable, QueryFilter, QueryTrait, RuntimeErr, SqlErr,
 };
 
-use super::apply::{Applied, apply_row};
+use super::apply::{Applied, PROFILE_FIELDS, apply_row};
 use super::audience::{self, AudienceChange};
-use super::history::record;
+use super::history::{Change, record};
 use super::lock::{CHUNK, existing_accounts, held_seats, insert_or_get_persons};
-use super::types::{AccountUpsert, IdentityError, MAX_UPSERT_BATCH, UpsertResult};
+use super::types::{
+    AccountUpsert, Changed, IdentityError, MAX_UPSERT_BATCH, Outcome, UpsertResult,
+};
 use super::validate::validate;
 use crate::domain::ProfileSource;
 use crate::store;
@@ -108,15 +110,17 @@ pub async fn upsert_within<C: ConnectionTrait>(
 
 /// Upserts any number of rows, [`MAX_UPSERT_BATCH`] per call (one
 /// transaction each), for writers of bulk data (refresh, and the follower
-/// sync's marking of followers who left).
+/// sync's marking of followers who left); `committed` sees the results of
+/// each call once it has committed.
 pub async fn upsert_in_batches(
     db: &DatabaseConnection,
     rows: &[AccountUpsert],
     source: ProfileSource,
     now: DateTime<Utc>,
+    mut committed: impl FnMut(&[UpsertResult]),
 ) -> Result<(), IdentityError> {
     for chunk in rows.chunks(MAX_UPSERT_BATCH) {
-        upsert_accounts(db, chunk.to_vec(), source, now).await?;
+        committed(&upsert_accounts(db, chunk.to_vec(), source, now).await?);
     }
     Ok(())
 }
@@ -240,6 +244,7 @@ async fn write<C: ConnectionTrait>(
             audience.note(&bits, before, &account);
         }
         let changed = !changes.is_empty();
+        let watched = watched(&changes, &account, created, outcome);
         if created {
             inserted.push(account.clone());
         } else if write {
@@ -270,6 +275,7 @@ async fn write<C: ConnectionTrait>(
             index,
             outcome,
             person_created,
+            changed: watched,
             account,
         });
     }
@@ -345,6 +351,28 @@ async fn write<C: ConnectionTrait>(
     record(txn, history, source, now).await?;
     results.sort_by_key(|r| r.index);
     Ok(results)
+}
+
+/// What the `changes` applied to `account` (created by this call or not)
+/// mean to those watching it.
+fn watched(
+    changes: &[Change],
+    account: &account::Model,
+    created: bool,
+    outcome: Outcome,
+) -> Changed {
+    let changed = |field: &str| changes.iter().any(|c| c.field == field);
+    let follows = account.subscribed == Some(true);
+    Changed {
+        // A newer follow time while following is a follow again (an
+        // unfollow in between may never have been reported).
+        followed: follows && (changed("subscribed") || changed("subscribe_time")),
+        unfollowed: account.subscribed == Some(false) && changed("subscribed") && !created,
+        linked: account.person_id.is_some() && (created || outcome == Outcome::Linked),
+        profile: changes
+            .iter()
+            .any(|c| c.field == "remark" || PROFILE_FIELDS.contains(&c.field)),
+    }
 }
 
 /// An account not stored yet, as the call starts it: its key, its times,

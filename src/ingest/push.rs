@@ -41,6 +41,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::apps::{Apps, AppsById};
 use crate::clock::Clock;
 use crate::domain::{AppId, OpenId, ProfileSource};
+use crate::events::Events;
 use crate::identity::{self, AccountUpsert, Follow, IdentityError, Profile};
 use crate::refresh::{Refresher, freshness};
 use crate::store;
@@ -259,6 +260,13 @@ impl std::fmt::Debug for Pushes {
     }
 }
 
+/// Per push, its outcome and whether its account wants a refresh; and
+/// what the identity service wrote.
+type PushesWritten = (
+    Vec<Result<(Outcome, bool), PushError>>,
+    Vec<identity::UpsertResult>,
+);
+
 /// A push waiting for its commit.
 struct Waiting {
     push: Push,
@@ -272,6 +280,7 @@ struct Writer {
     apps: Apps,
     clock: Clock,
     refresher: Refresher,
+    events: Events,
     receipt_ttl: chrono::Duration,
 }
 
@@ -283,6 +292,7 @@ impl Pushes {
         apps: Apps,
         clock: Clock,
         refresher: Refresher,
+        events: Events,
         replay_window: Duration,
     ) -> Self {
         let ttl = RECEIPT_TTL.max(replay_window.saturating_mul(2));
@@ -292,6 +302,7 @@ impl Pushes {
                 apps,
                 clock,
                 refresher,
+                events,
                 receipt_ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(365)),
             },
             sender: OnceLock::new(),
@@ -427,8 +438,9 @@ impl Writer {
         loop {
             let written = async {
                 let txn = store::begin_write(&self.db).await?;
-                let results = self.write_within(&txn, pushes, &apps, now).await?;
+                let (results, written) = self.write_within(&txn, pushes, &apps, now).await?;
                 txn.commit().await?;
+                self.events.accounts(&written, now);
                 Ok::<_, IdentityError>(results)
             }
             .await;
@@ -445,7 +457,7 @@ impl Writer {
         pushes: &[Push],
         apps: &AppsById,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<(Outcome, bool), PushError>>, IdentityError> {
+    ) -> Result<PushesWritten, IdentityError> {
         // Receipts first: those inserted are the pushes new here.
         let new = self.receipt(txn, pushes, now).await?;
         let mut outcomes: Vec<Outcome> = (0..pushes.len())
@@ -531,11 +543,12 @@ impl Writer {
                 refresh.insert(i);
             }
         }
-        Ok(outcomes
+        let outcomes = outcomes
             .into_iter()
             .enumerate()
             .map(|(i, outcome)| Ok((outcome, refresh.contains(&i))))
-            .collect())
+            .collect();
+        Ok((outcomes, written))
     }
 
     /// Inserts the receipts of `pushes`; returns the indexes of the pushes

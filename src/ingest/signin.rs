@@ -21,6 +21,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::apps::Apps;
 use crate::domain::{AppId, AppKind, OpenId, ProfileSource, UnionId};
+use crate::events::Events;
 use crate::identity::{self, AccountUpsert, Follow, IdentityError, Profile};
 use crate::wechat::{WechatClient, WechatError};
 
@@ -94,6 +95,7 @@ const MAX_CODE: usize = 128;
 /// about the user through the identity service.
 pub async fn sign_in(
     db: &DatabaseConnection,
+    events: &Events,
     apps: &Apps,
     wechat: &WechatClient,
     appid: &AppId,
@@ -185,6 +187,7 @@ pub async fn sign_in(
     };
     identity::make_storable(&mut row);
     let mut written = identity::upsert_accounts(db, vec![row], source, now).await?;
+    events.accounts(&written, now);
     let account = written
         .pop()
         .map(|r| r.account)

@@ -92,12 +92,10 @@ impl Refresher {
             report.add(&app_report);
             rows.extend(app_rows);
         }
-        identity::upsert_in_batches(
-            &self.0.db,
-            &rows,
-            ProfileSource::UserInfo,
-            self.0.clock.now(),
-        )
+        let now = self.0.clock.now();
+        identity::upsert_in_batches(&self.0.db, &rows, ProfileSource::UserInfo, now, |written| {
+            self.0.events.accounts(written, now)
+        })
         .await?;
         Ok(report)
     }

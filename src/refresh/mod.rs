@@ -37,6 +37,7 @@ pub use plan::{Refreshed, SeenAccount};
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::domain::{AppId, OpenId, ParseError};
+use crate::events::Events;
 use crate::identity::{self, IdentityError, LookupError};
 use crate::wechat::WechatClient;
 
@@ -95,6 +96,7 @@ struct Inner {
     wechat: Arc<WechatClient>,
     apps: Apps,
     clock: Clock,
+    events: Events,
     settings: RefreshSettings,
     flights: flight::Flights,
     /// Reads whose refresh stopped waiting for the rest of the read at its budget.
@@ -117,6 +119,7 @@ impl Refresher {
         wechat: Arc<WechatClient>,
         apps: Apps,
         clock: Clock,
+        events: Events,
         settings: RefreshSettings,
     ) -> Self {
         Self(Arc::new(Inner {
@@ -124,6 +127,7 @@ impl Refresher {
             wechat,
             apps,
             clock,
+            events,
             settings,
             flights: flight::Flights::default(),
             incomplete_rounds: AtomicU64::default(),

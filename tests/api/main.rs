@@ -35,5 +35,6 @@ mod shapes;
 mod signin;
 mod simulator;
 mod statements;
+mod subscriptions;
 mod sync;
 mod wechat_client;

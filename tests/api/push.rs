@@ -66,7 +66,7 @@ fn callback_url(app: &TestApp, appid: &str) -> String {
 /// Has the simulator push `event` for person `person` of `oa` in `mode`
 /// (`plain`, `compatible` or `safe`); returns its report after checking
 /// the first try was answered `success`.
-async fn sim_push(
+pub(crate) async fn sim_push(
     app: &TestApp,
     oa: &SimApp,
     person: u32,

@@ -163,10 +163,11 @@ impl AccountMutation {
             .map(|(i, row)| row.parse(i))
             .collect::<Result<Vec<_>, _>>()
             .api()?;
-        let results =
-            identity::upsert_accounts(state.db(), rows, ProfileSource::Import, state.now())
-                .await
-                .api()?;
+        let now = state.now();
+        let results = identity::upsert_accounts(state.db(), rows, ProfileSource::Import, now)
+            .await
+            .api()?;
+        state.events().accounts(&results, now);
         Ok(UpsertAccountsPayload::from(results))
     }
 }

@@ -138,6 +138,17 @@ impl Limits {
         Ok(response)
     }
 
+    /// The most rows one request (or one subscription result) may read.
+    pub fn max_rows(&self) -> usize {
+        self.0.max_rows
+    }
+
+    /// The most SQL statements one request (or one subscription result)
+    /// may run.
+    pub fn max_statements(&self) -> u64 {
+        self.0.max_statements
+    }
+
     /// The largest response body.
     pub fn max_response_bytes(&self) -> usize {
         self.0.max_response_bytes

@@ -39,6 +39,7 @@ pub use job::{JobState, PageCounts};
 use crate::apps::{self, Apps};
 use crate::clock::Clock;
 use crate::domain::{AppId, AppKind, OpenId, ProfileSource};
+use crate::events::Events;
 use crate::identity::{self, AccountUpsert, Follow};
 use crate::refresh::upsert_from;
 use crate::store;
@@ -140,6 +141,7 @@ struct Inner {
     wechat: Arc<WechatClient>,
     apps: Apps,
     clock: Clock,
+    events: Events,
     settings: SyncSettings,
     /// This instance's name in job claims.
     owner: String,
@@ -158,6 +160,7 @@ impl Syncer {
         wechat: Arc<WechatClient>,
         apps: Apps,
         clock: Clock,
+        events: Events,
         settings: SyncSettings,
     ) -> Self {
         let owner = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
@@ -166,6 +169,7 @@ impl Syncer {
             wechat,
             apps,
             clock,
+            events,
             settings,
             owner,
             wake: Notify::new(),
@@ -370,9 +374,11 @@ impl Syncer {
             }
         }
         let now = self.0.clock.now();
-        job::finish(&self.0.db, &job, &self.0.owner, outcome, now)
+        let finished = job::finish(&self.0.db, &job, &self.0.owner, outcome, now)
             .await?
-            .ok_or_else(|| SyncError::Db(DbErr::RecordNotFound(format!("sync job {}", job.id))))
+            .ok_or_else(|| SyncError::Db(DbErr::RecordNotFound(format!("sync job {}", job.id))))?;
+        self.0.events.sync_progress(job.id, job.app_id, now);
+        Ok(finished)
     }
 
     /// What a WeChat error does to the job: quota errors pause it until the
@@ -506,12 +512,10 @@ impl Syncer {
 
     /// Writes rows through the identity service, a batch at a time.
     async fn write(&self, rows: &[AccountUpsert]) -> Result<(), DbErr> {
-        identity::upsert_in_batches(
-            &self.0.db,
-            rows,
-            ProfileSource::UserInfo,
-            self.0.clock.now(),
-        )
+        let now = self.0.clock.now();
+        identity::upsert_in_batches(&self.0.db, rows, ProfileSource::UserInfo, now, |written| {
+            self.0.events.accounts(written, now)
+        })
         .await
         .map_err(|e| match e {
             identity::IdentityError::Db(e) => e,
@@ -558,7 +562,8 @@ impl Syncer {
             let now = self.0.clock.now();
             let saved = async {
                 let txn = store::begin_bulk_write(&self.0.db).await?;
-                identity::upsert_within(&txn, &rows, ProfileSource::UserInfo, now).await?;
+                let written =
+                    identity::upsert_within(&txn, &rows, ProfileSource::UserInfo, now).await?;
                 let saved = job::save_page(
                     &txn,
                     job,
@@ -570,6 +575,8 @@ impl Syncer {
                 .await?;
                 if saved {
                     txn.commit().await?;
+                    self.0.events.accounts(&written, now);
+                    self.0.events.sync_progress(job.id, job.app_id, now);
                 } else {
                     txn.rollback().await?;
                 }
