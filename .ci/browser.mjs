@@ -66,7 +66,7 @@ async function waitForEditor(what) {
       () => {
         if (document.querySelector('[data-union360-assets-missing]')) return 'missing';
         const editor = document.querySelector('.graphiql-query-editor');
-        return editor !== null && /\bquery\b/.test(editor.innerText) ? 'ready' : false;
+        return editor !== null && /\b(query|subscription)\b/.test(editor.innerText) ? 'ready' : false;
       },
       null,
       { timeout: STEP_TIMEOUT_MS },
@@ -204,9 +204,22 @@ async function check() {
     'mutation($input: RegisterAppInput!) { registerApp(input: $input) { appid } }',
     { input: { appid: LIVE_APPID, kind: 'OFFICIAL_ACCOUNT', name: 'Playground live', secret: 'd5b0a1c2e3f40021d5b0a1c2e3f40021' } },
   ).catch(() => {}); // registered by an earlier run against this server
-  await page.evaluate((query) => {
-    document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(query);
-  }, `subscription PlaygroundLive {\n  accountEvents(appids: ["${LIVE_APPID}"]) { kind appid openid }\n}`);
+  // A new tab, so that no operation name from the first one is left over;
+  // the cursor inside the subscription makes it the one the button runs.
+  await page.locator('.graphiql-tab-add').first().click();
+  await page.evaluate(({ query, authorization }) => {
+    // A new tab starts with the default headers: the key goes in again.
+    document.querySelector('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror')
+      .CodeMirror.setValue(JSON.stringify({ Authorization: authorization }, null, 2));
+    const editor = document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror;
+    editor.setValue(query);
+    editor.focus();
+    editor.setCursor({ line: 1, ch: 4 });
+  }, {
+    query: `subscription PlaygroundLive {\n  accountEvents(appids: ["${LIVE_APPID}"]) { kind appid openid }\n}`,
+    authorization: AUTHORIZATION,
+  });
+  await page.waitForTimeout(300);
   await page.locator('.graphiql-execute-button').first().click();
   const subscribed = Date.now();
   while (!framesSent.some((f) => f.includes('"subscribe"'))) {

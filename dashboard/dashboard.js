@@ -20,8 +20,12 @@
   var CREATE_KEY = 'union360 apikey create --name dashboard --scopes stats,read';
   /** What the live connection watches: anything that moves the numbers. */
   var LIVE_QUERY = 'subscription DashboardLive { accountEvents(kinds: [FOLLOWED, UNFOLLOWED, LINKED]) { kind } }';
-  /** Events within this long of each other cause one reload. */
+  /** A reload waits for events to pause this long... */
   var LIVE_SETTLE_MS = 1000;
+  /** ...but no longer than this after the first of them. */
+  var LIVE_MAX_WAIT_MS = 5000;
+  /** A connection up this long has recovered: retries start short again. */
+  var LIVE_STABLE_MS = 30000;
   /** Waits before connecting again after a lost connection, doubled up to the last. */
   var LIVE_RETRY_MS = [1000, 2000, 5000, 10000, 30000];
   /** Close codes after which connecting again would not help. */
@@ -368,6 +372,7 @@
   var liveRefused = '';
   var liveRetries = 0;
   var liveReload = null;
+  var liveFirstEvent = 0;
 
   function setLive(state, text) {
     liveNote.dataset.state = state;
@@ -380,6 +385,7 @@
   function stopLive() {
     if (live) {
       var socket = live.socket;
+      clearTimeout(live.stable);
       live = null;
       socket.close(1000);
     }
@@ -388,13 +394,35 @@
     setLive('off', '');
   }
 
+  /** Ends the live connection `mine` for good (until the next load), saying why. */
+  function endLive(mine, text) {
+    mine.final = true;
+    if (live !== mine) return;
+    clearTimeout(mine.stable);
+    live = null;
+    mine.socket.close(1000);
+    setLive('off', text);
+  }
+
+  /** Reloads once events pause, or at the latest a few seconds after the first. */
+  function reloadSoon() {
+    var now = Date.now();
+    if (!liveReload) liveFirstEvent = now;
+    clearTimeout(liveReload);
+    var wait = Math.max(0, Math.min(LIVE_SETTLE_MS, liveFirstEvent + LIVE_MAX_WAIT_MS - now));
+    liveReload = setTimeout(function () {
+      liveReload = null;
+      load();
+    }, wait);
+  }
+
   /** Opens the subscription with the current key (`graphql-transport-ws`). */
   function goLive() {
     stopLive();
     if (!key || typeof WebSocket === 'undefined') return;
     var scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
     var socket = new WebSocket(scheme + '//' + window.location.host + '/graphql/ws', 'graphql-transport-ws');
-    var mine = { socket: socket, key: key, final: false };
+    var mine = { socket: socket, key: key, final: false, stable: null };
     live = mine;
     setLive('connecting', 'Connecting live updates…');
     var send = function (message) { socket.send(JSON.stringify(message)); };
@@ -411,34 +439,28 @@
       }
       if (message.type === 'connection_ack') {
         send({ id: 'live', type: 'subscribe', payload: { query: LIVE_QUERY } });
-        liveRetries = 0;
+        mine.stable = setTimeout(function () { liveRetries = 0; }, LIVE_STABLE_MS);
         setLive('on', '● Live');
       } else if (message.type === 'ping') {
         send({ type: 'pong' });
       } else if (message.type === 'next') {
         var payload = message.payload || {};
         if (payload.errors && !payload.data) {
-          mine.final = true;
           var forbidden = codesOf(payload.errors).indexOf('FORBIDDEN') >= 0;
           if (forbidden) liveRefused = mine.key;
-          setLive('off', forbidden
+          endLive(mine, forbidden
             ? 'Live updates need the read scope too: press Refresh to update.'
             : 'Live updates stopped: press Refresh to update.');
           return;
         }
-        if (!liveReload) {
-          liveReload = setTimeout(function () {
-            liveReload = null;
-            load();
-          }, LIVE_SETTLE_MS);
-        }
+        reloadSoon();
       } else if (message.type === 'error' || message.type === 'complete') {
-        mine.final = true;
-        if (liveNote.dataset.state === 'on') setLive('off', 'Live updates stopped: press Refresh to update.');
+        endLive(mine, 'Live updates stopped: press Refresh to update.');
       }
     });
     socket.addEventListener('close', function (event) {
       if (live !== mine) return;
+      clearTimeout(mine.stable);
       live = null;
       if (mine.final || LIVE_FINAL_CODES.indexOf(event.code) >= 0) {
         if (liveNote.dataset.state !== 'off') setLive('off', 'Live updates off: press Refresh to update.');

@@ -19,7 +19,13 @@
 //! batches not yet read by the slowest watcher are held in a ring of
 //! [`EventSettings::buffer`] batches; a watcher that falls further behind
 //! loses its place ([`tokio::sync::broadcast`]'s lag), and its connection
-//! is closed, so no watcher holds memory without bound. A publishing task
+//! is closed, so no watcher holds memory without bound. When the
+//! `LISTEN`ing connection is lost, watchers are told
+//! ([`Batch::Interrupted`]): what was sent meanwhile never reaches them.
+//!
+//! Each writer publishes after its own commit, so the events of two writers
+//! that commit at nearly the same moment may arrive in either order: an
+//! event says what changed, and the account as stored says where it stands. A publishing task
 //! that cannot keep up drops batches and counts them
 //! (`union360_events_dropped_total`) rather than hold writers back.
 
@@ -105,6 +111,11 @@ pub enum Batch {
         #[serde(rename = "c")]
         changes: Vec<(i64, i64, String, u8)>,
     },
+    /// Events stopped reaching this process for a while (the connection
+    /// listening for them was lost): watchers may have missed some. Never
+    /// travels between processes.
+    #[serde(skip)]
+    Interrupted,
     /// A follower sync's progress.
     #[serde(rename = "s")]
     Sync {
@@ -126,6 +137,7 @@ impl Batch {
         let (accounts, sync) = match self {
             Batch::Accounts { at, changes } => (Some((at, changes)), None),
             Batch::Sync { at, job, app } => (None, Some((at, job, app))),
+            Batch::Interrupted => (None, None),
         };
         let accounts = accounts.into_iter().flat_map(|(at, changes)| {
             changes
@@ -386,6 +398,7 @@ async fn listen(
             }
         }
         let _ = listening.send(false);
+        let _ = watchers.send(Arc::new(Batch::Interrupted));
         tracing::warn!("the connection listening for account events was lost; connecting again");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

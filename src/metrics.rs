@@ -159,6 +159,23 @@ fn describe() {
     );
     metrics::counter!("union360_callback_refresh_dropped_total").absolute(0);
     describe_gauge!(
+        "union360_subscriptions_active",
+        "GraphQL subscriptions running over /graphql/ws."
+    );
+    metrics::gauge!("union360_subscriptions_active").set(0.0);
+    describe_counter!(
+        "union360_subscribers_dropped_total",
+        "WebSocket subscribers disconnected, by reason: slow (fell behind the events, or their stream was interrupted), not_reading (a message waited past the send timeout)."
+    );
+    for reason in ["slow", "not_reading"] {
+        metrics::counter!("union360_subscribers_dropped_total", "reason" => reason).absolute(0);
+    }
+    describe_counter!(
+        "union360_events_dropped_total",
+        "Batches of account events this instance could not publish (PostgreSQL: the publishing queue was full or NOTIFY failed)."
+    );
+    metrics::counter!("union360_events_dropped_total").absolute(0);
+    describe_gauge!(
         "union360_db_pool_connections",
         "Database connections held by the pool, idle or in use."
     );

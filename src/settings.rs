@@ -219,23 +219,30 @@ pub struct SubscriptionSettings {
     /// Seconds a WebSocket connection has to send `connection_init`.
     #[arg(long = "ws-init-timeout-secs", env = "UNION360_WS_INIT_TIMEOUT_SECS", default_value_t = DEFAULT_WS_INIT_TIMEOUT_SECS)]
     pub init_timeout_secs: u64,
-    /// Subscriptions one WebSocket connection may hold at once.
+    /// Subscriptions one API key may hold at once in this instance, over
+    /// all its WebSocket connections.
     #[arg(long = "ws-max-subscriptions", env = "UNION360_WS_MAX_SUBSCRIPTIONS", default_value_t = DEFAULT_WS_MAX_SUBSCRIPTIONS)]
     pub max_subscriptions: usize,
     /// Seconds a message to a subscriber may take to be sent; a subscriber
     /// that does not read for longer is disconnected.
     #[arg(long = "ws-send-timeout-secs", env = "UNION360_WS_SEND_TIMEOUT_SECS", default_value_t = DEFAULT_WS_SEND_TIMEOUT_SECS)]
     pub send_timeout_secs: u64,
+    /// How often, in seconds, a WebSocket connection's API key is checked
+    /// again; a revoked key's connection is closed (4403).
+    #[arg(long = "ws-key-recheck-secs", env = "UNION360_WS_KEY_RECHECK_SECS", default_value_t = DEFAULT_WS_KEY_RECHECK_SECS)]
+    pub key_recheck_secs: u64,
 }
 
 /// Batches of events held for the slowest subscriber by default.
 pub const DEFAULT_EVENTS_BUFFER: usize = 1_024;
 /// Seconds to send `connection_init` by default.
 pub const DEFAULT_WS_INIT_TIMEOUT_SECS: u64 = 10;
-/// Subscriptions per WebSocket connection by default.
+/// Subscriptions per API key by default.
 pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 16;
 /// Seconds a message to a subscriber may take to be sent by default.
 pub const DEFAULT_WS_SEND_TIMEOUT_SECS: u64 = 10;
+/// Seconds between checks of a WebSocket connection's key by default.
+pub const DEFAULT_WS_KEY_RECHECK_SECS: u64 = 10;
 
 impl Default for SubscriptionSettings {
     fn default() -> Self {
@@ -244,6 +251,7 @@ impl Default for SubscriptionSettings {
             init_timeout_secs: DEFAULT_WS_INIT_TIMEOUT_SECS,
             max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
             send_timeout_secs: DEFAULT_WS_SEND_TIMEOUT_SECS,
+            key_recheck_secs: DEFAULT_WS_KEY_RECHECK_SECS,
         }
     }
 }
@@ -264,6 +272,11 @@ impl SubscriptionSettings {
     /// Time a message to a subscriber may take to be sent.
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.send_timeout_secs.max(1))
+    }
+
+    /// Time between checks of a connection's key.
+    pub fn key_recheck(&self) -> Duration {
+        Duration::from_secs(self.key_recheck_secs.max(1))
     }
 }
 

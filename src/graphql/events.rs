@@ -21,7 +21,7 @@ use super::error::{ApiError, ApiResult, ResultExt};
 use super::scalars::DateTime;
 use super::sync::SyncJob;
 use crate::domain::AppId;
-use crate::events::{Event, Kind};
+use crate::events::{Batch, Event, Kind};
 use crate::identity::read;
 use crate::keys::Scope;
 use crate::refresh::RefreshPolicy;
@@ -230,39 +230,48 @@ impl EventSubscription {
                 let apps_service = apps_service.clone();
                 async move {
                     loop {
-                        let batch = match receiver.recv().await {
-                            Ok(batch) => batch,
-                            Err(RecvError::Lagged(missed)) => {
-                                if let Some(hangup) = hangup {
-                                    hangup.hang_up(format!(
-                                        "too slow: {missed} batches of events were missed; subscribe again"
-                                    ));
-                                }
-                                return None;
+                        let missed = match receiver.recv().await {
+                            Ok(batch) if matches!(*batch, Batch::Interrupted) => {
+                                "events stopped reaching this server for a moment (its database connection was lost); subscribe again".to_owned()
                             }
+                            Ok(batch) => {
+                                let mut out = Vec::new();
+                                for event in batch.events() {
+                                    if wanted_apps.as_ref().is_some_and(|w| !w.contains(&event.app_id))
+                                        || wanted_kinds.as_ref().is_some_and(|w| !w.contains(&event.kind))
+                                    {
+                                        continue;
+                                    }
+                                    // An app registered since the subscription began.
+                                    if !apps.contains_key(&event.app_id)
+                                        && let Ok(fresh) = apps_service.covering([event.app_id]).await
+                                    {
+                                        apps = fresh;
+                                    }
+                                    let Some(app) = apps.get(&event.app_id) else {
+                                        continue;
+                                    };
+                                    let appid: Arc<str> = Arc::from(app.appid.as_str());
+                                    out.push(AccountEvent { event, appid });
+                                }
+                                if out.is_empty() {
+                                    continue;
+                                }
+                                return Some((futures::stream::iter(out), (receiver, apps)));
+                            }
+                            Err(RecvError::Lagged(missed)) => format!(
+                                "too slow: {missed} batches of events were missed; subscribe again"
+                            ),
                             Err(RecvError::Closed) => return None,
                         };
-                        let mut out = Vec::new();
-                        for event in batch.events() {
-                            if wanted_apps.as_ref().is_some_and(|w| !w.contains(&event.app_id))
-                                || wanted_kinds.as_ref().is_some_and(|w| !w.contains(&event.kind))
-                            {
-                                continue;
+                        // The connection is closed for it; the subscription
+                        // never completes, so its client subscribes again.
+                        match &hangup {
+                            Some(hangup) => {
+                                hangup.hang_up(missed);
+                                futures::future::pending::<()>().await;
                             }
-                            // An app registered since the subscription began.
-                            if !apps.contains_key(&event.app_id)
-                                && let Ok(fresh) = apps_service.all().await
-                            {
-                                apps = fresh;
-                            }
-                            let Some(app) = apps.get(&event.app_id) else {
-                                continue;
-                            };
-                            let appid: Arc<str> = Arc::from(app.appid.as_str());
-                            out.push(AccountEvent { event, appid });
-                        }
-                        if !out.is_empty() {
-                            return Some((futures::stream::iter(out), (receiver, apps)));
+                            None => return None,
                         }
                     }
                 }

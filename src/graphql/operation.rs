@@ -1,8 +1,8 @@
 //! The operation a request runs, and its variables checked before it runs.
 
 use async_graphql::parser::types::{
-    BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
-    Type,
+    BaseType, DocumentOperations, ExecutableDocument, Field, OperationDefinition, Selection,
+    SelectionSet, Type,
 };
 use async_graphql::{Name, Pos, Positioned, ServerError, Value, Variables};
 
@@ -24,6 +24,45 @@ pub fn selected<'d>(
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
         _ => None,
     }
+}
+
+/// Refuses a subscription that does not select exactly one root field
+/// ("Single root field" in the specification: async-graphql does not check
+/// it), selects an introspection field there, or selects its field other
+/// than once and directly: async-graphql skips fragments at a
+/// subscription's root (the subscription would end at once, empty) and
+/// runs each occurrence of a field as a subscription of its own, with part
+/// of the selection each, where the specification merges them. Such a
+/// document is refused, saying how to write it, rather than answered wrong.
+pub fn check_single_root_field(
+    operation: &Positioned<OperationDefinition>,
+) -> Result<(), ServerError> {
+    let items = &operation.node.selection_set.node.items;
+    let fields: Vec<&Field> = items
+        .iter()
+        .filter_map(|s| match &s.node {
+            Selection::Field(field) => Some(&field.node),
+            _ => None,
+        })
+        .collect();
+    let message = if fields.len() < items.len() {
+        "select a subscription's root field directly, not through a fragment"
+    } else {
+        match fields.as_slice() {
+            [field] if !field.name.node.starts_with("__") => return Ok(()),
+            [first, rest @ ..]
+                if rest
+                    .iter()
+                    .all(|f| f.response_key().node == first.response_key().node) =>
+            {
+                "a subscription's root field is selected once: merge its selections into one"
+            }
+            _ => "a subscription selects exactly one root field, and not an introspection field",
+        }
+    };
+    let mut error = ServerError::new(message, Some(operation.pos));
+    code_if_missing(&mut error, ErrorCode::GraphqlValidationFailed);
+    Err(error)
 }
 
 /// Refuses, with `BAD_USER_INPUT` for each, the variables of `operation`

@@ -70,6 +70,8 @@ pub fn router(state: AppState) -> Router {
             keys: state.keys().clone(),
             settings: state.settings().server.subscriptions,
             max_message: body_limit,
+            events: state.events().clone(),
+            per_key: Default::default(),
         });
     let mut health_routes = Router::new()
         .route("/healthz", get(healthz))

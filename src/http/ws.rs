@@ -14,16 +14,26 @@
 //!   the id of a running subscription with 4409, a message that is not one
 //!   of the protocol's with 4400;
 //! - each `subscribe` costs one token of the key's rate limit, runs only
-//!   subscription operations (queries and mutations go to `POST /graphql`),
-//!   is held to the document limits of any request, and a connection holds
-//!   at most [`SubscriptionSettings::max_subscriptions`] at once (more get
-//!   an `error` message with `LIMIT_EXCEEDED`);
+//!   subscription operations with exactly one root field (queries and
+//!   mutations go to `POST /graphql`), is held to the document limits of
+//!   any request, and an API key holds at most
+//!   [`SubscriptionSettings::max_subscriptions`] at once in this instance,
+//!   over all its connections (more get an `error` message with
+//!   `LIMIT_EXCEEDED`): what one write costs its subscribers is bounded per
+//!   key;
+//! - the key is checked again every
+//!   [`SubscriptionSettings::key_recheck`]: a revoked key's connection is
+//!   closed (4403);
 //! - every result is one request's worth of work (its rows and statements
-//!   counted afresh), in query order, at most the response size limit;
+//!   counted afresh), in query order, at most [`MAX_RESULT`] bytes; the
+//!   results waiting to be sent hold at most [`OUTGOING_BYTES`] per
+//!   connection;
 //! - a subscriber that falls behind the event bus's buffer, or does not
 //!   read a message within [`SubscriptionSettings::send_timeout`], is
-//!   disconnected (close 1013, "try again later"): no connection holds
-//!   events without bound.
+//!   disconnected (close 1013, "try again later"), and so is every
+//!   subscriber when events stop reaching this instance (the database
+//!   connection that listens for them was lost): no connection holds
+//!   events without bound, and none misses events without being told.
 //!
 //! Messages are capped at the body limit; the connection counts against
 //! the server's connection caps for as long as it is open. The server pings
@@ -44,7 +54,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::auth::bearer_token;
@@ -73,6 +83,45 @@ pub struct WsState {
     pub settings: SubscriptionSettings,
     /// The largest message taken.
     pub max_message: usize,
+    /// The event bus, which must be listening before a connection is
+    /// acknowledged.
+    pub events: crate::events::Events,
+    /// Subscriptions running, per API key.
+    pub per_key: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+impl WsState {
+    /// Counts one more subscription of `key`, unless it holds the most it may.
+    fn hold(&self, key: &str) -> Option<Held> {
+        let mut held = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(key.to_owned()).or_default();
+        if *count >= self.settings.max_subscriptions {
+            return None;
+        }
+        *count += 1;
+        Some(Held {
+            per_key: self.per_key.clone(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// One running subscription of a key, counted until dropped.
+struct Held {
+    per_key: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    key: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// `GET /graphql/ws`: upgrades to a `graphql-transport-ws` connection.
@@ -158,9 +207,13 @@ struct SubscribePayload {
 /// What a subscription's task hands the connection to send.
 struct Outgoing {
     id: String,
+    /// Which subscription of that id (an id may be used again once free).
+    seq: u64,
     text: String,
     /// The subscription's last message (`complete` or `error`).
     last: bool,
+    /// Its share of the connection's [`OUTGOING_BYTES`], until sent.
+    _bytes: OwnedSemaphorePermit,
 }
 
 /// Why the connection closes.
@@ -176,13 +229,26 @@ pub const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Messages from subscriptions waiting to be sent, per connection.
 const OUTGOING: usize = 64;
 
+/// Bytes of results waiting to be sent, per connection.
+pub const OUTGOING_BYTES: usize = 1 << 20;
+
+/// The largest result of one event (a larger one is replaced by an error).
+pub const MAX_RESULT: usize = 1 << 20;
+
+/// How long a new connection waits for the event bus to listen.
+const READY_WITHIN: Duration = Duration::from_secs(5);
+
 /// One connection's state.
 struct Connection {
     ws: WsState,
-    caller: Option<Principal>,
+    /// The key and who it is, once `connection_init` is accepted.
+    caller: Option<(String, Principal)>,
     hangup: Hangup,
-    running: HashMap<String, JoinHandle<()>>,
+    /// Running subscriptions by id: which one, and its task.
+    running: HashMap<String, (u64, JoinHandle<()>)>,
+    next_seq: u64,
     outgoing: (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
+    budget: Arc<Semaphore>,
 }
 
 impl Connection {
@@ -192,7 +258,9 @@ impl Connection {
             caller: None,
             hangup: Hangup::default(),
             running: HashMap::new(),
+            next_seq: 0,
             outgoing: mpsc::channel(OUTGOING),
+            budget: Arc::new(Semaphore::new(OUTGOING_BYTES)),
         }
     }
 
@@ -207,8 +275,15 @@ impl Connection {
         let mut keepalive =
             tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         let mut heard = true;
+        let every = self.ws.settings.key_recheck();
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let close = loop {
             tokio::select! {
+                _ = recheck.tick(), if self.caller.is_some() => {
+                    if let Err(close) = self.recheck().await {
+                        break Some(close);
+                    }
+                }
                 _ = keepalive.tick() => {
                     if !heard {
                         break None;
@@ -226,8 +301,9 @@ impl Connection {
                     break Some(Close(1013, reason));
                 }
                 Some(out) = self.outgoing.1.recv() => {
-                    // A subscription the client completed says no more.
-                    if !self.running.contains_key(&out.id) {
+                    // A subscription the client completed says no more,
+                    // even when its id was used again since.
+                    if self.running.get(&out.id).is_none_or(|(seq, _)| *seq != out.seq) {
                         continue;
                     }
                     if out.last {
@@ -260,7 +336,7 @@ impl Connection {
                 }
             }
         };
-        for (_, task) in self.running.drain() {
+        for (_, (_, task)) in self.running.drain() {
             task.abort();
         }
         if let Some(Close(code, reason)) = close {
@@ -282,6 +358,13 @@ impl Connection {
                     return Err(Close(4429, "Too many initialisation requests".to_owned()));
                 }
                 let caller = self.authenticate(payload.as_ref()).await?;
+                // Acknowledged, a subscriber sees every event from now on.
+                if !self.ws.events.ready(READY_WITHIN).await {
+                    return Err(Close(
+                        1013,
+                        "live events are unavailable right now; try again later".to_owned(),
+                    ));
+                }
                 self.caller = Some(caller);
                 Ok(Some(json!({ "type": "connection_ack" }).to_string()))
             }
@@ -294,13 +377,13 @@ impl Connection {
             )),
             ClientMessage::Pong { .. } => Ok(None),
             ClientMessage::Complete { id } => {
-                if let Some(task) = self.running.remove(&id) {
+                if let Some((_, task)) = self.running.remove(&id) {
                     task.abort();
                 }
                 Ok(None)
             }
             ClientMessage::Subscribe { id, payload } => {
-                let Some(caller) = self.caller.clone() else {
+                let Some((_, caller)) = self.caller.clone() else {
                     return Err(Close(4401, "Unauthorized".to_owned()));
                 };
                 if id.is_empty() || id.len() > MAX_ID {
@@ -309,27 +392,29 @@ impl Connection {
                         format!("a subscription id is 1 to {MAX_ID} bytes"),
                     ));
                 }
-                if self.running.get(&id).is_some_and(|t| !t.is_finished()) {
+                if self.running.get(&id).is_some_and(|(_, t)| !t.is_finished()) {
                     return Err(Close(4409, format!("Subscriber for {id} already exists")));
                 }
-                self.running.remove(&id);
-                if self.running.len() >= self.ws.settings.max_subscriptions {
+                self.running.retain(|_, (_, task)| !task.is_finished());
+                let Some(held) = self.ws.hold(&caller.key_id) else {
                     return Ok(Some(error_message(
                         &id,
                         &[Refusal::limit(format!(
-                            "a connection holds at most {} subscriptions (UNION360_WS_MAX_SUBSCRIPTIONS)",
+                            "an API key holds at most {} subscriptions at once (UNION360_WS_MAX_SUBSCRIPTIONS)",
                             self.ws.settings.max_subscriptions
                         ))
                         .into()],
                     )));
-                }
+                };
                 if let Err(refused) = access::spend(&caller, 1, "subscriptions") {
                     let error = refused.into_server_error(async_graphql::Pos::default());
                     return Ok(Some(error_message(&id, &[error])));
                 }
-                match self.start(&id, payload, caller) {
+                self.next_seq += 1;
+                let seq = self.next_seq;
+                match self.start(&id, seq, payload, caller, held) {
                     Ok(task) => {
-                        self.running.insert(id, task);
+                        self.running.insert(id, (seq, task));
                         Ok(None)
                     }
                     Err(errors) => Ok(Some(error_message(&id, &errors))),
@@ -338,8 +423,27 @@ impl Connection {
         }
     }
 
+    /// Checks the connection's key again: closes when it was revoked.
+    async fn recheck(&mut self) -> Result<(), Close> {
+        let Some((token, _)) = &self.caller else {
+            return Ok(());
+        };
+        match self.ws.keys.authenticate(token).await {
+            Ok(principal) => {
+                self.caller = Some((token.clone(), principal));
+                Ok(())
+            }
+            // The database is down: the key stays as it was checked.
+            Err(AuthError::Db(e)) => {
+                tracing::warn!(error = %e, "could not check a subscriber's API key again");
+                Ok(())
+            }
+            Err(e) => Err(Close(4403, format!("Forbidden: {e}"))),
+        }
+    }
+
     /// The caller the `connection_init` payload names, or why to close.
-    async fn authenticate(&self, payload: Option<&Value>) -> Result<Principal, Close> {
+    async fn authenticate(&self, payload: Option<&Value>) -> Result<(String, Principal), Close> {
         let authorization = payload
             .and_then(Value::as_object)
             .and_then(|p| {
@@ -351,7 +455,7 @@ impl Connection {
             .unwrap_or_default();
         let token = bearer_token(authorization);
         match self.ws.keys.authenticate(token).await {
-            Ok(principal) => Ok(principal),
+            Ok(principal) => Ok((token.to_owned(), principal)),
             Err(AuthError::Db(e)) => {
                 tracing::error!(error = %e, "could not read the API key table");
                 Err(Close(4500, "internal error".to_owned()))
@@ -373,8 +477,10 @@ impl Connection {
     fn start(
         &self,
         id: &str,
+        seq: u64,
         payload: SubscribePayload,
         caller: Principal,
+        held: Held,
     ) -> Result<JoinHandle<()>, Vec<ServerError>> {
         let schema = self.ws.schema.clone();
         let limits = Limits::of(&schema);
@@ -395,6 +501,7 @@ impl Connection {
                 "/graphql/ws runs subscriptions only; send queries and mutations to POST /graphql",
             )]);
         }
+        operation::check_single_root_field(selected).map_err(|e| vec![e])?;
         let variables = payload
             .variables
             .map(|v| Variables::from_json(Value::Object(v)))
@@ -417,10 +524,17 @@ impl Connection {
         let mut session = Data::default();
         session.insert(caller);
         session.insert(self.hangup.clone());
-        let out = self.outgoing.0.clone();
+        let out = Sender {
+            to: self.outgoing.0.clone(),
+            budget: self.budget.clone(),
+            id: id.to_owned(),
+            seq,
+        };
         let id = id.to_owned();
+        let max_result = limits.max_response_bytes().min(MAX_RESULT);
         Ok(tokio::spawn(async move {
             let _active = Active::new();
+            let _held = held;
             let mut results = schema.execute_stream_with_session_data(request, Arc::new(session));
             let mut first = true;
             loop {
@@ -440,13 +554,7 @@ impl Connection {
                     let mut errors = response.errors;
                     operation::code_variable_errors(&mut errors, &ordered_by);
                     count_errors(&errors);
-                    let _ = out
-                        .send(Outgoing {
-                            text: error_message(&id, &errors),
-                            id,
-                            last: true,
-                        })
-                        .await;
+                    out.send(error_message(&id, &errors), true).await;
                     return;
                 }
                 limits.cap_errors(&mut response.errors);
@@ -463,40 +571,54 @@ impl Connection {
                     kind: "next",
                     payload: &response,
                 };
-                let text = serialize_within(&message, limits.max_response_bytes())
-                    .unwrap_or_else(|| {
-                        let error: ServerError = Refusal::limit(format!(
-                            "the result would be larger than {} bytes (UNION360_MAX_RESPONSE_BYTES)",
-                            limits.max_response_bytes()
-                        ))
-                        .into();
-                        let response = async_graphql::Response::from_errors(vec![error]);
-                        serde_json::to_string(&NextMessage {
-                            id: &id,
-                            kind: "next",
-                            payload: &response,
-                        })
-                        .unwrap_or_default()
-                    });
-                let sent = out
-                    .send(Outgoing {
-                        id: id.clone(),
-                        text,
-                        last: false,
+                let text = serialize_within(&message, max_result).unwrap_or_else(|| {
+                    let error: ServerError = Refusal::limit(format!(
+                        "the result of one event would be larger than {max_result} bytes"
+                    ))
+                    .into();
+                    let response = async_graphql::Response::from_errors(vec![error]);
+                    serde_json::to_string(&NextMessage {
+                        id: &id,
+                        kind: "next",
+                        payload: &response,
                     })
-                    .await;
-                if sent.is_err() {
+                    .unwrap_or_default()
+                });
+                if !out.send(text, false).await {
                     return;
                 }
             }
-            let _ = out
-                .send(Outgoing {
-                    text: json!({ "type": "complete", "id": id }).to_string(),
-                    id,
-                    last: true,
-                })
+            out.send(json!({ "type": "complete", "id": id }).to_string(), true)
                 .await;
         }))
+    }
+}
+
+/// Where a subscription's task hands its messages to the connection.
+struct Sender {
+    to: mpsc::Sender<Outgoing>,
+    budget: Arc<Semaphore>,
+    id: String,
+    seq: u64,
+}
+
+impl Sender {
+    /// Waits for room, then queues `text`; whether the connection takes it.
+    async fn send(&self, text: String, last: bool) -> bool {
+        let bytes = u32::try_from(text.len().clamp(1, OUTGOING_BYTES)).unwrap_or(u32::MAX);
+        let Ok(permit) = self.budget.clone().acquire_many_owned(bytes).await else {
+            return false;
+        };
+        self.to
+            .send(Outgoing {
+                id: self.id.clone(),
+                seq: self.seq,
+                text,
+                last,
+                _bytes: permit,
+            })
+            .await
+            .is_ok()
     }
 }
 
@@ -525,9 +647,21 @@ impl Drop for Active {
     }
 }
 
-/// An `error` message for subscription `id`.
+/// An `error` message for subscription `id` (each error's message first).
 fn error_message(id: &str, errors: &[ServerError]) -> String {
-    json!({ "type": "error", "id": id, "payload": errors }).to_string()
+    #[derive(serde::Serialize)]
+    struct ErrorMessage<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        payload: &'a [ServerError],
+    }
+    serde_json::to_string(&ErrorMessage {
+        id,
+        kind: "error",
+        payload: errors,
+    })
+    .unwrap_or_default()
 }
 
 /// A request error with `BAD_REQUEST`.

@@ -361,13 +361,18 @@ fn watched(
     created: bool,
     outcome: Outcome,
 ) -> Changed {
-    let changed = |field: &str| changes.iter().any(|c| c.field == field);
+    let change = |field: &str| changes.iter().find(|c| c.field == field);
+    let was_following = change("subscribed").map(|c| c.old.as_deref() == Some("true"));
     let follows = account.subscribed == Some(true);
     Changed {
-        // A newer follow time while following is a follow again (an
-        // unfollow in between may never have been reported).
-        followed: follows && (changed("subscribed") || changed("subscribe_time")),
-        unfollowed: account.subscribed == Some(false) && changed("subscribed") && !created,
+        // Following now, and not known to before; or a newer follow time
+        // while following (an unfollow in between may never have been
+        // reported). A first follow time for a known follower is not news.
+        followed: follows
+            && (was_following == Some(false)
+                || change("subscribe_time").is_some_and(|c| c.old.is_some())),
+        // Following before, and not now.
+        unfollowed: !created && account.subscribed == Some(false) && was_following == Some(true),
         linked: account.person_id.is_some() && (created || outcome == Outcome::Linked),
         profile: changes
             .iter()

@@ -566,3 +566,106 @@ async fn the_protocol_rules_are_kept(backend: Backend) {
         "{body}"
     );
 }
+
+on_each_backend!(a_subscription_selects_one_root_field_and_ids_are_reused_cleanly);
+async fn a_subscription_selects_one_root_field_and_ids_are_reused_cleanly(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let appids = app.register_official_accounts().await;
+    let mut client = Client::ready(&app, &app.key).await;
+    // Two root fields, the same one twice under two names, one with
+    // `__typename`, one selected twice, or through a fragment: each is
+    // refused.
+    for query in [
+        "subscription { a: accountEvents { kind } b: accountEvents { kind } }",
+        "subscription { accountEvents { kind } __typename }",
+        "subscription { accountEvents { kind } accountEvents { openid } }",
+        "subscription { ...F } fragment F on Subscription { accountEvents { appid } }",
+        "subscription { ... on Subscription { accountEvents { appid } } }",
+    ] {
+        client
+            .send(json!({ "type": "subscribe", "id": "x", "payload": { "query": query } }))
+            .await;
+        let error = client.message().await;
+        assert_eq!(error["type"], "error", "{query}: {error}");
+        assert_eq!(
+            error["payload"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+            "{query}: {error}"
+        );
+    }
+    assert_eq!(app.state.events().watchers(), 0);
+    // Fragments below the root field are fine.
+    client
+        .send(json!({ "type": "subscribe", "id": "x", "payload": {
+            "query": "subscription { accountEvents(kinds: [LINKED]) { ...E } } fragment E on AccountEvent { openid }"
+        } }))
+        .await;
+    watching(&app, 1).await;
+    // Completed, then subscribed again under its id: the new one's events
+    // only, never the old one's.
+    client.send(json!({ "type": "complete", "id": "x" })).await;
+    client
+        .subscribe("x", json!({ "kinds": ["UNFOLLOWED"] }))
+        .await;
+    for _ in 0..400 {
+        if app.state.events().watchers() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // A new account not following is no unfollow; one that stops is.
+    app.upsert(json!([
+        { "appid": appids[0], "openid": "oReuse00000000000000000000001", "following": false },
+        { "appid": appids[0], "openid": "oReuse00000000000000000000002", "following": true },
+    ]))
+    .await;
+    app.upsert(json!([{ "appid": appids[0], "openid": "oReuse00000000000000000000002", "following": false }]))
+        .await;
+    let event = client.event("x").await;
+    let event = &event["data"]["accountEvents"];
+    assert_eq!(event["kind"], "UNFOLLOWED", "{event}");
+    assert_eq!(event["openid"], "oReuse00000000000000000000002");
+    client.send(json!({ "type": "ping" })).await;
+    assert_eq!(client.message().await["type"], "pong");
+}
+
+on_each_backend!(a_key_holds_few_subscriptions_and_a_revoked_key_is_disconnected);
+async fn a_key_holds_few_subscriptions_and_a_revoked_key_is_disconnected(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.server.subscriptions.max_subscriptions = 2;
+        s.server.subscriptions.key_recheck_secs = 1;
+    })
+    .await;
+    let key = create_key(&app.state, "watcher", Scopes::from_iter([Scope::Read])).await;
+    let mut first = Client::ready(&app, &key).await;
+    let mut second = Client::ready(&app, &key).await;
+    first.subscribe("1", json!({})).await;
+    second.subscribe("1", json!({})).await;
+    watching(&app, 2).await;
+    // The key's third, on either connection, is refused; another key's is not.
+    first.subscribe("2", json!({})).await;
+    let error = first.message().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "LIMIT_EXCEEDED");
+    let mut other = Client::ready(&app, &app.key).await;
+    other.subscribe("1", json!({})).await;
+    watching(&app, 3).await;
+    // Revoked: its connections close, the other key's stays.
+    app.state
+        .keys()
+        .revoke(&key[.."u360_".len() + 12])
+        .await
+        .expect("revoked");
+    for client in [&mut first, &mut second] {
+        let (code, reason) = client.closed().await;
+        assert_eq!(code, 4403, "{reason}");
+    }
+    other.send(json!({ "type": "ping" })).await;
+    assert_eq!(other.message().await["type"], "pong");
+    // Their subscriptions no longer count: a new key's two run.
+    let fresh = create_key(&app.state, "fresh", Scopes::from_iter([Scope::Read])).await;
+    let mut third = Client::ready(&app, &fresh).await;
+    third.subscribe("1", json!({})).await;
+    third.subscribe("2", json!({})).await;
+    third.send(json!({ "type": "ping" })).await;
+    assert_eq!(third.message().await["type"], "pong");
+}

@@ -191,10 +191,8 @@ fn callback_secrets(i: usize) -> (String, String) {
     )
 }
 
-/// The process's peak resident set (`VmHWM`), in bytes, where the system says.
-/// An HTTP client that sends a new key with every scope and limits the
-/// harness never reaches.
-async fn unlimited_client(state: &crate::state::AppState) -> anyhow::Result<reqwest::Client> {
+/// A new key with every scope and limits the harness never reaches.
+async fn unlimited_key(state: &crate::state::AppState) -> anyhow::Result<String> {
     let key = state
         .keys()
         .create(NewKey {
@@ -207,16 +205,23 @@ async fn unlimited_client(state: &crate::state::AppState) -> anyhow::Result<reqw
             },
         })
         .await?;
+    Ok(key.key.expose_secret().to_owned())
+}
+
+/// An HTTP client that sends an [`unlimited_key`] with every request.
+async fn unlimited_client(state: &crate::state::AppState) -> anyhow::Result<reqwest::Client> {
+    let key = unlimited_key(state).await?;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", key.key.expose_secret()).parse()?,
+        format!("Bearer {key}").parse()?,
     );
     Ok(reqwest::Client::builder()
         .default_headers(headers)
         .build()?)
 }
 
+/// The process's peak resident set (`VmHWM`), in bytes, where the system says.
 fn peak_rss() -> Option<u64> {
     proc_status_kib("VmHWM:").map(|k| k * 1024)
 }

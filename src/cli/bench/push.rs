@@ -16,6 +16,11 @@
 //! per distinct push, every account following exactly when its newest
 //! push says so, and the audience counts equal to a count of those
 //! accounts.
+//!
+//! Meanwhile a dashboard watches: a client subscribed to `accountEvents`
+//! over `/graphql/ws` (as a browser would) receives the follows and
+//! unfollows; the report gives how many it received and how long after
+//! each was stored.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -58,6 +63,109 @@ pub struct PushArgs {
 
 /// The official accounts pushed to.
 const APPS: usize = 4;
+
+/// A subscriber to `accountEvents` over `/graphql/ws`, noting how long
+/// after its storing each event arrived.
+struct Watcher {
+    task: tokio::task::JoinHandle<Watched>,
+    received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// What the subscriber saw.
+#[derive(Default)]
+struct Watched {
+    /// Per event, from its storing to its receipt, sorted.
+    lags: Vec<Duration>,
+    /// Why the server disconnected it, if it did.
+    closed: Option<String>,
+}
+
+impl Watcher {
+    /// Connects to the server at `address` with `key` and subscribes.
+    async fn start(address: &str, key: &str) -> anyhow::Result<Self> {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request =
+            format!("{}/graphql/ws", address.replacen("http", "ws", 1)).into_client_request()?;
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let send = |v: serde_json::Value| Message::Text(v.to_string().into());
+        socket
+            .send(send(serde_json::json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {key}") } })))
+            .await?;
+        socket
+            .send(send(serde_json::json!({ "type": "subscribe", "id": "1", "payload": {
+                "query": "subscription BenchWatch { accountEvents(kinds: [FOLLOWED, UNFOLLOWED]) { at } }"
+            } })))
+            .await?;
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = received.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut watched = Watched::default();
+            loop {
+                let frame = tokio::select! {
+                    frame = socket.next() => frame,
+                    _ = &mut stopped => break,
+                };
+                let Some(frame) = frame else { break };
+                let now = Utc::now();
+                match frame {
+                    Ok(Message::Text(text)) => {
+                        let message: serde_json::Value =
+                            serde_json::from_str(&text).unwrap_or_default();
+                        let at = message["payload"]["data"]["accountEvents"]["at"]
+                            .as_str()
+                            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+                        if let Some(at) = at {
+                            let lag = (now - at.with_timezone(&Utc)).to_std().unwrap_or_default();
+                            watched.lags.push(lag);
+                            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    Ok(Message::Close(frame)) => {
+                        watched.closed = Some(frame.map_or("no reason".to_owned(), |f| {
+                            format!("{} {}", u16::from(f.code), f.reason)
+                        }));
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        watched.closed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            watched
+        });
+        Ok(Self {
+            task,
+            received,
+            stop,
+        })
+    }
+
+    /// Waits until no event has come for a second, then stops.
+    async fn finish(self) -> Watched {
+        let mut last = usize::MAX;
+        loop {
+            let now = self.received.load(std::sync::atomic::Ordering::Relaxed);
+            if now == last || self.task.is_finished() {
+                break;
+            }
+            last = now;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let _ = self.stop.send(());
+        let mut watched = self.task.await.unwrap_or_default();
+        watched.lags.sort_unstable();
+        watched
+    }
+}
 
 /// One push, ready to send.
 struct Prepared {
@@ -116,6 +224,15 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
         started.elapsed().as_secs_f64()
     );
     let server = tokio::spawn(app.run_until(std::future::pending()));
+    let key = super::unlimited_key(&state).await?;
+    let watcher = Watcher::start(&address, &key).await?;
+    ensure!(
+        state.events().ready(Duration::from_secs(10)).await,
+        "the server does not listen for events"
+    );
+    while state.events().watchers() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // WeChat's side: every push sealed and signed before the clock starts.
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -201,6 +318,7 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
         }
     }
     latencies.sort_unstable();
+    let watched = watcher.finish().await;
     server.abort();
 
     // Nothing lost, nothing applied twice.
@@ -305,6 +423,21 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
             ))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    println!(
+        "| events received by a subscriber (follows and unfollows stored) | {}{} |",
+        watched.lags.len(),
+        watched
+            .closed
+            .as_ref()
+            .map(|why| format!(", then disconnected: {why}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "| subscriber's delay from store to receipt p50 / p99 / max | {} / {} / {} |",
+        ms(quantile(&watched.lags, 0.5)),
+        ms(quantile(&watched.lags, 0.99)),
+        ms(watched.lags.last().copied().unwrap_or_default())
     );
     println!("| peak RSS (server and harness) | {} |", mb(peak_rss()));
     if let Some(first) = failures.first() {
