@@ -49,6 +49,9 @@ pub const BATCH_BYTES: usize = 7_000;
 /// Batches waiting for the publishing task (PostgreSQL).
 const OUTBOX: usize = 4_096;
 
+/// Parts (of at most [`BATCH_BYTES`]) sent in one `NOTIFY` statement, about.
+const MAX_PARTS_PER_STATEMENT: usize = 256;
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -343,7 +346,15 @@ impl Events {
 /// a batch.
 async fn publish(pool: sea_orm::sqlx::PgPool, mut queued: mpsc::Receiver<Batch>) {
     while let Some(batch) = queued.recv().await {
-        let parts = batch.encode();
+        // What queued meanwhile goes in the same statement: under load,
+        // one round trip carries many writers' events.
+        let mut parts = batch.encode();
+        while parts.len() < MAX_PARTS_PER_STATEMENT {
+            match queued.try_recv() {
+                Ok(more) => parts.extend(more.encode()),
+                Err(_) => break,
+            }
+        }
         let sent =
             sea_orm::sqlx::query("SELECT pg_notify($1, part) FROM unnest($2::text[]) AS part")
                 .bind(CHANNEL)

@@ -17,10 +17,10 @@
 //! push says so, and the audience counts equal to a count of those
 //! accounts.
 //!
-//! Meanwhile a dashboard watches: a client subscribed to `accountEvents`
-//! over `/graphql/ws` (as a browser would) receives the follows and
-//! unfollows; the report gives how many it received and how long after
-//! each was stored.
+//! Meanwhile `--subscribers` dashboards watch: clients subscribed to
+//! `accountEvents` over `/graphql/ws` (as a browser would) receive the
+//! follows and unfollows; the report gives how many each received and how
+//! long after each was stored.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -59,6 +59,10 @@ pub struct PushArgs {
     /// the rate: 3,000 a second answered in 40 ms are 120 in flight.
     #[arg(long, default_value_t = 128)]
     pub clients: usize,
+    /// Dashboards watching: clients subscribed to the follows and unfollows
+    /// over `/graphql/ws` while the pushes come in.
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
 }
 
 /// The official accounts pushed to.
@@ -225,12 +229,15 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
     );
     let server = tokio::spawn(app.run_until(std::future::pending()));
     let key = super::unlimited_key(&state).await?;
-    let watcher = Watcher::start(&address, &key).await?;
+    let mut watchers = Vec::with_capacity(args.subscribers);
+    for _ in 0..args.subscribers {
+        watchers.push(Watcher::start(&address, &key).await?);
+    }
     ensure!(
         state.events().ready(Duration::from_secs(10)).await,
         "the server does not listen for events"
     );
-    while state.events().watchers() == 0 {
+    while state.events().watchers() < args.subscribers {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -318,7 +325,10 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
         }
     }
     latencies.sort_unstable();
-    let watched = watcher.finish().await;
+    let mut watched = Vec::with_capacity(watchers.len());
+    for watcher in watchers {
+        watched.push(watcher.finish().await);
+    }
     server.abort();
 
     // Nothing lost, nothing applied twice.
@@ -375,8 +385,8 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
     println!("## Pushes to the callback ({})", bench_db.backend());
     println!();
     println!(
-        "{APPS} official accounts with {} followers each; {} distinct pushes and {} retries sealed in safe mode, sent by {} connections in a shuffled order.",
-        args.people, args.events, args.retries, args.clients
+        "{APPS} official accounts with {} followers each; {} distinct pushes and {} retries sealed in safe mode, sent by {} connections in a shuffled order; {} subscribers watching.",
+        args.people, args.events, args.retries, args.clients, args.subscribers
     );
     println!();
     println!("| measure | value |");
@@ -424,21 +434,25 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
-        "| events received by a subscriber (follows and unfollows stored) | {}{} |",
-        watched.lags.len(),
-        watched
-            .closed
-            .as_ref()
-            .map(|why| format!(", then disconnected: {why}"))
-            .unwrap_or_default()
-    );
-    println!(
-        "| subscriber's delay from store to receipt p50 / p99 / max | {} / {} / {} |",
-        ms(quantile(&watched.lags, 0.5)),
-        ms(quantile(&watched.lags, 0.99)),
-        ms(watched.lags.last().copied().unwrap_or_default())
-    );
+    for (i, watched) in watched.iter().enumerate() {
+        println!(
+            "| subscriber {}: events received (follows and unfollows stored) | {}{} |",
+            i + 1,
+            watched.lags.len(),
+            watched
+                .closed
+                .as_ref()
+                .map(|why| format!(", then disconnected: {why}"))
+                .unwrap_or_default()
+        );
+        println!(
+            "| subscriber {}: delay from store to receipt p50 / p99 / max | {} / {} / {} |",
+            i + 1,
+            ms(quantile(&watched.lags, 0.5)),
+            ms(quantile(&watched.lags, 0.99)),
+            ms(watched.lags.last().copied().unwrap_or_default())
+        );
+    }
     println!("| peak RSS (server and harness) | {} |", mb(peak_rss()));
     if let Some(first) = failures.first() {
         println!();
