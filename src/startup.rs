@@ -138,6 +138,7 @@ impl Application {
         let worker = tokio::spawn(store::in_background(
             self.state.syncer().clone().work(stopped()),
         ));
+        let state = self.state.clone();
         let main = http::serve(self.listener, http::router(self.state), limits, stopped());
         let serve = async move {
             match metrics {
@@ -149,6 +150,8 @@ impl Application {
         };
         let grace_over = async move {
             shutdown.await;
+            // Subscribers are told to go (they would hold on for ever).
+            state.begin_stopping();
             let _ = stop_tx.send(true);
             tokio::time::sleep(grace).await;
         };

@@ -38,6 +38,8 @@ struct Inner {
     pushes: Pushes,
     events: Events,
     clock: Clock,
+    /// Set when the server begins to shut down.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Example operations the playground opens with: (tab title, document).
     playground_examples: RwLock<Vec<(String, String)>>,
 }
@@ -98,6 +100,7 @@ impl AppState {
             pushes,
             events,
             clock,
+            stopping: tokio::sync::watch::Sender::new(false),
             playground_examples: RwLock::default(),
         }))
     }
@@ -124,6 +127,17 @@ impl AppState {
     /// The follower sync service.
     pub fn syncer(&self) -> &Syncer {
         &self.0.syncer
+    }
+
+    /// Tells long-lived connections (subscriptions) that the server is
+    /// shutting down.
+    pub fn begin_stopping(&self) {
+        self.0.stopping.send_replace(true);
+    }
+
+    /// Whether the server is shutting down, as it changes.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.stopping.subscribe()
     }
 
     /// The live account events.

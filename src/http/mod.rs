@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
             max_message: body_limit,
             events: state.events().clone(),
             per_key: Default::default(),
+            stopping: state.stopping(),
         });
     let mut health_routes = Router::new()
         .route("/healthz", get(healthz))

@@ -36,7 +36,8 @@
 //!   events without bound, and none misses events without being told.
 //!
 //! Messages are capped at the body limit; the connection counts against
-//! the server's connection caps for as long as it is open. The server pings
+//! the server's connection caps for as long as it is open, and is closed
+//! with 1001 ("going away") when the server shuts down. The server pings
 //! every [`KEEPALIVE`] (a WebSocket ping, which browsers and clients answer
 //! by themselves) and drops a peer that sent nothing since the last ping.
 
@@ -88,6 +89,8 @@ pub struct WsState {
     pub events: crate::events::Events,
     /// Subscriptions running, per API key.
     pub per_key: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    /// Set when the server shuts down: every connection is closed (1001).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl WsState {
@@ -275,10 +278,18 @@ impl Connection {
         let mut keepalive =
             tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         let mut heard = true;
+        let mut stopping = self.ws.stopping.clone();
+        let stopping = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopping);
         let every = self.ws.settings.key_recheck();
         let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let close = loop {
             tokio::select! {
+                () = &mut stopping => {
+                    break Some(Close(1001, "the server is shutting down; connect again".to_owned()));
+                }
                 _ = recheck.tick(), if self.caller.is_some() => {
                     if let Err(close) = self.recheck().await {
                         break Some(close);

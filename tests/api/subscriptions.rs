@@ -42,7 +42,12 @@ enum Received {
 impl Client {
     /// Connects to `app`'s `/graphql/ws` with the protocol.
     async fn connect(app: &TestApp) -> Self {
-        let url = format!("{}/graphql/ws", app.address.replacen("http", "ws", 1));
+        Self::connect_to(&app.address).await
+    }
+
+    /// Connects to `/graphql/ws` of the server at `address`.
+    async fn connect_to(address: &str) -> Self {
+        let url = format!("{}/graphql/ws", address.replacen("http", "ws", 1));
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
             "sec-websocket-protocol",
@@ -58,7 +63,12 @@ impl Client {
 
     /// Connects and initialises with `key`; fails unless acknowledged.
     async fn ready(app: &TestApp, key: &str) -> Self {
-        let mut client = Self::connect(app).await;
+        Self::ready_at(&app.address, key).await
+    }
+
+    /// Like [`Self::ready`], to the server at `address`.
+    async fn ready_at(address: &str, key: &str) -> Self {
+        let mut client = Self::connect_to(address).await;
         client
             .send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {key}") } }))
             .await;
@@ -152,6 +162,20 @@ async fn watching(app: &TestApp, n: usize) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{n} subscribers never watched");
+}
+
+/// Waits until `app` has exactly `n` subscribers watching its events.
+async fn watchers_exactly(app: &TestApp, n: usize) {
+    for _ in 0..400 {
+        if app.state.events().watchers() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{} subscribers watch, not {n}",
+        app.state.events().watchers()
+    );
 }
 
 /// An official account, a website and a mini program, all bound, every
@@ -541,7 +565,8 @@ async fn the_protocol_rules_are_kept(backend: Backend) {
         client.message().await,
         json!({ "type": "complete", "id": "u" })
     );
-    // At most two at once.
+    // At most two at once (those of the connections closed above gone).
+    watchers_exactly(&app, 0).await;
     client
         .subscribe("a", json!({ "kinds": ["UNFOLLOWED"] }))
         .await;
@@ -618,15 +643,11 @@ async fn a_subscription_selects_one_root_field_and_ids_are_reused_cleanly(backen
     // Completed, then subscribed again under its id: the new one's events
     // only, never the old one's.
     client.send(json!({ "type": "complete", "id": "x" })).await;
+    watchers_exactly(&app, 0).await;
     client
         .subscribe("x", json!({ "kinds": ["UNFOLLOWED"] }))
         .await;
-    for _ in 0..400 {
-        if app.state.events().watchers() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    watching(&app, 1).await;
     // A new account not following is no unfollow; one that stops is.
     app.upsert(json!([
         { "appid": appids[0], "openid": "oReuse00000000000000000000001", "following": false },
@@ -683,4 +704,33 @@ async fn a_key_holds_few_subscriptions_and_a_revoked_key_is_disconnected(backend
     third.subscribe("2", json!({})).await;
     third.send(json!({ "type": "ping" })).await;
     assert_eq!(third.message().await["type"], "pong");
+}
+
+on_each_backend!(a_server_shutting_down_tells_its_subscribers);
+async fn a_server_shutting_down_tells_its_subscribers(backend: Backend) {
+    let first = spawn_app_with(backend, |_| {}).await;
+    // A second server on the same database, stopped by the test.
+    let app = union360::startup::Application::build_with_clock(
+        first.state.settings().clone(),
+        Clock::system(),
+    )
+    .await
+    .expect("the server builds");
+    let address = format!("http://{}", app.local_addr().expect("bound"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut client = Client::ready_at(&address, &first.key).await;
+    client.subscribe("1", json!({})).await;
+    client.send(json!({ "type": "ping" })).await;
+    assert_eq!(client.message().await["type"], "pong");
+    stop.send(()).expect("the server runs");
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 1001, "{reason}");
+    tokio::time::timeout(WAIT, server)
+        .await
+        .expect("the server stopped in time")
+        .expect("the server task")
+        .expect("the server stopped cleanly");
 }
