@@ -270,6 +270,9 @@ impl Events {
     /// Tells watchers what `results` (of an upsert that has committed,
     /// stored `at`) changed.
     pub fn accounts(&self, results: &[UpsertResult], at: DateTime<Utc>) {
+        if !self.anyone_may_watch() {
+            return;
+        }
         let changes: Vec<(i64, i64, String, u8)> = results
             .iter()
             .filter(|r| r.changed.any())
@@ -312,7 +315,7 @@ impl Events {
             }
             // Cut as on PostgreSQL, so that watchers see the same batches.
             None => {
-                if self.0.watchers.receiver_count() == 0 {
+                if !self.anyone_may_watch() {
                     return;
                 }
                 for part in batch.split() {
@@ -320,6 +323,13 @@ impl Events {
                 }
             }
         }
+    }
+
+    /// Whether a batch may reach a watcher: always on PostgreSQL (other
+    /// instances' watchers cannot be counted), while this process has one
+    /// on SQLite. Nothing is built for a batch nobody can see.
+    fn anyone_may_watch(&self) -> bool {
+        self.0.outbox.is_some() || self.0.watchers.receiver_count() > 0
     }
 
     /// A new watcher: it receives the batches committed from now on.

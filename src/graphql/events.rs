@@ -200,17 +200,20 @@ impl EventSubscription {
                 .extend());
             }
             Some(appids) => {
+                let appids: Vec<AppId> = appids
+                    .into_iter()
+                    .map(AppId::parse)
+                    .collect::<Result<_, _>>()
+                    .api()?;
+                let refs: Vec<&AppId> = appids.iter().collect();
+                // Reloaded once for one registered on another instance.
+                let found = state.apps().by_appids(&refs).await.api()?;
                 let mut ids = HashSet::new();
-                for appid in appids {
-                    let appid = AppId::parse(appid).api()?;
-                    let id = apps
-                        .values()
-                        .find(|app| app.appid == appid.as_str())
-                        .map(|app| app.id)
-                        .ok_or_else(|| {
-                            ApiError::NotFound(format!("app {appid} is not registered")).extend()
-                        })?;
-                    ids.insert(id);
+                for (appid, app) in appids.iter().zip(found) {
+                    let app = app.ok_or_else(|| {
+                        ApiError::NotFound(format!("app {appid} is not registered")).extend()
+                    })?;
+                    ids.insert(app.id);
                 }
                 Some(ids)
             }

@@ -478,13 +478,7 @@ async fn execute(
             );
         }
     };
-    // A response whose errors carry no path and which produced no data never
-    // started executing: the document did not validate (or a variable did not
-    // coerce, or a limit was exceeded). That is a request error.
-    let never_executed = response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
-    if never_executed {
+    if never_executed(&response) {
         let mut errors = response.errors;
         operation::code_variable_errors(&mut errors, &ordered_by);
         return request_errors(media, errors);
@@ -523,6 +517,15 @@ async fn execute(
             )
         }
     }
+}
+
+/// Whether `response` never started executing: no data, and errors that
+/// carry no path (the document did not validate, a variable did not
+/// coerce, or a limit was exceeded). That is a request error.
+pub(super) fn never_executed(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
 }
 
 /// `value` as JSON, or `None` when it would pass `max` bytes (serialisation

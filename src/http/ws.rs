@@ -59,10 +59,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::auth::bearer_token;
-use super::graphql::{count_errors, http_error, serialize_within};
+use super::graphql::{count_errors, http_error, never_executed, serialize_within};
 use crate::error::ErrorCode;
 use crate::graphql::access::{self, Refused};
 use crate::graphql::context::RequestContext;
+use crate::graphql::error::code_if_missing;
 use crate::graphql::events::Hangup;
 use crate::graphql::limits::{Limits, Refusal};
 use crate::graphql::node::RuntimeTypes;
@@ -556,10 +557,7 @@ impl Connection {
                 renewal.renew();
                 // Refused before it ran (validation, say): an `error`
                 // message, and nothing more.
-                let never_ran = first
-                    && response.data == async_graphql::Value::Null
-                    && !response.errors.is_empty()
-                    && response.errors.iter().all(|e| e.path.is_empty());
+                let never_ran = first && never_executed(&response);
                 first = false;
                 if never_ran {
                     let mut errors = response.errors;
@@ -678,9 +676,7 @@ fn error_message(id: &str, errors: &[ServerError]) -> String {
 /// A request error with `BAD_REQUEST`.
 fn bad_request(message: &str) -> ServerError {
     let mut error = ServerError::new(message, None);
-    let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", ErrorCode::BadRequest.as_str());
-    error.extensions = Some(extensions);
+    code_if_missing(&mut error, ErrorCode::BadRequest);
     error
 }
 
