@@ -38,6 +38,7 @@ use crate::domain::{OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, MAX_UPSERT_BATCH, Profile};
 use crate::settings::DatabaseSettings;
 use crate::startup::Application;
+use crate::store;
 use crate::wechat::callback::{
     MessageCrypto, encrypted_envelope_xml, event_xml, msg_signature, signature,
 };
@@ -222,6 +223,10 @@ pub(super) async fn run(database: &DatabaseSettings, args: PushArgs) -> anyhow::
             .await?;
         }
     }
+    // A sync refreshes the tables' statistics after its first page (and
+    // each time the pages it wrote double): without them, PostgreSQL plans
+    // the pushes' lookups by key as scans of every row.
+    store::refresh_statistics(state.db(), &["account", "person"]).await?;
     eprintln!(
         "{} followers of {APPS} official accounts written in {:.1} s",
         u64::from(args.people) * APPS as u64,
