@@ -2,8 +2,9 @@
 //! accounts, at a small and at a large number of people.
 //!
 //! The identity graph is written through the identity service in bulk
-//! (`upsert_accounts`, as a sync writes it), so the audience counts are kept
-//! the normal way. Person `i` follows one to four of the apps: spread so
+//! (`upsert_accounts`, as a sync writes it, its tables' statistics refreshed
+//! as a sync refreshes them), so the audience counts are kept the normal
+//! way. Person `i` follows one to four of the apps: spread so
 //! that the accounts add up to `--accounts` exactly, and the combinations
 //! followed vary from person to person. After the first `--small-people`
 //! persons, the `audience` query over the 4 apps is timed, through GraphQL
@@ -25,6 +26,7 @@ use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, MAX_UPSERT_BATCH, Profile};
 use crate::settings::DatabaseSettings;
 use crate::startup::Application;
+use crate::store;
 
 /// Options of `union360 bench audience`.
 #[derive(Debug, Clone, clap::Args)]
@@ -291,8 +293,16 @@ impl Graph {
                 Ok::<(), anyhow::Error>(())
             })
             .buffer_unordered(writers.max(1));
+        // As a sync does, the tables' statistics are refreshed each time
+        // the calls written double: without them, PostgreSQL plans the
+        // lookups by key of a table grown from nothing as scans of it all.
+        let mut calls: u64 = 0;
         while let Some(result) = writes.next().await {
             result?;
+            calls += 1;
+            if calls.is_power_of_two() {
+                store::refresh_statistics(db, &["account", "person"]).await?;
+            }
         }
         Ok(written)
     }
