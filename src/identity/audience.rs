@@ -77,16 +77,26 @@ pub(super) async fn bits<C: ConnectionTrait>(txn: &C) -> Result<Bits, DbErr> {
         .collect())
 }
 
+/// The persons a call created: their only accounts are the call's, so
+/// their masks are known without reading.
+pub(super) struct Created<'a> {
+    /// Each one's mask, from the accounts the call linked to it.
+    pub(super) masks: &'a HashMap<i64, i64>,
+    /// The mask each was inserted with (expected from the rows, before
+    /// they were applied).
+    pub(super) started: &'a HashMap<i64, i64>,
+}
+
 /// Applies `change` to the persons' masks and the cells, at `now`.
-/// `created` holds the mask of each person the call created (whose only
-/// accounts are the call's, so nothing needs reading); `touched`, the other
-/// persons whose `updated_at` the caller sets. Returns the persons whose
-/// mask moved: their `updated_at` is set here, in the same statement.
+/// `created`: the persons the call created; `touched`, the other persons
+/// whose `updated_at` the caller sets. Returns the persons whose mask
+/// moved (a created one only when it was inserted with another mask):
+/// their `updated_at` is set here, in the same statement.
 pub(super) async fn settle<C: ConnectionTrait>(
     txn: &C,
     bits: &Bits,
     change: AudienceChange,
-    created: &HashMap<i64, i64>,
+    created: Created<'_>,
     touched: &BTreeSet<i64>,
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<i64>, DbErr> {
@@ -98,16 +108,18 @@ pub(super) async fn settle<C: ConnectionTrait>(
         }
     }
     let mut moved: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for (&id, &mask) in created {
+    for (&id, &mask) in created.masks {
         if mask != 0 {
-            moved.entry(mask).or_default().push(id);
             *cells.entry((0, mask)).or_default() += 1;
+        }
+        if created.started.get(&id).copied().unwrap_or(0) != mask {
+            moved.entry(mask).or_default().push(id);
         }
     }
     let persons: Vec<i64> = change
         .persons
         .into_iter()
-        .filter(|id| !created.contains_key(id))
+        .filter(|id| !created.masks.contains_key(id))
         .collect();
     // Every other person the call changes is locked in id order, before
     // any of their accounts are read: those whose mask may change, and

@@ -99,15 +99,17 @@ pub(super) async fn held_seats<C: ConnectionTrait>(
     Ok(seats)
 }
 
-/// Creates the persons that do not exist yet and returns all of them by UnionID,
-/// with whether this call created each.
+/// Creates the persons that do not exist yet, each with its audience mask
+/// in `unionids`, and returns all of them by UnionID, with whether this
+/// call created each.
 pub(super) async fn insert_or_get_persons<C: ConnectionTrait>(
     txn: &C,
-    unionids: &BTreeSet<&str>,
+    unionids: &BTreeMap<&str, i64>,
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, (i64, bool)>, DbErr> {
     let mut all = HashMap::with_capacity(unionids.len());
-    let unionids: Vec<&str> = unionids.iter().copied().collect();
+    let masks = unionids;
+    let unionids: Vec<&str> = unionids.keys().copied().collect();
     let find = |ids: Vec<&str>| {
         person::Entity::find()
             .select_only()
@@ -134,6 +136,7 @@ pub(super) async fn insert_or_get_persons<C: ConnectionTrait>(
             unionid: Set((*unionid).to_owned()),
             created_at: Set(now),
             updated_at: Set(now),
+            audience_mask: Set(masks.get(unionid).copied().unwrap_or(0)),
             ..Default::default()
         });
         let mut insert =

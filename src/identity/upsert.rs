@@ -188,23 +188,30 @@ async fn write<C: ConnectionTrait>(
             None => stored.push((index, true, blank(app_id, openid, index, now))),
         }
     }
-    // Phase 2: persons for the UnionIDs that will be linked, in UnionID order.
-    let wanted: BTreeSet<&str> = stored
-        .iter()
-        .filter_map(|(index, _, model)| {
-            let row = &rows[*index];
-            // Rule 4: a snapshot-page virtual user never creates or joins a person.
-            if row.snapshot_user || model.snapshot_user {
-                return None;
-            }
-            let reported = row.unionid.as_ref()?.as_str();
-            match &model.unionid {
-                None => Some(reported),
-                Some(own) if own == reported => Some(reported),
-                Some(_) => None,
-            }
-        })
-        .collect();
+    // Phase 2: persons for the UnionIDs that will be linked, in UnionID
+    // order; a person created here starts with the audience mask its
+    // accounts in this call are expected to give it (corrected afterwards
+    // where they do not).
+    let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+    for (index, _, model) in &stored {
+        let row = &rows[*index];
+        // Rule 4: a snapshot-page virtual user never creates or joins a person.
+        if row.snapshot_user || model.snapshot_user {
+            continue;
+        }
+        let Some(reported) = row.unionid.as_ref().map(|u| u.as_str()) else {
+            continue;
+        };
+        if model.unionid.as_deref().is_some_and(|own| own != reported) {
+            continue;
+        }
+        let mask = wanted.entry(reported).or_default();
+        if let Some(bit) = bits.get(&model.app_id)
+            && row.follow.subscribed.or(model.subscribed) == Some(true)
+        {
+            *mask |= 1 << bit;
+        }
+    }
     let persons = insert_or_get_persons(txn, &wanted, now).await?;
     // The accounts those persons hold in these apps (rule 6); a person this
     // call created holds none yet.
@@ -305,6 +312,12 @@ async fn write<C: ConnectionTrait>(
         .filter(|(_, created)| *created)
         .map(|(id, _)| (*id, 0))
         .collect();
+    // The mask each was created with.
+    let started: HashMap<i64, i64> = persons
+        .iter()
+        .filter(|(_, (_, created))| *created)
+        .map(|(unionid, (id, _))| (*id, wanted.get(unionid.as_str()).copied().unwrap_or(0)))
+        .collect();
     for r in &results {
         let account = &r.account;
         if let (Some(mask), Some(bit)) = (
@@ -319,7 +332,11 @@ async fn write<C: ConnectionTrait>(
     touched.retain(|id| !created_masks.contains_key(id));
     // The other persons concerned are locked in id order, then their masks
     // and the audience counts follow what was written.
-    let updated = audience::settle(txn, &bits, audience, &created_masks, &touched, now).await?;
+    let created = audience::Created {
+        masks: &created_masks,
+        started: &started,
+    };
+    let updated = audience::settle(txn, &bits, audience, created, &touched, now).await?;
     let touched: Vec<i64> = touched.difference(&updated).copied().collect();
     for chunk in touched.chunks(CHUNK) {
         person::Entity::update_many()

@@ -341,6 +341,72 @@ async fn the_audience_is_exact_under_concurrent_writers(backend: Backend) {
     }
 }
 
+on_each_backend!(a_new_person_whose_rows_are_not_all_applied_gets_its_true_mask);
+/// A person created by a call starts with the mask its rows promise; when
+/// a row is refused (rule 6: a second account of one app for the person),
+/// the mask stored and the counts are those of what was applied.
+async fn a_new_person_whose_rows_are_not_all_applied_gets_its_true_mask(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for appid in OAS {
+        app.register_app(appid, "OFFICIAL_ACCOUNT").await;
+    }
+    let (a, b) = (OAS[0], OAS[1]);
+    // In key order: `o-1` takes the person's seat in `a` without
+    // following; `o-2`, following, is refused the link and stays unlinked.
+    let rows = json!([
+        { "appid": a, "openid": "o-1", "unionid": "u-new", "following": false },
+        { "appid": a, "openid": "o-2", "unionid": "u-new", "following": true },
+        { "appid": b, "openid": "o-3", "unionid": "u-new", "following": true },
+    ]);
+    let body = app.graphql(UPSERT, json!({ "rows": rows })).await;
+    assert!(body.get("errors").is_none(), "{backend:?}: {body:#}");
+    let check = |when: &'static str| {
+        let app = &app;
+        async move {
+            let db = app.state.db();
+            let truth = truth(db).await;
+            // Each official account's bit, in the order `truth` indexes them.
+            let apps = app::Entity::find()
+                .order_by_asc(app::Column::Id)
+                .all(db)
+                .await
+                .unwrap();
+            let bit = |i: usize| {
+                let appid = &truth.appids[i];
+                let found = apps.iter().find(|a| &a.appid == appid).unwrap();
+                1i64 << found.audience_bit.unwrap()
+            };
+            for p in person::Entity::find().all(db).await.unwrap() {
+                let want: i64 = truth
+                    .follows
+                    .get(&p.id)
+                    .map(|s| s.iter().map(|&i| bit(i)).sum())
+                    .unwrap_or(0);
+                assert_eq!(p.audience_mask, want, "{backend:?} {when}: {p:?}");
+            }
+            assert_eq!(
+                asked(app, None, None).await,
+                truth.audience(None),
+                "{backend:?} {when}"
+            );
+            truth
+        }
+    };
+    let truth = check("after the call").await;
+    assert_eq!(truth.unlinked[0], 1, "{backend:?}: o-2 stays unlinked");
+    assert_eq!(
+        truth.follows.len(),
+        1,
+        "{backend:?}: one person, through o-3"
+    );
+    // The person moves from the mask stored: it must be the true one.
+    let rows = json!([{ "appid": a, "openid": "o-1", "following": true }]);
+    let body = app.graphql(UPSERT, json!({ "rows": rows })).await;
+    assert!(body.get("errors").is_none(), "{backend:?}: {body:#}");
+    let truth = check("after o-1 follows").await;
+    assert_eq!(truth.follows.values().next().map(BTreeSet::len), Some(2));
+}
+
 on_each_backend!(the_migration_counts_what_was_stored_before_it);
 async fn the_migration_counts_what_was_stored_before_it(backend: Backend) {
     use migration::{Migrator, MigratorTrait};
