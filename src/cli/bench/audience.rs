@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use chrono::Utc;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{BenchDb, mb, ms, peak_rss, quantile};
@@ -26,7 +25,6 @@ use crate::domain::{AppId, OpenId, ProfileSource, UnionId};
 use crate::identity::{self, AccountUpsert, Follow, MAX_UPSERT_BATCH, Profile};
 use crate::settings::DatabaseSettings;
 use crate::startup::Application;
-use crate::store;
 
 /// Options of `union360 bench audience`.
 #[derive(Debug, Clone, clap::Args)]
@@ -286,24 +284,12 @@ impl Graph {
         let db = state.db();
         let per_call = (MAX_UPSERT_BATCH / APPS) as u32;
         let end = range.end;
-        let mut writes = futures::stream::iter(range.step_by(per_call as usize))
-            .map(|from| async move {
-                let rows = self.rows(from..(from + per_call).min(end), now)?;
-                identity::upsert_accounts(db, rows, ProfileSource::UserInfo, now).await?;
-                Ok::<(), anyhow::Error>(())
-            })
-            .buffer_unordered(writers.max(1));
-        // As a sync does, the tables' statistics are refreshed each time
-        // the calls written double: without them, PostgreSQL plans the
-        // lookups by key of a table grown from nothing as scans of it all.
-        let mut calls: u64 = 0;
-        while let Some(result) = writes.next().await {
-            result?;
-            calls += 1;
-            if calls.is_power_of_two() {
-                store::refresh_statistics(db, &["account", "person"]).await?;
-            }
-        }
+        let calls = range.step_by(per_call as usize).map(|from| async move {
+            let rows = self.rows(from..(from + per_call).min(end), now)?;
+            identity::upsert_accounts(db, rows, ProfileSource::UserInfo, now).await?;
+            Ok(())
+        });
+        super::write_graph(db, calls, writers).await?;
         Ok(written)
     }
 

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
+use futures::StreamExt;
 use secrecy::ExposeSecret;
 
 pub use audience::AudienceArgs;
@@ -180,6 +181,31 @@ async fn register_official_accounts(
         appids.push(appid);
     }
     Ok(appids)
+}
+
+/// Runs `calls` (each one write of the identity graph), `writers` at a
+/// time, and refreshes the tables' statistics each time the calls done
+/// double, as a sync does as its pages double: without them, PostgreSQL
+/// plans the lookups by key of a table grown from nothing as scans of all
+/// of it.
+async fn write_graph<F>(
+    db: &sea_orm::DatabaseConnection,
+    calls: impl Iterator<Item = F>,
+    writers: usize,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut writes = futures::stream::iter(calls).buffer_unordered(writers.max(1));
+    let mut done: u64 = 0;
+    while let Some(result) = writes.next().await {
+        result?;
+        done += 1;
+        if done.is_power_of_two() {
+            store::refresh_statistics(db, &["account", "person"]).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The callback token and EncodingAESKey of the `i`th official account a

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use chrono::Utc;
-use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -298,7 +297,8 @@ async fn build(
     let per_call = (MAX_UPSERT_BATCH / APPS) as u32;
     let db = state.db();
     let appids = &appids;
-    let mut writes = futures::stream::iter((0..people).step_by(per_call as usize))
+    let calls = (0..people)
+        .step_by(per_call as usize)
         .map(|from| async move {
             let mut rows = Vec::new();
             for person in from..(from + per_call).min(people) {
@@ -326,12 +326,9 @@ async fn build(
                 }
             }
             identity::upsert_accounts(db, rows, ProfileSource::UserInfo, now).await?;
-            Ok::<(), anyhow::Error>(())
-        })
-        .buffer_unordered(2);
-    while let Some(result) = writes.next().await {
-        result?;
-    }
+            Ok(())
+        });
+    super::write_graph(db, calls, 2).await?;
     Ok((0..people).map(unionid_of).collect())
 }
 
