@@ -133,7 +133,7 @@ impl Siblings {
         let state = ctx.state()?;
         let request = ctx.request()?;
         let refresher = state.refresher();
-        let apps = request.apps(state.apps()).await.api()?;
+        let apps = &request.apps(state.apps()).await.api()?;
         let deadline = request.deadline(refresher.settings().budget);
         let mut round = None;
         if let Some(ticket) = &self.ticket {

@@ -2,21 +2,21 @@
 //! the application state.
 //!
 //! [`RequestContext`] lives as long as one request: its copy of the apps
-//! (read once, from the process's in-memory copy), its refresh [`Round`],
+//! (read once, from the process's in-memory copy; once per event of a
+//! subscription), its refresh [`Round`],
 //! its refresh deadline, and the rows it has read and the SQL statements it
 //! has run against their limits. [`ContextExt`] gives resolvers the application state
 //! and the request context with coded errors, never a bare `ctx.data()?`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Context, ErrorExtensions, ServerResult, Value};
 use entity::app;
 use sea_orm::DbErr;
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::error::{ApiError, ApiResult};
@@ -27,7 +27,7 @@ use crate::store::StatementCounter;
 
 /// What one GraphQL request shares between its resolvers.
 pub struct RequestContext {
-    apps: OnceCell<Arc<AppsById>>,
+    apps: Arc<Mutex<Option<Arc<AppsById>>>>,
     round: Arc<Round>,
     deadline: OnceLock<Instant>,
     rows: Arc<AtomicUsize>,
@@ -49,7 +49,7 @@ impl RequestContext {
     /// run at most `max_statements` SQL statements.
     pub fn new(max_rows: usize, max_statements: u64) -> Self {
         Self {
-            apps: OnceCell::new(),
+            apps: Arc::default(),
             round: Arc::default(),
             deadline: OnceLock::new(),
             rows: Arc::default(),
@@ -66,9 +66,10 @@ impl RequestContext {
     }
 
     /// What starts the next result of a subscription afresh (each event is
-    /// held to the limits of one request).
+    /// held to the limits of one request, and sees the apps as they are).
     pub fn renewal(&self) -> Renewal {
         Renewal {
+            apps: self.apps.clone(),
             rows: self.rows.clone(),
             statements: self.statements.clone(),
         }
@@ -102,10 +103,22 @@ impl RequestContext {
         Ok(())
     }
 
-    /// Every app by id, as the request first saw them (from the process's
-    /// in-memory copy).
-    pub async fn apps(&self, apps: &Apps) -> Result<&Arc<AppsById>, DbErr> {
-        self.apps.get_or_try_init(|| apps.all()).await
+    /// Every app by id, as the request (or the subscription's event) first
+    /// saw them (from the process's in-memory copy).
+    pub async fn apps(&self, apps: &Apps) -> Result<Arc<AppsById>, DbErr> {
+        if let Some(seen) = self.seen_apps() {
+            return Ok(seen);
+        }
+        let all = apps.all().await?;
+        Ok(self.lock_apps().get_or_insert(all).clone())
+    }
+
+    fn seen_apps(&self) -> Option<Arc<AppsById>> {
+        self.lock_apps().clone()
+    }
+
+    fn lock_apps(&self) -> MutexGuard<'_, Option<Arc<AppsById>>> {
+        self.apps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// App `id`; one registered since the request's copy was taken is
@@ -125,15 +138,18 @@ impl RequestContext {
 }
 
 /// Starts the next result of a subscription afresh: its rows and SQL
-/// statements are counted from zero.
+/// statements are counted from zero, and the apps read anew (a name
+/// changed since the subscription began is the new one).
 pub struct Renewal {
+    apps: Arc<Mutex<Option<Arc<AppsById>>>>,
     rows: Arc<AtomicUsize>,
     statements: StatementCounter,
 }
 
 impl Renewal {
-    /// Counts from zero again.
+    /// Counts from zero again, and forgets the apps seen.
     pub fn renew(&self) {
+        *self.apps.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.rows.store(0, Ordering::Relaxed);
         self.statements.reset();
     }

@@ -383,6 +383,44 @@ async fn a_key_without_pii_gets_events_without_personal_fields(backend: Backend)
     );
 }
 
+on_each_backend!(each_event_sees_the_apps_as_they_are);
+/// A subscription lives long: each event reads the apps anew, so a
+/// setting changed since the subscription began shows in the next event.
+async fn each_event_sees_the_apps_as_they_are(backend: Backend) {
+    let (app, oa, _) = start(backend).await;
+    let mut client = Client::ready(&app, &app.key).await;
+    let query = "subscription { accountEvents(kinds: [FOLLOWED]) {
+        openid account { app { appid freshnessTtlSeconds } } } }";
+    client
+        .send(json!({ "type": "subscribe", "id": "1", "payload": { "query": query } }))
+        .await;
+    watching(&app, 1).await;
+    let follow = |n: u32| {
+        json!([{ "appid": oa.appid, "following": true,
+        "openid": format!("oApps{n:022}") }])
+    };
+    let ttl = |payload: &Value| payload["data"]["accountEvents"]["account"]["app"].clone();
+    app.upsert(follow(1)).await;
+    let first = client.event("1").await;
+    assert_eq!(
+        ttl(&first),
+        json!({ "appid": oa.appid, "freshnessTtlSeconds": null }),
+        "{first:#}"
+    );
+    app.data(
+        "mutation($appid: String!) { setFreshnessTtl(appid: $appid, seconds: 3600) { appid } }",
+        json!({ "appid": oa.appid }),
+    )
+    .await;
+    app.upsert(follow(2)).await;
+    let second = client.event("1").await;
+    assert_eq!(
+        ttl(&second),
+        json!({ "appid": oa.appid, "freshnessTtlSeconds": 3600 }),
+        "{second:#}"
+    );
+}
+
 on_postgres!(two_instances_see_each_others_events);
 async fn two_instances_see_each_others_events(backend: Backend) {
     let (first, oa, _) = start(backend).await;
