@@ -91,9 +91,44 @@ const INIT_JS: &str = r#"(function () {
       return {};
     }
   }
+  // A new tab starts with the default headers. The last key a tab sent is
+  // kept here too: new tabs start with it, and a tab still showing the
+  // placeholder sends it rather than the placeholder.
+  var KEY_STORE = 'union360:authorization';
+  function remembered() {
+    try {
+      return window.localStorage.getItem(KEY_STORE) || '';
+    } catch (e) {
+      return '';
+    }
+  }
+  function remember(authorization) {
+    try {
+      window.localStorage.setItem(KEY_STORE, authorization);
+    } catch (e) {
+      // Storage disabled: each tab keeps its own headers.
+    }
+  }
+  function withKey(headers) {
+    var name = Object.keys(headers).find(function (h) {
+      return h.toLowerCase() === 'authorization';
+    });
+    var value = name && typeof headers[name] === 'string' ? headers[name].trim() : '';
+    // No header at all is left as it is: a request without a key, on purpose.
+    if (!value) return headers;
+    if (!/^(Bearer\s+)?</i.test(value)) {
+      if (value !== remembered()) remember(value);
+      return headers;
+    }
+    var kept = remembered();
+    if (!kept) return headers;
+    var copy = Object.assign({}, headers);
+    copy[name] = kept;
+    return copy;
+  }
   var fetcher = function (params, options) {
     options = options || {};
-    var headers = options.headers || storedHeaders();
+    var headers = withKey(options.headers || storedHeaders());
     return baseFetcher(params, Object.assign({}, options, { headers: headers }));
   };
   var root = ReactDOM.createRoot(document.getElementById('graphiql'));
@@ -114,7 +149,8 @@ const INIT_JS: &str = r#"(function () {
       fetcher: fetcher,
       defaultQuery: DEFAULT_QUERY,
       defaultTabs: tabs,
-      defaultHeaders: '{\n  "Authorization": "Bearer <your API key>"\n}',
+      defaultHeaders: JSON.stringify(
+        { Authorization: remembered() || 'Bearer <your API key>' }, null, 2),
       // The key stays in this browser's local storage, never on the server.
       shouldPersistHeaders: true,
       defaultEditorToolsVisibility: 'headers'
