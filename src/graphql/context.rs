@@ -10,13 +10,14 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Context, ErrorExtensions, ServerResult, Value};
 use entity::app;
 use sea_orm::DbErr;
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::error::{ApiError, ApiResult};
@@ -27,7 +28,7 @@ use crate::store::StatementCounter;
 
 /// What one GraphQL request shares between its resolvers.
 pub struct RequestContext {
-    apps: Arc<Mutex<Option<Arc<AppsById>>>>,
+    apps: SeenApps,
     round: Arc<Round>,
     deadline: OnceLock<Instant>,
     rows: Arc<AtomicUsize>,
@@ -49,7 +50,7 @@ impl RequestContext {
     /// run at most `max_statements` SQL statements.
     pub fn new(max_rows: usize, max_statements: u64) -> Self {
         Self {
-            apps: Arc::default(),
+            apps: SeenApps::default(),
             round: Arc::default(),
             deadline: OnceLock::new(),
             rows: Arc::default(),
@@ -106,19 +107,9 @@ impl RequestContext {
     /// Every app by id, as the request (or the subscription's event) first
     /// saw them (from the process's in-memory copy).
     pub async fn apps(&self, apps: &Apps) -> Result<Arc<AppsById>, DbErr> {
-        if let Some(seen) = self.seen_apps() {
-            return Ok(seen);
-        }
-        let all = apps.all().await?;
-        Ok(self.lock_apps().get_or_insert(all).clone())
-    }
-
-    fn seen_apps(&self) -> Option<Arc<AppsById>> {
-        self.lock_apps().clone()
-    }
-
-    fn lock_apps(&self) -> MutexGuard<'_, Option<Arc<AppsById>>> {
-        self.apps.lock().unwrap_or_else(PoisonError::into_inner)
+        // Resolvers asking at once wait for one read.
+        let cell = self.apps.current();
+        cell.get_or_try_init(|| apps.all()).await.cloned()
     }
 
     /// App `id`; one registered since the request's copy was taken is
@@ -137,11 +128,29 @@ impl RequestContext {
     }
 }
 
+/// The apps as a request saw them first: read once, by whichever resolver
+/// asks first, until a subscription's next event forgets them.
+#[derive(Clone, Default)]
+struct SeenApps(Arc<Mutex<Arc<OnceCell<Arc<AppsById>>>>>);
+
+impl SeenApps {
+    fn current(&self) -> Arc<OnceCell<Arc<AppsById>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Arc::default();
+    }
+}
+
 /// Starts the next result of a subscription afresh: its rows and SQL
-/// statements are counted from zero, and the apps read anew (a name
-/// changed since the subscription began is the new one).
+/// statements are counted from zero, and the apps read anew (an app's
+/// settings changed since the subscription began show as they are now).
 pub struct Renewal {
-    apps: Arc<Mutex<Option<Arc<AppsById>>>>,
+    apps: SeenApps,
     rows: Arc<AtomicUsize>,
     statements: StatementCounter,
 }
@@ -149,7 +158,7 @@ pub struct Renewal {
 impl Renewal {
     /// Counts from zero again, and forgets the apps seen.
     pub fn renew(&self) {
-        *self.apps.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.apps.forget();
         self.rows.store(0, Ordering::Relaxed);
         self.statements.reset();
     }
