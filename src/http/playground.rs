@@ -91,20 +91,29 @@ const INIT_JS: &str = r#"(function () {
       return {};
     }
   }
-  // A new tab starts with the default headers. The last key a tab sent is
-  // kept here too: new tabs start with it, and a tab still showing the
-  // placeholder sends it rather than the placeholder.
-  var KEY_STORE = 'union360:authorization';
+  // A new tab starts with the placeholder header. The last key a tab sent
+  // is kept beside GraphiQL's own storage (so that its "Clear storage"
+  // forgets it too, and only while headers are persisted): a tab still
+  // showing the placeholder sends it instead.
+  var KEY_STORE = 'graphiql:union360-authorization';
+  function persisting() {
+    try {
+      return window.localStorage.getItem('graphiql:shouldPersistHeaders') !== 'false';
+    } catch (e) {
+      return false;
+    }
+  }
   function remembered() {
     try {
-      return window.localStorage.getItem(KEY_STORE) || '';
+      return persisting() ? window.localStorage.getItem(KEY_STORE) || '' : '';
     } catch (e) {
       return '';
     }
   }
   function remember(authorization) {
     try {
-      window.localStorage.setItem(KEY_STORE, authorization);
+      if (persisting()) window.localStorage.setItem(KEY_STORE, authorization);
+      else window.localStorage.removeItem(KEY_STORE);
     } catch (e) {
       // Storage disabled: each tab keeps its own headers.
     }
@@ -149,8 +158,7 @@ const INIT_JS: &str = r#"(function () {
       fetcher: fetcher,
       defaultQuery: DEFAULT_QUERY,
       defaultTabs: tabs,
-      defaultHeaders: JSON.stringify(
-        { Authorization: remembered() || 'Bearer <your API key>' }, null, 2),
+      defaultHeaders: '{\n  "Authorization": "Bearer <your API key>"\n}',
       // The key stays in this browser's local storage, never on the server.
       shouldPersistHeaders: true,
       defaultEditorToolsVisibility: 'headers'
