@@ -21,13 +21,13 @@
 //! loses its place ([`tokio::sync::broadcast`]'s lag), and its connection
 //! is closed, so no watcher holds memory without bound. When the
 //! `LISTEN`ing connection is lost, watchers are told
-//! ([`Batch::Interrupted`]): what was sent meanwhile never reaches them.
+//! ([`Batch::Interrupted`]): what was sent meanwhile never reaches them. A
+//! publishing task that cannot keep up drops batches and counts them
+//! (`union360_events_dropped_total`) rather than hold writers back.
 //!
 //! Each writer publishes after its own commit, so the events of two writers
 //! that commit at nearly the same moment may arrive in either order: an
-//! event says what changed, and the account as stored says where it stands. A publishing task
-//! that cannot keep up drops batches and counts them
-//! (`union360_events_dropped_total`) rather than hold writers back.
+//! event says what changed, and the account as stored says where it stands.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::crypto::{KeyOrigin, MasterKey};
@@ -115,7 +115,9 @@ impl Application {
         }
         let flush_every = self.state.settings().server.keys.last_used_flush();
         let flusher = tokio::spawn(store::in_background(keys.clone().flush_every(flush_every)));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        // One signal stops everything: the listeners, the sync worker, and
+        // the subscribers (through the state, which the router reads).
+        let stop_rx = self.state.stopping();
         let stopped = move || {
             let mut stop_rx = stop_rx.clone();
             async move {
@@ -150,9 +152,7 @@ impl Application {
         };
         let grace_over = async move {
             shutdown.await;
-            // Subscribers are told to go (they would hold on for ever).
             state.begin_stopping();
-            let _ = stop_tx.send(true);
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
